@@ -1,0 +1,137 @@
+"""Sessions for xstable: one environment per Keras backend, because Keras fixes its backend at import.
+
+Usage:
+    nox                          # = nox -s tests: TensorFlow, PyTorch and JAX on CPU
+    nox -s tests-torch           # one backend
+    nox -s tests-jax -- -k safe  # arguments after `--` go to pytest
+    nox -l                       # list every session
+
+GPU sessions install backends/<backend>-gpu.txt and stop with an error when the backend sees no
+GPU. On a machine with no package registry whose Python already has the backend, keras, pytest
+and hypothesis installed, run them without installing anything:
+    XSTABLE_NOX_NO_INSTALL=1 nox --no-venv -s tests-torch-gpu
+"""
+
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+BACKENDS = ("tensorflow", "torch", "jax")
+NO_INSTALL = os.environ.get("XSTABLE_NOX_NO_INSTALL") == "1"
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = False
+
+_GPU_PROBES = {
+    "tensorflow": "import tensorflow as tf, sys; sys.exit(0 if tf.config.list_physical_devices('GPU') else 1)",
+    "torch": "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)",
+    "jax": "import jax, sys; sys.exit(0 if any(d.platform == 'gpu' for d in jax.devices()) else 1)",
+}
+
+
+def _requirements(backend, device):
+    return str(ROOT / "backends" / f"{backend}-{device}.txt")
+
+
+def _install(session, requirements, extras="test"):
+    """Installs pinned backends and xstable, or nothing when XSTABLE_NOX_NO_INSTALL=1."""
+    if NO_INSTALL:
+        session.env["PYTHONPATH"] = str(ROOT)
+        session.log("XSTABLE_NOX_NO_INSTALL=1: using the packages already installed")
+        return
+    session.install("-r", requirements)
+    session.install(f".[{extras}]")
+
+
+def _require_gpu(session, backend):
+    code = _GPU_PROBES[backend]
+    try:
+        session.run("python", "-c", code, silent=True, env={"KERAS_BACKEND": backend})
+    except nox.command.CommandFailed:
+        session.error(
+            f"No GPU is visible to {backend}: the session `{session.name}` needs one. "
+            "Check `nvidia-smi`, the CUDA driver and that backends/"
+            f"{backend}-gpu.txt installed a GPU build; use `nox -s tests-{backend}` for CPU."
+        )
+
+
+def _pytest(session, backend, device):
+    session.env["KERAS_BACKEND"] = backend
+    session.env["XSTABLE_TEST_DEVICE"] = device
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+def _make_test_session(backend, device):
+    name = f"tests-{backend}" if device == "cpu" else f"tests-{backend}-gpu"
+
+    def run_tests(session):
+        _install(session, _requirements(backend, device))
+        session.env["KERAS_BACKEND"] = backend
+        if device == "gpu":
+            _require_gpu(session, backend)
+        _pytest(session, backend, device)
+
+    run_tests.__doc__ = (
+        f"Run the test suite on the {backend} backend ({device.upper()}).\n\n"
+        f"Usage: nox -s {name} [-- pytest arguments]"
+    )
+    return nox.session(name=name, python=False if NO_INSTALL else None)(run_tests)
+
+
+def _make_bench_session(backend):
+    name = f"bench-{backend}"
+
+    def run_bench(session):
+        _install(session, _requirements(backend, "cpu"), extras="test")
+        session.env["KERAS_BACKEND"] = backend
+        scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))
+        if session.posargs:
+            scripts = [s for s in scripts if any(p in s.name for p in session.posargs)]
+        if not scripts:
+            session.error("No benchmarks/bench_*.py matched the given arguments.")
+        for script in scripts:
+            session.run("python", str(script))
+
+    run_bench.__doc__ = (
+        f"Benchmarks on {backend}: ratios against plain Keras, measured side by side.\n\n"
+        f"Usage: nox -s {name} [-- name-filter ...]"
+    )
+    return nox.session(name=name, python=False if NO_INSTALL else None)(run_bench)
+
+
+for _backend in BACKENDS:
+    globals()[f"tests_{_backend}"] = _make_test_session(_backend, "cpu")
+    globals()[f"tests_{_backend}_gpu"] = _make_test_session(_backend, "gpu")
+    globals()[f"bench_{_backend}"] = _make_bench_session(_backend)
+
+
+@nox.session(python=False)
+def tests(session):
+    """Run the suite on all three CPU backends, each in its own environment (the default).
+
+    Usage: nox -s tests [-- pytest arguments]
+    """
+    for backend in BACKENDS:
+        session.notify(f"tests-{backend}", posargs=session.posargs)
+
+
+@nox.session(python=False)
+def bench(session):
+    """Run the benchmarks on all three CPU backends.
+
+    Usage: nox -s bench [-- name-filter ...]
+    """
+    for backend in BACKENDS:
+        session.notify(f"bench-{backend}", posargs=session.posargs)
+
+
+@nox.session
+def lint(session):
+    """Lint and check formatting with ruff.
+
+    Usage: nox -s lint
+    """
+    session.install("ruff")
+    session.run("ruff", "check", ".")
