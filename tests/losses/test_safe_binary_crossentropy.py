@@ -160,12 +160,14 @@ def _reference_forward(model, x, y):
 def _loss_and_output_kernel_gradient(model, x, y, loss):
     """Loss and its gradient wrt the output layer's kernel, through the sigmoid."""
     hidden = to_numpy(keras.ops.stop_gradient(model.layers[0](x)))
-    bias = to_numpy(model.layers[1].bias)
+    kernel0, bias = model.layers[1].get_weights()
 
     def fn(kernel):
-        return loss(y, keras.ops.sigmoid(keras.ops.matmul(hidden, kernel) + bias))
+        logits = keras.ops.matmul(keras.ops.convert_to_tensor(hidden), kernel)
+        logits = logits + keras.ops.convert_to_tensor(bias)
+        return loss(y, keras.ops.sigmoid(logits))
 
-    return value_and_grad(fn, to_numpy(model.layers[1].kernel))
+    return value_and_grad(fn, kernel0)
 
 
 @pytest.mark.parametrize("bias", [10.0, -25.0], ids=["seed002-bias10", "fully-saturated"])
