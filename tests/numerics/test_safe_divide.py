@@ -39,7 +39,7 @@ def test_value_and_gradients_on_adversarial_inputs(xy):
     expected_gx = np.where(nonzero, 1.0 / y_safe, 0.0)
     expected_gy = np.where(nonzero, -x64 / y_safe**2, 0.0)
     assert_matches_reference(grad_x, expected_gx, "float32", what="gradient wrt x")
-    representable = np.abs(expected_gy) < FLOAT32_MAX
+    representable = (np.abs(expected_gy) < FLOAT32_MAX) & ~subnormal_x
     assert np.isfinite(grad_y[representable]).all(), (x, y, grad_y)
     assert_matches_reference(
         grad_y[representable], expected_gy[representable], "float32_loose", what="gradient wrt y"
