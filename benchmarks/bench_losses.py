@@ -120,13 +120,14 @@ def compare(name, keras_loss, safe_loss, units, activation, y, repeats, steps):
         ratios.append(t_safe / t_keras)
     print(
         f"{name}: safe / keras step time, median of {repeats} interleaved runs of {steps} "
-        f"steps: {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f})"
+        f"steps: {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f})",
+        flush=True,
     )
 
 
 def main():
     quick = "--quick" in sys.argv
-    repeats, steps = (3, 5) if quick else (9, 20)
+    repeats, steps = (3, 5) if quick else (7, 10)
     report_saturation()
     print(f"\n# Training-step cost on {keras.config.backend()} (batch 512, MLP 64-256-256-k)")
     rng = np.random.default_rng(1)
