@@ -345,7 +345,9 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
                 consecutive = ops.where(over_limit, zero, consecutive)
         skipped = ops.where(apply, zero, one)
 
-        lr_scale = self.lr_scale.value
+        # This step runs at the scale decided by earlier steps; changes apply from the next.
+        step_lr_scale = self.lr_scale.value
+        lr_scale = step_lr_scale
         if self._backs_off:
             factor = self.lr_backoff_factor
             back_off = ops.logical_not(finite) if self.lr_backoff_on_skip else None
@@ -366,7 +368,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         self.consecutive_skips.assign(consecutive)
         self.skipped_steps.assign(ops.add(self.skipped_steps.value, skipped))
         self.grad_norm.assign(norm)
-        return grads, apply, lr_scale
+        return grads, apply, step_lr_scale
 
     @contextlib.contextmanager
     def _scaled_inner_learning_rate(self, lr_scale):
@@ -573,7 +575,9 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        inner = keras.saving.deserialize_keras_object(
+        # `keras.optimizers.deserialize` maps built-in optimizers to the active backend's
+        # class; a file saved on torch names the torch Adam module.
+        inner = keras.optimizers.deserialize(
             config.pop("inner_optimizer"), custom_objects=custom_objects
         )
         return cls(inner, **config)
