@@ -327,7 +327,7 @@ np.savez({ref!r}, *[keras.ops.convert_to_numpy(v) for v in model.optimizer.varia
 
 
 def test_keras_file_loads_across_backends(tmp_path, backend):
-    source = "jax" if backend != "jax" else "torch"
+    source = "tensorflow" if backend != "tensorflow" else "torch"
     path, ref = str(tmp_path / "other.keras"), str(tmp_path / "ref.npz")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     subprocess.run(

@@ -1,6 +1,7 @@
 """`GuardedOptimizer`: clipping and skipping of non-finite steps around any Keras optimizer."""
 
 import contextlib
+import copy
 import math
 import numbers
 
@@ -346,7 +347,8 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         skipped = ops.where(apply, zero, one)
 
         # This step runs at the scale decided by earlier steps; changes apply from the next.
-        step_lr_scale = self.lr_scale.value
+        # (A copy: on torch `.value` is the storage that the assign below overwrites.)
+        step_lr_scale = ops.copy(self.lr_scale.value)
         lr_scale = step_lr_scale
         if self._backs_off:
             factor = self.lr_backoff_factor
@@ -578,6 +580,6 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         # `keras.optimizers.deserialize` maps built-in optimizers to the active backend's
         # class; a file saved on torch names the torch Adam module.
         inner = keras.optimizers.deserialize(
-            config.pop("inner_optimizer"), custom_objects=custom_objects
+            copy.deepcopy(config.pop("inner_optimizer")), custom_objects=custom_objects
         )
         return cls(inner, **config)
