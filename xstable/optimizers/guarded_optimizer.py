@@ -95,9 +95,10 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
     is divided by the factor again (up to the inner optimizer's own learning rate). The
     effective rate is `inner learning rate * lr_scale`.
 
-    The state is the inner optimizer's plus five scalars (`skipped_steps`,
-    `consecutive_skips`, `good_steps`, `lr_scale`, `grad_norm`); no copy of the weights or
-    slots is kept.
+    The state is the inner optimizer's plus scalars: `skipped_steps`, `consecutive_skips`,
+    `good_steps`, `lr_scale`, `grad_norm` (the global gradient norm before clipping) and the
+    `iteration`/`learning_rate` pair every Keras optimizer has (unused here). No copy of the
+    weights or slots is kept.
 
     Args:
         inner_optimizer: `keras.optimizers.Optimizer` instance or name (e.g. `"adam"`). It
