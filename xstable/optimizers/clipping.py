@@ -6,6 +6,7 @@ the "double where" of `keras.optimizers.Optimizer._clip_by_norm`: a zero norm is
 *before* the square root and selected back afterwards, so values and gradients stay finite at 0.
 """
 
+import keras
 from keras import ops
 
 __all__ = [
@@ -40,6 +41,10 @@ def global_norm(grads):
     >>> float(global_norm([keras.ops.ones((2,)), keras.ops.ones((2,))]))
     2.0
     """
+    if keras.config.backend() == "torch":
+        from xstable.optimizers import _backend_torch_norm
+
+        return _backend_torch_norm.global_norm(grads)
     squares = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads if g is not None]
     if not squares:
         return ops.zeros((), dtype="float32")
@@ -100,6 +105,10 @@ def clip_by_global_norm(grads, clipnorm, norm=None):
     if norm is None:
         norm = global_norm(grads)
     scale = ops.divide(clipnorm, ops.maximum(norm, clipnorm))
+    if keras.config.backend() == "torch":
+        from xstable.optimizers import _backend_torch_norm
+
+        return _backend_torch_norm.scale_all(grads, scale)
     return [None if g is None else ops.multiply(g, ops.cast(scale, g.dtype)) for g in grads]
 
 
