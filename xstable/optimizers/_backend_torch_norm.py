@@ -1,0 +1,26 @@
+"""PyTorch-only: the global gradient norm and its clip with fused `torch._foreach` kernels.
+
+`keras.ops` needs two eager ops per gradient for a norm (square, sum) and one per gradient for
+the clip scale; with torch running eagerly each is a separate dispatch and a full temporary.
+`torch._foreach_norm` / `torch._foreach_mul` do the same in one call each, which is what keeps
+the guard's cost near a plain Adam step on torch. Same results as the `keras.ops` path
+(NaN/inf propagate), tested through `tests/optimizers/test_clipping.py` on torch.
+"""
+
+import torch
+
+__all__ = []
+
+
+def global_norm(grads):
+    tensors = [g for g in grads if g is not None]
+    if not tensors:
+        return torch.zeros((), dtype=torch.float32)
+    norms = torch._foreach_norm([t.float() if t.dtype != torch.float32 else t for t in tensors])
+    return torch.linalg.vector_norm(torch.stack(norms))
+
+
+def scale_all(grads, scale):
+    tensors = [g for g in grads if g is not None]
+    scaled = iter(torch._foreach_mul(tensors, scale.to(tensors[0].dtype)) if tensors else [])
+    return [None if g is None else next(scaled) for g in grads]
