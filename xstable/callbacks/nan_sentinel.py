@@ -490,7 +490,14 @@ class NaNSentinel(keras.callbacks.Callback):
                 "batch was shuffled (use snapshot_every=1 and fit(shuffle=False) to replay "
                 "it exactly)",
             }
-        return {"found": True, "location": location.to_dict(), "summary": str(location)}
+        # locate_nonfinite numbers rows within the batch; the report also gives them in `data`.
+        data_rows = [start + int(row) for row in getattr(location, "rows", [])]
+        return {
+            "found": True,
+            "location": location.to_dict(),
+            "data_rows": data_rows,
+            "summary": str(location),
+        }
 
     def _one_line_summary(self):
         trigger = self.report["trigger"]
@@ -599,6 +606,8 @@ def format_report_text(report):
     lines.append("locate_nonfinite on the replayed batch:")
     if locate.get("found"):
         lines.extend("  " + line for line in str(locate["summary"]).splitlines())
+        if locate.get("data_rows"):
+            lines.append(f"  Those batch rows are rows {locate['data_rows'][:20]} of `data`.")
     elif "skipped" in locate:
         lines.append(f"  skipped: {locate['skipped']}")
     elif "error" in locate:

@@ -178,14 +178,15 @@ class DiagnosisReport:
             lines.append("No problems found.")
         lines.extend(str(finding) + "\n" for finding in self.findings)
         step = self.training_step
+        rows = step.get("rows") or []
+        if len(rows) > 8:
+            rows = f"{len(rows)} rows ({', '.join(str(r) for r in rows[:8])}, ...)"
         if step.get("ran"):
             if step.get("finite"):
-                lines.append(
-                    f"One instrumented training step on rows {step.get('rows')} was finite."
-                )
+                lines.append(f"One instrumented training step on rows {rows} was finite.")
             else:
                 lines.append(
-                    f"One instrumented training step on rows {step.get('rows')} was "
+                    f"One instrumented training step on rows {rows} was "
                     "NOT finite (see the nonfinite-training-step finding)."
                 )
         else:
