@@ -127,6 +127,12 @@ def test_nan_input_row_stops_and_restores_state_before_the_failing_step(tmp_path
     assert report["offending_batch"]["rows"] == [32, 48]
     assert report["data_nonfinite_rows"] == {"x": {"count": 1, "first_rows": [37]}}
     assert report["action"] == "stopped"
+    # The replay with locate_nonfinite from the restored state names the input row.
+    located = report["locate_nonfinite"]
+    assert located["found"], located
+    assert located["location"]["stage"] == "input"
+    assert located["location"]["rows"] == [5]
+    assert located["data_rows"] == [37]
 
 
 def test_reports_are_valid_json_and_readable_text(tmp_path):
@@ -144,6 +150,7 @@ def test_reports_are_valid_json_and_readable_text(tmp_path):
     assert "non-finite loss `loss` = nan" in text
     assert "epoch 0, batch 0" in text
     assert "`x` has 1 row(s) with NaN/Inf, first: [5]" in text
+    assert "stage=input" in text and "rows [5] of `data`" in text
     assert sorted(os.listdir(tmp_path / "r")) == [REPORT_JSON_NAME, REPORT_TEXT_NAME]
 
 
