@@ -186,7 +186,10 @@ def model_facts(model):
         {
             str(layer.dtype_policy.compute_dtype)
             for layer in _walk_layers(model)
-            if getattr(layer, "dtype_policy", None) is not None and layer.weights
+            # Leaf layers only: a container's own policy says nothing about what computes.
+            if getattr(layer, "dtype_policy", None) is not None
+            and layer.weights
+            and not getattr(layer, "layers", None)
         }
     )
     return ModelFacts(
