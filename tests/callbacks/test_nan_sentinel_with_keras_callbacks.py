@@ -148,14 +148,14 @@ def test_batch_frequency_backup_listed_after_the_sentinel_never_holds_nan(tmp_pa
                 recorder,
                 NaNSentinel(report_dir=None, on_nonfinite="raise", verbose=0),
                 keras.callbacks.BackupAndRestore(backup_dir, save_freq=1),
-                PoisonWeights(epoch=1, batch=2),
+                PoisonWeights(epoch=0, batch=2),
             ],
         )
-    # The last backup was written after batch 1 of epoch 1, i.e. the state before batch 2,
-    # which is exactly the state the sentinel restored.
+    # The last backup was written after batch 1, i.e. the state before batch 2, which is
+    # exactly the state the sentinel restored.
     _assert_bit_identical(
         _weights_in_file(os.path.join(backup_dir, "latest.weights.h5")),
-        recorder.before[(1, 2)][0],
+        recorder.before[(0, 2)][0],
         "batch-level backup",
     )
-    _assert_bit_identical(_numpy_copies(model.weights), recorder.before[(1, 2)][0], "model")
+    _assert_bit_identical(_numpy_copies(model.weights), recorder.before[(0, 2)][0], "model")
