@@ -91,11 +91,18 @@ def _model():
     return model
 
 
-def test_nan_input_row_stops_and_restores_state_before_the_failing_step(tmp_path):
+@pytest.mark.parametrize("keep_last_good", ["device", "host"])
+def test_nan_input_row_stops_and_restores_state_before_the_failing_step(tmp_path, keep_last_good):
     x, y = _data(nan_row=37)  # batch 2 with batch_size 16
     model = _model()
     recorder = StateRecorder()
-    sentinel = NaNSentinel(report_dir=tmp_path, data=(x, y), batch_size=BATCH, verbose=0)
+    sentinel = NaNSentinel(
+        report_dir=tmp_path,
+        data=(x, y),
+        batch_size=BATCH,
+        keep_last_good=keep_last_good,
+        verbose=0,
+    )
     model.fit(
         x, y, batch_size=BATCH, epochs=3, shuffle=False, verbose=0, callbacks=[recorder, sentinel]
     )
@@ -124,6 +131,7 @@ def test_nan_input_row_stops_and_restores_state_before_the_failing_step(tmp_path
     }
     assert report["restored"]["done"] and report["restored"]["exact_state_before_failing_step"]
     assert report["restored"]["steps_undone"] == 1
+    assert report["restored"]["kept_on"] == keep_last_good
     assert report["offending_batch"]["rows"] == [32, 48]
     assert report["data_nonfinite_rows"] == {"x": {"count": 1, "first_rows": [37]}}
     assert report["action"] == "stopped"

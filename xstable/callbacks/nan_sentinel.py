@@ -11,12 +11,12 @@ import numpy as np
 
 from xstable.callbacks._atomic_write import atomic_write_text
 from xstable.errors import NonFiniteError
-from xstable.runtime import library_versions
+from xstable.runtime import active_device, library_versions
 
 __all__ = ["NaNSentinel"]
 
 _ON_NONFINITE = ("stop", "raise")
-_KEEP_LAST_GOOD = ("device", "host")
+_KEEP_LAST_GOOD = ("auto", "device", "host")
 REPORT_JSON_NAME = "nonfinite_report.json"
 REPORT_TEXT_NAME = "nonfinite_report.txt"
 
@@ -102,13 +102,15 @@ class NaNSentinel(keras.callbacks.Callback):
        (`on_nonfinite="raise"`).
 
     Cost of keeping the last good state: before every `snapshot_every`-th step the sentinel
-    copies all model and optimizer variables. With `keep_last_good="device"` (default) the
-    copy stays on the accelerator (no host synchronisation; two copies are kept, so device
-    memory for weights and optimizer slots grows 2x). With `keep_last_good="host"` the copies
-    are NumPy arrays (host memory, but one device-to-host transfer of all variables per
-    snapshot). A larger `snapshot_every` is cheaper, but the restored state is then up to
-    `snapshot_every` steps older than the failure and the replay may not reproduce it; the
-    report says how many steps were lost.
+    copies all model and optimizer variables (two snapshots are kept). With
+    `keep_last_good="device"` the copies stay on the accelerator: no host synchronisation,
+    but device memory for weights and optimizer slots grows 2x. With `"host"` they are NumPy
+    arrays: host memory, and one device-to-host transfer of all variables per snapshot,
+    which on a CPU is a plain memory copy. `"auto"` (default) picks `"host"` when the backend
+    computes on the CPU and `"device"` otherwise. A larger `snapshot_every` is cheaper, but
+    the restored state is then up to `snapshot_every` steps older than the failure and the
+    replay may not reproduce it; the report says how many steps were undone. Measured costs
+    are in `docs/diagnose.md`.
 
     How the offending batch is found: Keras numbers batches within an epoch. With `data` and
     `batch_size` the sentinel maps batch `b` to rows `b*batch_size ... (b+1)*batch_size - 1`,
@@ -138,7 +140,8 @@ class NaNSentinel(keras.callbacks.Callback):
         batch_size: int. The `batch_size` passed to `fit` (Keras's default is 32). Only used
             with `data`.
         snapshot_every: int >= 1. Take a snapshot before every `snapshot_every`-th step.
-        keep_last_good: str. `"device"` or `"host"`, where the snapshots live (see above).
+        keep_last_good: str. `"auto"`, `"device"` or `"host"`: where the snapshots live
+            (see above).
         include_optimizer: bool. Also snapshot and restore the optimizer's variables (moments,
             iteration count), so that training can continue from a consistent state.
         verbose: int. 1 prints one line when the sentinel fires; 0 is silent.
@@ -166,7 +169,7 @@ class NaNSentinel(keras.callbacks.Callback):
         data=None,
         batch_size=32,
         snapshot_every=1,
-        keep_last_good="device",
+        keep_last_good="auto",
         include_optimizer=True,
         verbose=1,
     ):
@@ -207,6 +210,9 @@ class NaNSentinel(keras.callbacks.Callback):
         self.batch_size = batch_size
         self.snapshot_every = snapshot_every
         self.keep_last_good = keep_last_good
+        self._snapshot_place = keep_last_good
+        if keep_last_good == "auto":
+            self._snapshot_place = "host" if active_device() == "cpu" else "device"
         self.include_optimizer = include_optimizer
         self.verbose = verbose
         self._reset()
@@ -230,7 +236,7 @@ class NaNSentinel(keras.callbacks.Callback):
         return model_variables, optimizer_variables
 
     def _copy(self, variable):
-        if self.keep_last_good == "device":
+        if self._snapshot_place == "device":
             return keras.ops.copy(variable.value)
         # np.array(copy=True): on CPU, torch and JAX can hand out views of live buffers.
         return np.array(keras.ops.convert_to_numpy(variable.value), copy=True)
@@ -245,7 +251,7 @@ class NaNSentinel(keras.callbacks.Callback):
                 epoch=self._epoch,
                 batch=batch,
                 global_step=self._global_step,
-                where=self.keep_last_good,
+                where=self._snapshot_place,
             )
         )
 
