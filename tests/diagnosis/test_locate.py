@@ -96,9 +96,9 @@ def test_clean_step_returns_none_and_changes_nothing():
     before = [to_numpy(v) for v in model.variables]
     optimizer_before = [to_numpy(v) for v in model.optimizer.variables]
     assert locate_nonfinite(model, x, y) is None
-    for v, old in zip(model.variables, before):
+    for v, old in zip(model.variables, before, strict=True):
         np.testing.assert_array_equal(to_numpy(v), old, err_msg=v.path)
-    for v, old in zip(model.optimizer.variables, optimizer_before):
+    for v, old in zip(model.optimizer.variables, optimizer_before, strict=True):
         np.testing.assert_array_equal(to_numpy(v), old, err_msg=v.path)
 
 
