@@ -171,3 +171,13 @@ def test_report_orders_by_severity_and_serializes_non_finite_numbers():
 def test_finding_rejects_an_unknown_severity():
     with pytest.raises(ValueError, match=r"`severity` must be one of.*Received: severity='fatal'"):
         Finding("a", "fatal", "t", {}, "f", "e")
+
+
+def test_default_adam_on_a_wide_layer_is_not_flagged():
+    # Wide layers have small initial weights (Glorot: ~0.02 here); Adam's default 1e-3 is fine.
+    x = np.random.default_rng(0).normal(size=(32, 1024)).astype("float32")
+    model = keras.Sequential(
+        [keras.Input((1024,)), keras.layers.Dense(1024, activation="relu"), keras.layers.Dense(1)]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    assert "learning-rate-too-large" not in _quick(model, x, x[:, :1]).codes

@@ -43,7 +43,7 @@ _KERAS_EPSILON = 1e-7
 _SATURATION_MARGIN = 1e-4
 _SATURATED_FRACTION = 0.5
 # Adam-like optimizers move each weight by about `learning_rate` per step.
-_ADAPTIVE_LR_WARNING = 0.1
+_ADAPTIVE_LR_WARNING = 0.25
 _ADAPTIVE_LR_ERROR = 1.0
 _FLOAT16_MAX = 65504.0
 
