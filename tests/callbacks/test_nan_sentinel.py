@@ -277,3 +277,20 @@ def test_finite_training_is_untouched(tmp_path):
 def test_bad_arguments_are_named(kwargs, error, match):
     with pytest.raises(error, match=f"`{match}`.*Received"):
         NaNSentinel(**kwargs)
+
+
+def test_nonfinite_metric_with_finite_loss_is_reported_as_a_metric(tmp_path):
+    def log_of_zero(y_true, y_pred):
+        return keras.ops.log(keras.ops.min(y_pred) - keras.ops.min(y_pred))  # -inf
+
+    x, y = _data()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse", metrics=[log_of_zero])
+    sentinel = NaNSentinel(report_dir=None, verbose=0)
+    history = model.fit(
+        x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0, callbacks=[sentinel]
+    )
+    trigger = sentinel.report["trigger"]
+    assert (trigger["kind"], trigger["name"], trigger["value"]) == ("metric", "log_of_zero", "-inf")
+    assert trigger["batch"] == 0 and sentinel.report["logs"]["loss"] is not None
+    assert len(history.history["loss"]) == 1
