@@ -22,7 +22,7 @@ This is the one module where xstable asks `tf.distribute` about replicas.
 
 import keras
 
-__all__ = ["replicas_in_sync", "cross_replica_guarded_apply"]
+__all__ = ["cross_replica_guarded_apply", "global_mean_divisor", "replicas_in_sync"]
 
 
 def _tf_replica_context():
@@ -51,6 +51,60 @@ def replicas_in_sync():
         return 1
     context = _tf_replica_context()
     return 1 if context is None else context.num_replicas_in_sync
+
+
+def _torch_world_size():
+    import torch.distributed
+
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return 1
+    return torch.distributed.get_world_size()
+
+
+def global_mean_divisor(local_count):
+    """Returns the divisor that turns a replica's masked sum into its share of the global mean.
+
+    A loss that averages over the *valid* samples only (e.g. `SafeLoss` leaving non-finite
+    samples out) must divide by the number of valid samples in the whole global batch, not in
+    the replica's shard: the shards hold different numbers of valid samples, so averaging the
+    per-shard means differs from the single-device mean. With this divisor,
+    `local_sum / global_mean_divisor(local_count)` combined the way the backend combines
+    replica gradients gives `global_sum / global_count`, as on one device:
+
+    - TensorFlow replica context with N > 1 replicas: the all-reduced count. The replicas'
+      gradients are summed, so the per-replica losses must add up to the global mean (this
+      replaces Keras's `1 / N` loss scaling, which assumes equal shards).
+    - PyTorch with `torch.distributed` initialised (world size W > 1, DistributedDataParallel):
+      the all-reduced count divided by W, because DDP averages the gradients.
+    - Otherwise (one device, or JAX, whose step already sees the global batch): `local_count`.
+
+    Every replica must call it at the same point of its step (it is a collective).
+
+    Args:
+        local_count: Scalar float tensor, the number (or total weight) of valid samples in
+            this replica's shard.
+
+    Returns:
+        Scalar float tensor of the same dtype.
+    """
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        context = _tf_replica_context()
+        if context is None:
+            return local_count
+        import tensorflow as tf
+
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, local_count)
+    if backend == "torch":
+        world_size = _torch_world_size()
+        if world_size == 1:
+            return local_count
+        import torch.distributed
+
+        total = keras.ops.convert_to_tensor(local_count).detach().clone()
+        torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.SUM)
+        return total / world_size
+    return local_count
 
 
 def cross_replica_guarded_apply(grads, trainable_variables, guard, inner_apply):

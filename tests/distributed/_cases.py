@@ -75,6 +75,8 @@ class Case:
         make_middle_layer: Builds an optional layer between the two Dense layers.
         metrics: `metrics(loss)` returns the metrics to compile with.
         counters: `counters(model)` returns `{label: keras.Variable}` to read per replica.
+        readouts: `readouts(model)` returns `{label: tensor}` read once after training, as a
+            user would (e.g. a metric's `result()`).
     """
 
     name: str
@@ -84,6 +86,7 @@ class Case:
     make_middle_layer: Callable | None = None
     metrics: Callable = lambda loss: []
     counters: Callable = lambda model: {"iterations": model.optimizer.iterations}
+    readouts: Callable = lambda model: {}
 
 
 def _guarded_counters(model):
@@ -103,6 +106,16 @@ def _guarded_adam():
     return GuardedOptimizer(keras.optimizers.Adam(0.05), global_clipnorm=0.5)
 
 
+def _safe_mse():
+    from xstable.losses import SafeLoss
+
+    return SafeLoss("mse")
+
+
+def _safe_loss_readouts(model):
+    return {"nonfinite_count": model.loss.nonfinite_counter.result()}
+
+
 CASES = {
     case.name: case
     for case in (
@@ -116,6 +129,15 @@ CASES = {
         ),
         Case("guarded_clean", None, _guarded_adam, counters=_guarded_counters),
         Case("guarded_nan", "x", _guarded_adam, counters=_guarded_counters),
+        # A NaN label: SafeLoss drops that sample from the mean and counts it.
+        Case(
+            "safe_loss_nan",
+            "y",
+            lambda: keras.optimizers.Adam(0.05),
+            make_loss=_safe_mse,
+            metrics=lambda loss: loss.metrics,
+            readouts=_safe_loss_readouts,
+        ),
     )
 }
 
@@ -150,6 +172,7 @@ def run_single_device(case):
             for label, variable in case.counters(model).items()
         },
         "history": history,
+        "readouts": _read(case.readouts(model)),
     }
     return result, initial
 
@@ -175,7 +198,12 @@ def run_distributed(case, initial, replica_values, fit_kwargs=None):
             for label, variable in case.counters(model).items()
         },
         "history": history,
+        "readouts": _read(case.readouts(model)),
     }
+
+
+def _read(tensors):
+    return {label: float(keras.ops.convert_to_numpy(t)) for label, t in tensors.items()}
 
 
 def run_all(cases, distributed_scope, replica_values, fit_kwargs=None):

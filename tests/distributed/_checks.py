@@ -7,6 +7,8 @@ from tests.helpers import assert_matches_reference
 __all__ = [
     "SINGLE_DEVICE_TOLERANCE",
     "assert_counters_global",
+    "assert_safe_loss_counts_globally",
+    "assert_same_reported_loss",
     "assert_replicas_identical",
     "assert_matches_single_device",
     "case_result",
@@ -58,3 +60,22 @@ def assert_counters_global(result, name, expected):
             f"{name}: counter {label!r} is {per_replica} per replica, expected {value} on each"
         )
         assert single == value, f"{name}: single-device {label!r} is {single}, expected {value}"
+
+
+def assert_safe_loss_counts_globally(result, name, expected=1.0):
+    """The non-finite count in history and in `result()` is the global one, as on one device."""
+    for run in ("single", "distributed"):
+        counts = result[run]["history"]["safe_mean_squared_error_nonfinite"]
+        assert counts == [expected], f"{name} ({run}): history count {counts}, expected {expected}"
+        readout = result[run]["readouts"]["nonfinite_count"]
+        assert readout == expected, f"{name} ({run}): result() {readout}, expected {expected}"
+
+
+def assert_same_reported_loss(result, name):
+    """The loss in `fit` history equals the single-device one (float32 tolerance)."""
+    assert_matches_reference(
+        np.asarray(result["distributed"]["history"]["loss"]),
+        np.asarray(result["single"]["history"]["loss"]),
+        tolerance=SINGLE_DEVICE_TOLERANCE,
+        what=f"{name}: epoch loss in history vs one device",
+    )

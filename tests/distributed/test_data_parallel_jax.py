@@ -13,6 +13,8 @@ from tests.distributed._checks import (
     assert_counters_global,
     assert_matches_single_device,
     assert_replicas_identical,
+    assert_safe_loss_counts_globally,
+    assert_same_reported_loss,
     case_result,
 )
 from tests.distributed._launch import REPLICAS, run_worker
@@ -77,3 +79,14 @@ def test_loss_scale_optimizer_skips_consistently(measured):
     result = case_result(measured, "loss_scale_nan")
     assert_replicas_identical(result, "loss_scale_nan")
     assert_matches_single_device(result, "loss_scale_nan")
+
+
+def test_safe_loss_matches_one_device_and_counts_the_nan_label_once(measured):
+    # The step is one program over the global batch: the mean is over the global batch's
+    # finite samples and the count is global.
+    result = case_result(measured, "safe_loss_nan")
+    assert_replicas_identical(result, "safe_loss_nan")
+    assert np.isfinite(result["distributed"]["replica_weights"]).all()
+    assert_matches_single_device(result, "safe_loss_nan")
+    assert_same_reported_loss(result, "safe_loss_nan")
+    assert_safe_loss_counts_globally(result, "safe_loss_nan")

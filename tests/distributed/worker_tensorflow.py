@@ -25,6 +25,8 @@ import numpy as np  # noqa: E402
 
 from tests.distributed import _cases  # noqa: E402
 from xstable import _distribution  # noqa: E402
+from xstable.losses import SafeLoss  # noqa: E402
+from xstable.losses.safe_loss import _zero_nonfinite_gradient  # noqa: E402
 from xstable.optimizers import GuardedOptimizer  # noqa: E402
 
 
@@ -52,6 +54,30 @@ class CrossReplicaGuardedOptimizer(GuardedOptimizer):
         super()._graph_apply(grads, trainable_variables)
 
 
+class GlobalMeanSafeLoss(SafeLoss):
+    """SafeLoss with the change proposed for its mean (see docs/distributed.md).
+
+    Same steps as `SafeLoss.__call__` for the default reduction without sample weights, but
+    divides by `xstable._distribution.global_mean_divisor` of the valid-sample count.
+    """
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None or self.reduction != "sum_over_batch_size":
+            raise NotImplementedError("the test scenario uses neither")
+        ops = keras.ops
+        with keras.name_scope(self.name):
+            y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
+            y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
+            values = ops.cast(self.call(y_true, _zero_nonfinite_gradient(y_pred)), self.dtype)
+            finite = ops.isfinite(values)
+            self.nonfinite_counter.record(
+                ops.sum(ops.cast(ops.logical_not(finite), "int32")), like=values
+            )
+            values = ops.where(finite, values, ops.zeros_like(values))
+            count = _distribution.global_mean_divisor(ops.sum(ops.cast(finite, self.dtype)))
+            return ops.divide_no_nan(ops.sum(values), count)
+
+
 def _fixed_guarded_adam():
     return CrossReplicaGuardedOptimizer(keras.optimizers.Adam(0.05), global_clipnorm=0.5)
 
@@ -68,6 +94,14 @@ TF_CASES = [
         None,
         _fixed_guarded_adam,
         counters=_cases.CASES["guarded_clean"].counters,
+    ),
+    _cases.Case(
+        "safe_loss_nan_global_mean_fix",
+        "y",
+        lambda: keras.optimizers.Adam(0.05),
+        make_loss=lambda: GlobalMeanSafeLoss("mse"),
+        metrics=lambda loss: loss.metrics,
+        readouts=_cases.CASES["safe_loss_nan"].readouts,
     ),
 ]
 
