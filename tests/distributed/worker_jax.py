@@ -30,7 +30,7 @@ def replica_values(variable):
 
 @contextlib.contextmanager
 def data_parallel():
-    devices = jax.devices("cpu")[: REPLICAS]
+    devices = jax.devices("cpu")[:REPLICAS]
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
     try:
         yield
