@@ -22,7 +22,12 @@ This is the one module where xstable asks `tf.distribute` about replicas.
 
 import keras
 
-__all__ = ["cross_replica_guarded_apply", "global_mean_divisor", "replicas_in_sync"]
+__all__ = [
+    "cross_replica_guarded_apply",
+    "global_mean_divisor",
+    "replica_sum",
+    "replicas_in_sync",
+]
 
 
 def _tf_replica_context():
@@ -51,6 +56,39 @@ def replicas_in_sync():
         return 1
     context = _tf_replica_context()
     return 1 if context is None else context.num_replicas_in_sync
+
+
+def replica_sum(value):
+    """Returns the sum of `value` over the TF replicas of this step (a count made global).
+
+    Under `tf.distribute` each replica runs the step on its shard, and a counter variable
+    written in a replica context is written per replica: with the default aggregation
+    (`"none"`) every replica keeps its own shard's count (the replicas' copies fork), with
+    `"sum"` every write is multiplied, with `"only_first_replica"` the other shards are lost
+    (all measured with MirroredStrategy, see docs/distributed.md). All-reducing the count first
+    gives every replica the global count, so `counter.assign(counter + replica_sum(count))`
+    keeps the copies identical and global.
+
+    On JAX the step already sees the global batch, and on PyTorch counts stay per process
+    (a collective per layer per step would cost more than it is worth; sum them with
+    `torch.distributed.all_reduce` when reading): `value` is returned unchanged there.
+
+    Every replica must call it at the same point of its step (it is a collective).
+
+    Args:
+        value: Tensor, e.g. a scalar count.
+
+    Returns:
+        Tensor of the same shape and dtype.
+    """
+    if keras.config.backend() != "tensorflow":
+        return value
+    context = _tf_replica_context()
+    if context is None:
+        return value
+    import tensorflow as tf
+
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
 
 
 def _torch_world_size():

@@ -12,7 +12,7 @@ from xstable.losses import SafeLoss
 from xstable.losses.safe_loss import _zero_nonfinite_gradient
 from xstable.optimizers import GuardedOptimizer
 
-__all__ = ["CrossReplicaGuardedOptimizer", "GlobalMeanSafeLoss"]
+__all__ = ["CrossReplicaGuardedOptimizer", "GlobalMeanSafeLoss", "ReplicaSumCountingLayer"]
 
 
 class CrossReplicaGuardedOptimizer(GuardedOptimizer):
@@ -61,3 +61,26 @@ class GlobalMeanSafeLoss(SafeLoss):
             values = ops.where(finite, values, ops.zeros_like(values))
             count = _distribution.global_mean_divisor(ops.sum(ops.cast(finite, self.dtype)))
             return ops.divide_no_nan(ops.sum(values), count)
+
+
+class ReplicaSumCountingLayer(keras.layers.Layer):
+    """Counts non-finite inputs like FiniteCheck does, with the count made global first.
+
+    The change proposed for `FiniteCheck.call`: `count = _distribution.replica_sum(count)`
+    before `self.nonfinite_count.assign(self.nonfinite_count + count)`.
+    """
+
+    def __init__(self, global_count=True, **kwargs):
+        super().__init__(**kwargs)
+        self.global_count = global_count
+        self.nonfinite_count = self.add_weight(
+            shape=(), initializer="zeros", dtype="float32", trainable=False, name="count"
+        )
+
+    def call(self, inputs):
+        ops = keras.ops
+        count = ops.sum(ops.cast(ops.logical_not(ops.isfinite(inputs)), "float32"))
+        if self.global_count:
+            count = _distribution.replica_sum(count)
+        self.nonfinite_count.assign(self.nonfinite_count + count)
+        return ops.where(ops.isfinite(inputs), inputs, ops.zeros_like(inputs))

@@ -24,3 +24,9 @@ def test_cross_replica_guarded_apply_refuses_to_run_without_replicas(backend):
         )
     assert f"backend={backend!r}" in str(error.value)
     assert keras.ops.convert_to_numpy(variable.value).tolist() == [1.0, 2.0]
+
+
+def test_replica_sum_and_global_mean_divisor_are_identities_on_one_device():
+    value = keras.ops.convert_to_tensor(3.0)
+    assert float(keras.ops.convert_to_numpy(_distribution.replica_sum(value))) == 3.0
+    assert float(keras.ops.convert_to_numpy(_distribution.global_mean_divisor(value))) == 3.0

@@ -132,3 +132,21 @@ def test_safe_loss_with_global_mean_divisor_matches_one_device(measured):
     assert_matches_single_device(result, name)
     assert_same_reported_loss(result, name)
     assert_safe_loss_counts_globally(result, name)
+
+
+def test_baseline_layer_counter_written_per_replica_forks(measured):
+    # What FiniteCheck's counter does today (default aggregation, assign in the layer's call):
+    # each replica keeps its own shard's count. (The NaN reaches the weights through the
+    # first Dense's gradient, so later steps count NaNs on both replicas.)
+    result = case_result(measured, "layer_count_per_replica")
+    counts = result["distributed"]["counters"]["nonfinite_count"]
+    single = result["single"]["counters"]["nonfinite_count"]
+    assert len(set(counts)) > 1, f"per-replica counts {counts} did not fork"
+    assert sum(counts) == single, f"per-replica counts {counts} do not add up to {single}"
+
+
+def test_layer_counter_with_replica_sum_is_global_on_every_replica(measured):
+    result = case_result(measured, "layer_count_replica_sum")
+    single = result["single"]["counters"]["nonfinite_count"]
+    assert single > 0
+    assert_counters_global(result, "layer_count_replica_sum", {"nonfinite_count": single})

@@ -27,6 +27,7 @@ from tests.distributed import _cases  # noqa: E402
 from tests.distributed._proposed_fixes import (  # noqa: E402
     CrossReplicaGuardedOptimizer,
     GlobalMeanSafeLoss,
+    ReplicaSumCountingLayer,
 )
 
 
@@ -34,7 +35,26 @@ def _fixed_guarded_adam():
     return CrossReplicaGuardedOptimizer(keras.optimizers.Adam(0.05), global_clipnorm=0.5)
 
 
+def _layer_counter(model):
+    return {"nonfinite_count": model.layers[1].nonfinite_count}
+
+
 TF_CASES = [
+    # A counter in a layer, written in each replica's step, as FiniteCheck's is.
+    _cases.Case(
+        "layer_count_per_replica",
+        "x",
+        lambda: keras.optimizers.SGD(0.05),
+        make_middle_layer=lambda: ReplicaSumCountingLayer(global_count=False),
+        counters=_layer_counter,
+    ),
+    _cases.Case(
+        "layer_count_replica_sum",
+        "x",
+        lambda: keras.optimizers.SGD(0.05),
+        make_middle_layer=lambda: ReplicaSumCountingLayer(global_count=True),
+        counters=_layer_counter,
+    ),
     _cases.Case(
         "guarded_nan_cross_replica_fix",
         "x",
