@@ -9,6 +9,7 @@ backend with one device. So every multi-device scenario runs in a worker process
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -44,17 +45,23 @@ def run_worker(module, env=None, timeout=WORKER_TIMEOUT_S):
     full_env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(REPO_ROOT), full_env.get("PYTHONPATH", "")) if p
     )
+    # Own session: on timeout the whole group goes, including the torch worker's forked ranks.
+    process = subprocess.Popen(
+        [sys.executable, "-m", module],
+        cwd=REPO_ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
-        completed = subprocess.run(
-            [sys.executable, "-m", module],
-            cwd=REPO_ROOT,
-            env=full_env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as error:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
         raise AssertionError(f"worker {module} ran past {timeout} s: {error}") from error
+    completed = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     results = [
         line[len(RESULT_MARKER) :]
         for line in completed.stdout.splitlines()

@@ -117,7 +117,8 @@ def main():
     queue = context.Queue()
     port = free_port()
     ranks = [
-        context.Process(target=rank_main, args=(r, port, initial, queue)) for r in range(REPLICAS)
+        context.Process(target=rank_main, args=(r, port, initial, queue), daemon=True)
+        for r in range(REPLICAS)
     ]
     for process in ranks:
         process.start()
