@@ -53,10 +53,13 @@ def make_data(poison=None):
     return x, y
 
 
-def build_model(middle_layer=None):
-    """Input(3) -> Dense(4, tanh) -> [middle_layer] -> Dense(1), seeded."""
+def build_model(middle_layer=None, first_layer=None):
+    """Input(3) -> [first_layer] -> Dense(4, tanh) -> [middle_layer] -> Dense(1), seeded."""
     keras.utils.set_random_seed(SEED)
-    layers = [keras.Input((FEATURES,)), keras.layers.Dense(4, activation="tanh")]
+    layers = [keras.Input((FEATURES,))]
+    if first_layer is not None:
+        layers.append(first_layer)
+    layers.append(keras.layers.Dense(4, activation="tanh"))
     if middle_layer is not None:
         layers.append(middle_layer)
     layers.append(keras.layers.Dense(1))
@@ -73,6 +76,7 @@ class Case:
         make_optimizer: Builds a fresh optimizer.
         make_loss: Builds a fresh loss (or returns a name).
         make_middle_layer: Builds an optional layer between the two Dense layers.
+        make_first_layer: Builds an optional layer before the first Dense layer.
         metrics: `metrics(loss)` returns the metrics to compile with.
         counters: `counters(model)` returns `{label: keras.Variable}` to read per replica.
         readouts: `readouts(model)` returns `{label: tensor}` read once after training, as a
@@ -84,6 +88,7 @@ class Case:
     make_optimizer: Callable
     make_loss: Callable = lambda: "mse"
     make_middle_layer: Callable | None = None
+    make_first_layer: Callable | None = None
     metrics: Callable = lambda loss: []
     counters: Callable = lambda model: {"iterations": model.optimizer.iterations}
     readouts: Callable = lambda model: {}
@@ -116,6 +121,19 @@ def _safe_loss_readouts(model):
     return {"nonfinite_count": model.loss.nonfinite_counter.result()}
 
 
+def _finite_check(policy):
+    def make():
+        from xstable.layers import FiniteCheck
+
+        return FiniteCheck(policy=policy, name="input_check")
+
+    return make
+
+
+def _finite_check_counter(model):
+    return {"nonfinite_count": model.get_layer("input_check").nonfinite_count}
+
+
 CASES = {
     case.name: case
     for case in (
@@ -129,6 +147,24 @@ CASES = {
         ),
         Case("guarded_clean", None, _guarded_adam, counters=_guarded_counters),
         Case("guarded_nan", "x", _guarded_adam, counters=_guarded_counters),
+        # FiniteCheck on the input: the NaN value is replaced by 0 before the first Dense.
+        Case(
+            "finite_check_replace",
+            "x",
+            lambda: keras.optimizers.Adam(0.05),
+            make_first_layer=_finite_check("replace"),
+            counters=_finite_check_counter,
+            readouts=lambda model: {
+                "nonfinite_count": _finite_check_counter(model)["nonfinite_count"].value
+            },
+        ),
+        Case(
+            "finite_check_count",
+            "x",
+            lambda: keras.optimizers.Adam(0.05),
+            make_first_layer=_finite_check("count"),
+            counters=_finite_check_counter,
+        ),
         # A NaN label: SafeLoss drops that sample from the mean and counts it.
         Case(
             "safe_loss_nan",
@@ -144,7 +180,10 @@ CASES = {
 
 def train(case, initial_weights=None, fit_kwargs=None):
     """Builds, compiles and fits `case`'s model; returns `(model, history_dict, initial)`."""
-    model = build_model(case.make_middle_layer() if case.make_middle_layer else None)
+    model = build_model(
+        case.make_middle_layer() if case.make_middle_layer else None,
+        case.make_first_layer() if case.make_first_layer else None,
+    )
     if initial_weights is not None:
         model.set_weights(initial_weights)
     initial = [np.array(w) for w in model.get_weights()]
@@ -166,7 +205,7 @@ def run_single_device(case):
     """The reference: `case` trained without any distribution. Returns (result, initial)."""
     model, history, initial = train(case)
     result = {
-        "weights": flat(model.get_weights()),
+        "weights": flat([keras.ops.convert_to_numpy(v.value) for v in model.trainable_weights]),
         "counters": {
             label: float(keras.ops.convert_to_numpy(variable.value))
             for label, variable in case.counters(model).items()
@@ -189,7 +228,7 @@ def run_distributed(case, initial, replica_values, fit_kwargs=None):
         Dict with per-replica flat weights, per-replica counters and the history.
     """
     model, history, _ = train(case, initial, fit_kwargs)
-    per_variable = [replica_values(v) for v in model.weights]
+    per_variable = [replica_values(v) for v in model.trainable_weights]
     replicas = len(per_variable[0])
     return {
         "replica_weights": [flat([values[r] for values in per_variable]) for r in range(replicas)],

@@ -90,3 +90,16 @@ def test_safe_loss_matches_one_device_and_counts_the_nan_label_once(measured):
     assert_matches_single_device(result, "safe_loss_nan")
     assert_same_reported_loss(result, "safe_loss_nan")
     assert_safe_loss_counts_globally(result, "safe_loss_nan")
+
+
+def test_finite_check_replace_keeps_replicas_identical_and_matches_one_device(measured):
+    result = case_result(measured, "finite_check_replace")
+    assert_replicas_identical(result, "finite_check_replace")
+    assert np.isfinite(result["distributed"]["replica_weights"]).all()
+    assert_matches_single_device(result, "finite_check_replace")
+    assert result["distributed"]["history"]["input_check_nonfinite"] == [1.0]
+
+
+@pytest.mark.parametrize("name", ["finite_check_replace", "finite_check_count"])
+def test_finite_check_counter_is_global(measured, name):
+    assert_counters_global(case_result(measured, name), name, {"nonfinite_count": 1.0})

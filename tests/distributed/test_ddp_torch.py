@@ -89,3 +89,13 @@ def test_safe_loss_with_global_mean_divisor_matches_one_process(measured):
     result = case_result(measured, name)
     assert_replicas_identical(result, name)
     assert_matches_single_device(result, name)
+
+
+def test_finite_check_replace_under_ddp_matches_one_process_and_counts_per_process(measured):
+    result = case_result(measured, "finite_check_replace")
+    assert_replicas_identical(result, "finite_check_replace")
+    assert np.isfinite(result["distributed"]["replica_weights"]).all()
+    assert_matches_single_device(result, "finite_check_replace")
+    readouts = result["distributed"]["readouts"]
+    assert [r["nonfinite_count"] for r in readouts] == [0.0, 1.0]
+    assert [r["nonfinite_count_all_reduced"] for r in readouts] == [1.0, 1.0]

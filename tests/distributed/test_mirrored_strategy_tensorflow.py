@@ -150,3 +150,23 @@ def test_layer_counter_with_replica_sum_is_global_on_every_replica(measured):
     single = result["single"]["counters"]["nonfinite_count"]
     assert single > 0
     assert_counters_global(result, "layer_count_replica_sum", {"nonfinite_count": single})
+
+
+_NEEDS_REPLICA_SUM = (
+    "FiniteCheck assigns nonfinite_count + count in each replica's call: every replica keeps "
+    "its own shard's count (measured 0 and 1). Fix: count = "
+    "xstable._distribution.replica_sum(count) before the assign (docs/distributed.md)."
+)
+
+
+def test_finite_check_replace_keeps_replicas_identical_and_matches_one_device(measured):
+    result = case_result(measured, "finite_check_replace")
+    assert_replicas_identical(result, "finite_check_replace")
+    assert np.isfinite(result["distributed"]["replica_weights"]).all()
+    assert_matches_single_device(result, "finite_check_replace")
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=_NEEDS_REPLICA_SUM)
+@pytest.mark.parametrize("name", ["finite_check_replace", "finite_check_count"])
+def test_finite_check_counter_is_global(measured, name):
+    assert_counters_global(case_result(measured, name), name, {"nonfinite_count": 1.0})

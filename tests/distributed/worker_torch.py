@@ -17,7 +17,6 @@ import multiprocessing  # noqa: E402
 import socket  # noqa: E402
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
@@ -26,7 +25,14 @@ from tests.distributed._proposed_fixes import GlobalMeanSafeLoss  # noqa: E402
 
 TORCH_CASES = [
     _cases.CASES[name]
-    for name in ("plain_clean", "plain_nan", "guarded_clean", "guarded_nan", "safe_loss_nan")
+    for name in (
+        "plain_clean",
+        "plain_nan",
+        "guarded_clean",
+        "guarded_nan",
+        "safe_loss_nan",
+        "finite_check_replace",
+    )
 ] + [
     _cases.Case(
         "safe_loss_nan_global_mean_fix",
@@ -42,8 +48,8 @@ SHARD = _cases.GLOBAL_BATCH // REPLICAS
 
 def train_loop(case, initial, rank=None):
     """Custom loop; with `rank`, on that rank's shard through DDP. Returns a result dict."""
-    model = _cases.build_model()
-    model.set_weights(initial)
+    model = _cases.build_model(first_layer=case.make_first_layer and case.make_first_layer())
+    model.set_weights(initial[case.name])
     forward = model if rank is None else torch.nn.parallel.DistributedDataParallel(model)
     loss_fn = case.make_loss()
     if loss_fn == "mse":
@@ -75,7 +81,9 @@ def train_loop(case, initial, rank=None):
             dist.all_reduce(total)
             readouts[f"{label}_all_reduced"] = float(total)
     return {
-        "weights": _cases.flat([np.asarray(keras.ops.convert_to_numpy(v)) for v in model.weights]),
+        "weights": _cases.flat(
+            [keras.ops.convert_to_numpy(v.value) for v in model.trainable_weights]
+        ),
         "counters": {
             k: float(keras.ops.convert_to_numpy(v.value)) for k, v in case.counters(model).items()
         },
@@ -111,7 +119,12 @@ def main():
     # One thread per process: the ranks share 2 cores with everything else, and forking
     # after the intra-op pool has started can deadlock.
     torch.set_num_threads(1)
-    initial = _cases.build_model().get_weights()
+    initial = {
+        case.name: _cases.build_model(
+            first_layer=case.make_first_layer and case.make_first_layer()
+        ).get_weights()
+        for case in TORCH_CASES
+    }
     # fork: the ranks inherit the imported torch and keras instead of importing them again.
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
