@@ -154,8 +154,12 @@ CASES = {
             lambda: keras.optimizers.Adam(0.05),
             make_first_layer=_finite_check("replace"),
             counters=_finite_check_counter,
+            # convert_to_tensor: under a TF strategy scope `.value` is a mirrored variable
+            # that NumPy cannot read.
             readouts=lambda model: {
-                "nonfinite_count": _finite_check_counter(model)["nonfinite_count"].value
+                "nonfinite_count": keras.ops.convert_to_tensor(
+                    _finite_check_counter(model)["nonfinite_count"]
+                )
             },
         ),
         Case(
