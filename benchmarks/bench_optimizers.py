@@ -38,6 +38,11 @@ VARIANTS = {
         keras.optimizers.Adam(1e-3), global_clipnorm=1.0
     ),
 }
+if keras.config.backend() == "torch":
+    # "auto" is "branch" on CPU; show the sync-free select path too.
+    VARIANTS["guarded (skip + clip), select"] = lambda: GuardedOptimizer(
+        keras.optimizers.Adam(1e-3), global_clipnorm=1.0, skip_mode="select"
+    )
 
 
 def make_model(weights=None):

@@ -1,0 +1,62 @@
+"""GuardMonitor: counters in fit logs, the "raise" policy enforced from the host."""
+
+import keras
+import numpy as np
+import pytest
+
+from tests.optimizers.test_guarded_optimizer import _assert_bit_identical, _data, _model, _snapshot
+from xstable.errors import NonFiniteError
+from xstable.optimizers import GuardedOptimizer, GuardMonitor
+from xstable.optimizers.guard_monitor import find_guarded_optimizer
+
+
+def test_monitor_raises_when_every_batch_is_nan():
+    x, y = _data()
+    x[:] = np.nan
+    model = _model()
+    model.compile(optimizer=GuardedOptimizer("sgd", max_consecutive_skips=2), loss="mse")
+    before = _snapshot(model.weights)
+    with pytest.raises(NonFiniteError, match="max_consecutive_skips=2"):
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[GuardMonitor()])
+    _assert_bit_identical(before, model.weights, "weights after all-NaN batches")
+
+
+def test_monitor_needs_a_guarded_optimizer():
+    model = _model()
+    model.compile(optimizer="adam", loss="mse")
+    x, y = _data()
+    with pytest.raises(ValueError, match="GuardedOptimizer"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[GuardMonitor()])
+
+
+def test_epoch_end_only_mode_logs_per_epoch():
+    x, y = _data(nan_row=40)
+    model = _model()
+    model.compile(optimizer=GuardedOptimizer("adam"), loss="mse")
+    batch_logs = []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: batch_logs.append(dict(logs))
+    )
+    history = model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=2,
+        verbose=0,
+        shuffle=False,
+        callbacks=[GuardMonitor(every_batch=False), record],
+    )
+    assert history.history["skipped_steps"] == [1, 2]
+    assert all("skipped_steps" not in logs for logs in batch_logs)
+
+
+def test_finds_the_guard_inside_a_loss_scale_optimizer():
+    guard = GuardedOptimizer("sgd")
+    assert find_guarded_optimizer(keras.optimizers.LossScaleOptimizer(guard)) is guard
+    assert find_guarded_optimizer(keras.optimizers.SGD()) is None
+    assert find_guarded_optimizer(None) is None
+
+
+def test_every_batch_must_be_a_bool():
+    with pytest.raises(TypeError, match="every_batch=1"):
+        GuardMonitor(every_batch=1)
