@@ -15,6 +15,18 @@ def apply_update_without_side_effects(optimizer, weights, weight_values, grads):
     real variables (not `stateless_apply`) because the TensorFlow backend has no
     `stateless_apply`.
     """
+    if keras.config.backend() != "tensorflow" and getattr(optimizer, "built", False):
+        # Cheapest exact path: the optimizer's own stateless update on copies of its state
+        # (TensorFlow has no stateless_apply). Valid when it was built for these weights,
+        # which is what compile()/fit() do.
+        state = [ops.copy(ops.convert_to_tensor(v)) for v in optimizer.variables]
+        try:
+            new_weights, _ = optimizer.stateless_apply(
+                state, list(grads), [ops.copy(v) for v in weight_values]
+            )
+            return list(new_weights)
+        except ValueError:
+            pass  # built for another variable list: fall back to a fresh copy below
     copies = [
         keras.Variable(
             ops.copy(value), dtype=weight.dtype, trainable=True, name=weight.name

@@ -1,0 +1,106 @@
+"""Cost of FiniteCheck after every layer, and of locate_nonfinite, against plain Keras.
+
+Run per backend (one process each):
+
+    KERAS_BACKEND=jax python benchmarks/bench_finite_check.py
+
+1. The 3x512 MLP: `fit` on 24 batches of 256 rows, plain model vs the same model with
+   `insert_finite_checks` (policies "raise" and "count"), all compiled the backend's default
+   way (`jit_compile="auto"`: XLA on JAX, tf.function on TF/CPU, eager on torch) and, on TF
+   and JAX, also with `jit_compile=True`. Runs are interleaved; the ratio of medians is
+   printed (target: <= 1.10).
+2. `locate_nonfinite` on a 50-layer MLP with a clean batch (the worst case: every stage
+   runs) against one `train_on_batch` step of the same model (target: <= 3 steps).
+"""
+
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from xstable.diagnosis import locate_nonfinite  # noqa: E402
+from xstable.layers import insert_finite_checks  # noqa: E402
+
+REPEATS = int(os.environ.get("BENCH_REPEATS", "7"))
+
+
+def mlp(width, depth, features, outputs, name):
+    layers = [keras.Input((features,))]
+    layers += [keras.layers.Dense(width, activation="relu") for _ in range(depth)]
+    layers.append(keras.layers.Dense(outputs))
+    return keras.Sequential(layers, name=name)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def bench_checks(jit_compile):
+    rng = np.random.default_rng(0)
+    batch, steps = 256, 24
+    x = rng.normal(size=(batch * steps, 512)).astype("float32")
+    y = rng.normal(size=(batch * steps, 10)).astype("float32")
+    plain = mlp(512, 3, 512, 10, "plain")
+    variants = {
+        "plain": plain,
+        "raise": insert_finite_checks(plain, policy="raise"),
+        "count": insert_finite_checks(plain, policy="count"),
+    }
+    for model in variants.values():
+        model.compile(optimizer="adam", loss="mse", jit_compile=jit_compile)
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)  # compile
+    times = {name: [] for name in variants}
+    for _ in range(REPEATS):
+        for name, model in variants.items():
+            times[name].append(
+                timed(lambda m=model: m.fit(x, y, batch_size=batch, epochs=1, verbose=0,
+                                            shuffle=False))
+            )
+    base = statistics.median(times["plain"])
+    print(f"  jit_compile={jit_compile!r}: plain step {1e3 * base / steps:.2f} ms")
+    for name in ("raise", "count"):
+        ratio = statistics.median(times[name]) / base
+        print(f"    FiniteCheck after every layer, policy={name!r}: {ratio:.3f}x plain")
+
+
+def bench_locate():
+    rng = np.random.default_rng(1)
+    batch = 128
+    x = rng.normal(size=(batch, 256)).astype("float32")
+    y = rng.normal(size=(batch, 1)).astype("float32")
+    model = mlp(256, 50, 256, 1, "deep")
+    model.compile(optimizer="adam", loss="mse")
+    model.train_on_batch(x, y)  # compile + build optimizer
+    locate_nonfinite(model, x, y)  # warm-up (first eager dispatch of each op)
+    steps, locates = [], []
+    for _ in range(REPEATS):
+        steps.append(timed(lambda: model.train_on_batch(x, y)))
+        locates.append(timed(lambda: locate_nonfinite(model, x, y)))
+    step, locate = statistics.median(steps), statistics.median(locates)
+    print(
+        f"  50-layer MLP (256 wide, batch {batch}): train step {1e3 * step:.1f} ms, "
+        f"locate_nonfinite {1e3 * locate:.1f} ms = {locate / step:.2f} training steps"
+    )
+
+
+def main():
+    backend = keras.config.backend()
+    print(f"bench_finite_check: backend={backend}, keras {keras.__version__}, "
+          f"repeats={REPEATS}, cpus={os.cpu_count()}")
+    print("FiniteCheck cost (3x512 MLP, batch 256):")
+    bench_checks("auto")
+    if backend in ("jax", "tensorflow"):
+        bench_checks(True)
+    print("locate_nonfinite cost (clean batch, every stage runs):")
+    bench_locate()
+
+
+if __name__ == "__main__":
+    main()
