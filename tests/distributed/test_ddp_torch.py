@@ -53,7 +53,7 @@ def test_baseline_nan_in_one_shard_reaches_every_process_without_a_guard(measure
     assert all(np.isnan(w).any() for w in result["distributed"]["replica_weights"])
 
 
-@pytest.mark.parametrize("name", ["guarded_clean", "guarded_nan"])
+@pytest.mark.parametrize("name", ["guarded_clean", "guarded_nan", "guarded_nan_select"])
 def test_guarded_optimizer_processes_agree_and_match_one_process(measured, name):
     # DDP averages the gradients in backward(), so apply() sees the global gradients.
     result = case_result(measured, name)
@@ -62,10 +62,11 @@ def test_guarded_optimizer_processes_agree_and_match_one_process(measured, name)
     assert_matches_single_device(result, name)
 
 
-def test_guarded_optimizer_skips_on_every_process_with_global_counters(measured):
+@pytest.mark.parametrize("name", ["guarded_nan", "guarded_nan_select"])
+def test_guarded_optimizer_skips_on_every_process_with_global_counters(measured, name):
     assert_counters_global(
-        case_result(measured, "guarded_nan"),
-        "guarded_nan",
+        case_result(measured, name),
+        name,
         {"skipped_steps": 1.0, "consecutive_skips": 0.0, "iterations": _cases.STEPS - 1.0},
     )
 

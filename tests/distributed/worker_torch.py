@@ -22,6 +22,7 @@ import torch.distributed as dist  # noqa: E402
 
 from tests.distributed import _cases  # noqa: E402
 from tests.distributed._proposed_fixes import GlobalMeanSafeLoss  # noqa: E402
+from xstable.optimizers import GuardedOptimizer  # noqa: E402
 
 TORCH_CASES = [
     _cases.CASES[name]
@@ -34,6 +35,15 @@ TORCH_CASES = [
         "finite_check_replace",
     )
 ] + [
+    # skip_mode="auto" is "branch" on CPU; "select" is the accelerator path.
+    _cases.Case(
+        "guarded_nan_select",
+        "x",
+        lambda: GuardedOptimizer(
+            keras.optimizers.Adam(0.05), global_clipnorm=0.5, skip_mode="select"
+        ),
+        counters=_cases.CASES["guarded_nan"].counters,
+    ),
     _cases.Case(
         "safe_loss_nan_global_mean_fix",
         "y",
@@ -41,7 +51,7 @@ TORCH_CASES = [
         make_loss=lambda: GlobalMeanSafeLoss("mse"),
         metrics=lambda loss: loss.metrics,
         readouts=_cases.CASES["safe_loss_nan"].readouts,
-    )
+    ),
 ]
 SHARD = _cases.GLOBAL_BATCH // REPLICAS
 
