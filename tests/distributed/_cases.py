@@ -4,7 +4,7 @@ Imported by the workers after they have configured their devices and backend. A 
 trains a tiny model for `STEPS` steps of `GLOBAL_BATCH` rows with `shuffle=False`; with
 `REPLICAS` replicas each replica gets a contiguous shard of every batch, so the NaN placed at
 row `NAN_ROW` of step `NAN_STEP` lies in the last replica's shard only (the TF worker checks
-this with a probe layer).
+this with `experimental_distribute_dataset`).
 """
 
 import dataclasses
