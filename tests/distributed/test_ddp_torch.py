@@ -80,7 +80,6 @@ def test_safe_loss_counts_per_process_and_the_all_reduced_count_is_global(measur
     assert result["single"]["readouts"]["nonfinite_count"] == 1.0
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=_NEEDS_GLOBAL_MEAN)
 def test_safe_loss_under_ddp_matches_one_process(measured):
     assert_matches_single_device(case_result(measured, "safe_loss_nan"), "safe_loss_nan")
 

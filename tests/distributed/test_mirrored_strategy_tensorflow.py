@@ -92,7 +92,6 @@ def test_cross_replica_guarded_apply_skips_on_every_replica_with_global_counters
     assert_counters_global(case_result(measured, name), name, _COUNTERS_AFTER_ONE_SKIP)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=_NEEDS_CROSS_REPLICA_APPLY)
 @pytest.mark.parametrize("name", ["guarded_clean", "guarded_nan"])
 def test_guarded_optimizer_under_mirrored_strategy(measured, name):
     result = case_result(measured, name)
@@ -118,7 +117,6 @@ def test_safe_loss_counts_the_nan_label_once_across_replicas(measured):
     assert_safe_loss_counts_globally(result, "safe_loss_nan")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=_NEEDS_GLOBAL_MEAN)
 def test_safe_loss_under_mirrored_strategy_matches_one_device(measured):
     result = case_result(measured, "safe_loss_nan")
     assert_same_reported_loss(result, "safe_loss_nan")

@@ -72,6 +72,7 @@ def test_result_round_trips_through_json():
     back = RunResult.from_dict(data)
     assert math.isnan(back.losses[-1]) or math.isinf(back.losses[-1])
     assert back.first_nonfinite_step == result.first_nonfinite_step
+    assert back.outcome == "nan" and isinstance(back.outcome, str)
 
 
 def test_before_step_sees_every_step():

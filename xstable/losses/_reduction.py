@@ -2,6 +2,8 @@
 
 from keras import ops
 
+from xstable import _distribution
+
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
 
 
@@ -44,4 +46,7 @@ def reduce_masked(values, valid, sample_weight, reduction):
         divisor = ops.sum(weights)
     else:
         divisor = ops.sum(valid_float)
+    # Under data parallelism the shards hold different numbers of valid samples: divide by
+    # the global count so the replicas' combined gradient is that of the global mean.
+    divisor = _distribution.global_mean_divisor(divisor)
     return ops.divide_no_nan(total, divisor)

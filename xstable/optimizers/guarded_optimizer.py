@@ -8,6 +8,7 @@ import numbers
 import keras
 from keras import ops
 
+from xstable import _distribution
 from xstable.errors import NonFiniteError
 from xstable.optimizers import clipping
 from xstable.runtime import active_device
@@ -444,6 +445,20 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         # TensorFlow: its optimizers write through `tf.Variable`s (not the Keras state
         # mapping), so the inner update cannot be computed functionally; a graph `cond` costs
         # no host synchronisation there. Also torch's "branch" mode.
+        if _distribution.replicas_in_sync() > 1:
+            # tf.distribute hands each replica its own gradients: decide once, on the
+            # all-reduced gradients, so every replica skips (or steps) together.
+            def inner_apply(shares, lr_scale):
+                with self._scaled_inner_learning_rate(lr_scale):
+                    self.inner_optimizer.apply(shares, trainable_variables)
+
+            _distribution.cross_replica_guarded_apply(
+                grads,
+                trainable_variables,
+                guard=lambda global_grads: self._guard(global_grads, trainable_variables),
+                inner_apply=inner_apply,
+            )
+            return
         grads, apply, lr_scale = self._guard(grads, trainable_variables)
 
         def inner_step():

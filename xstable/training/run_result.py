@@ -6,6 +6,7 @@ import math
 __all__ = ["RunResult", "OUTCOMES"]
 
 OUTCOMES = ("nan", "diverged", "ok")
+_FLOAT_FIELDS = ("losses", "final_loss", "diverged_threshold")
 
 
 @dataclasses.dataclass
@@ -59,7 +60,13 @@ class RunResult:
     def from_dict(cls, data):
         """Rebuilds a `RunResult` from `to_dict()` output."""
         fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: _from_jsonable(v) for k, v in data.items() if k in fields})
+        values = {k: v for k, v in data.items() if k in fields}
+        # Only the float fields can hold the "nan"/"inf" strings that stand for non-finite
+        # floats; `outcome` is the string "nan" and must stay one.
+        for key in _FLOAT_FIELDS:
+            if key in values:
+                values[key] = _from_jsonable(values[key])
+        return cls(**values)
 
 
 def _jsonable(value):
