@@ -27,6 +27,8 @@ from xstable.diagnosis import locate_nonfinite  # noqa: E402
 from xstable.layers import insert_finite_checks  # noqa: E402
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "7"))
+# "checks", "locate" or "all": which of the two measurements to run.
+PART = os.environ.get("BENCH_PART", "all")
 
 
 def mlp(width, depth, features, outputs, name):
@@ -94,12 +96,14 @@ def main():
     backend = keras.config.backend()
     print(f"bench_finite_check: backend={backend}, keras {keras.__version__}, "
           f"repeats={REPEATS}, cpus={os.cpu_count()}")
-    print("FiniteCheck cost (3x512 MLP, batch 256):")
-    bench_checks("auto")
-    if backend in ("jax", "tensorflow"):
-        bench_checks(True)
-    print("locate_nonfinite cost (clean batch, every stage runs):")
-    bench_locate()
+    if PART in ("all", "checks"):
+        print("FiniteCheck cost (3x512 MLP, batch 256):")
+        bench_checks("auto")
+        if backend in ("jax", "tensorflow"):
+            bench_checks(True)
+    if PART in ("all", "locate"):
+        print("locate_nonfinite cost (clean batch, every stage runs):")
+        bench_locate()
 
 
 if __name__ == "__main__":
