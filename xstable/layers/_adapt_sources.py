@@ -66,9 +66,7 @@ def _to_rows(array):
         )
     array = array.astype(np.float64, copy=False)
     if array.ndim == 0:
-        raise ValueError(
-            "`AutoScale.adapt` needs data with at least one axis. Received: a scalar."
-        )
+        raise ValueError("`AutoScale.adapt` needs data with at least one axis. Received: a scalar.")
     if array.ndim == 1:
         return array.reshape(-1, 1)
     return array.reshape(-1, array.shape[-1])

@@ -121,10 +121,10 @@ class QuantileSketch:
         """
         qs = np.atleast_1d(np.asarray(qs, dtype=np.float64))
         result = np.full((len(qs), self.num_features), np.nan)
-        values_per_level = [lvl[:fill] for lvl, fill in zip(self._levels, self._fill) if fill]
-        weights_per_level = [
-            np.full(fill, 2.0**h) for h, fill in enumerate(self._fill) if fill
+        values_per_level = [
+            lvl[:fill] for lvl, fill in zip(self._levels, self._fill, strict=True) if fill
         ]
+        weights_per_level = [np.full(fill, 2.0**h) for h, fill in enumerate(self._fill) if fill]
         if not values_per_level:
             return result
         if not self.compacted:

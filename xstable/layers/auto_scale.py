@@ -137,9 +137,7 @@ class AutoScale(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         if not isinstance(method, str) or method not in METHODS:
-            raise ValueError(
-                f"`method` must be one of {METHODS}. Received: method={method!r}"
-            )
+            raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
         if clip is not None:
             if isinstance(clip, bool) or not isinstance(clip, (int, float)):
                 raise TypeError(f"`clip` must be a float or None. Received: clip={clip!r}")
@@ -268,14 +266,13 @@ class AutoScale(keras.layers.Layer):
             moments.update(batch)
             rows += len(batch)
         if sketch is None or rows == 0:
-            raise ValueError(
-                "`AutoScale.adapt` received no rows. Pass data with at least one row."
-            )
+            raise ValueError("`AutoScale.adapt` received no rows. Pass data with at least one row.")
         names = source.feature_names or [None] * sketch.num_features
         empty = np.flatnonzero(sketch.finite_count == 0)
         if len(empty):
             described = ", ".join(
-                f"feature {i}" + (f" ({names[i]!r})" if names[i] is not None else "")
+                f"feature {i}"
+                + (f" ({names[i]!r})" if names[i] is not None else "")
                 + f": {nan_count[i]} NaN, {inf_count[i]} Inf"
                 for i in empty[:10]
             )
@@ -336,7 +333,7 @@ class AutoScale(keras.layers.Layer):
             "scale": scale,
             "tail_ratio": tail_ratio,
             "feature_methods": self.feature_methods,
-            "quantiles": dict(zip(_QUANTILES.tolist(), quantiles)),
+            "quantiles": dict(zip(_QUANTILES.tolist(), quantiles, strict=True)),
             "quantile_rank_error_bound": float(np.max(sketch.rank_error_bound())),
             "quantiles_exact": not sketch.compacted,
             "sketch_bytes": sketch.nbytes,
