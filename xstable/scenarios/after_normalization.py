@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from xstable.scenarios import _porting as p
+from xstable.scenarios import xstable_fixes as fixes
 from xstable.scenarios.handwritten_bce import handwritten_binary_crossentropy
 from xstable.scenarios.scenario import Scenario, Variant, expect
 from xstable.scenarios.thresholds import (
@@ -24,6 +25,15 @@ __all__ = ["DOCUMENT", "TITLE", "scenarios"]
 DOCUMENT = "003_c52b4ecd4f715f77.txt"
 TITLE = "Why are NaN values appearing in Keras output and loss, even after normalization?"
 _MSE_THRESHOLD = "100 x the MSE of always predicting the mean target (var(y))"
+_AUTO_SCALE = (
+    "xstable: `AutoScale()` adapted on x and put first in the model (inputs of scale 100 "
+    "scaled to robust units inside the model)"
+)
+_GUARD = (
+    "xstable: optimizer wrapped in `GuardedOptimizer(..., clipnorm=1.0)` (clips each "
+    "gradient, skips non-finite steps), the counterpart of Adam's `clipnorm=1.0`"
+)
+_SAFE_BCE = "xstable: loss -> `SafeBinaryCrossentropy()` (finite loss and gradient at p = 0 or 1)"
 _COMMON = (p.KERAS3, p.INPUT, p.SEEDED_DATA, p.FLOAT32, p.pinned_fit(10))
 
 
@@ -101,6 +111,17 @@ def _tanh_scenario():
                 ),
                 expected=expect("ok"),
             ),
+            "xstable_fix": Variant(
+                kind="xstable_fix",
+                make_spec=lambda: fixes.with_auto_scale(
+                    _tanh_spec("tanh_large_inputs.stress", optimizer=_sgd(0.1)),
+                    "after_normalization.tanh_large_inputs.xstable_fix",
+                ),
+                summary="the stress case (SGD 0.1) with AutoScale first in the model",
+                origin="ours",
+                changes=_COMMON + (p.TRY_EXCEPT, p.stress_sgd(0.1), _AUTO_SCALE),
+                expected=expect("ok"),
+            ),
         },
         diverged_threshold=_tanh_threshold(),
         threshold_reason=_MSE_THRESHOLD,
@@ -119,7 +140,7 @@ def _clipnorm_scenario():
         variants={
             "failure": Variant(
                 kind="failure",
-                make_spec=lambda: _tanh_spec("gradient_clipping.failure"),
+                make_spec=lambda: _tanh_spec("tanh_large_inputs.failure"),
                 summary="example 3 without clipnorm, i.e. example 1's code",
                 origin="derived",
                 changes=_COMMON
@@ -132,7 +153,7 @@ def _clipnorm_scenario():
             ),
             "stress": Variant(
                 kind="stress",
-                make_spec=lambda: _tanh_spec("gradient_clipping.stress", optimizer=_sgd(0.1)),
+                make_spec=lambda: _tanh_spec("tanh_large_inputs.stress", optimizer=_sgd(0.1)),
                 summary="the tanh MLP with SGD(0.1) instead of Adam",
                 origin="ours",
                 changes=_COMMON + (p.TRY_EXCEPT, p.stress_sgd(0.1)),
@@ -147,6 +168,18 @@ def _clipnorm_scenario():
                 summary="Adam(clipnorm=1.0)",
                 origin="document",
                 changes=_COMMON + (p.TRY_EXCEPT,),
+                expected=expect("ok"),
+            ),
+            "xstable_fix": Variant(
+                kind="xstable_fix",
+                make_spec=lambda: fixes.with_guarded_optimizer(
+                    _tanh_spec("tanh_large_inputs.stress", optimizer=_sgd(0.1)),
+                    "after_normalization.gradient_clipping.xstable_fix",
+                    clipnorm=1.0,
+                ),
+                summary="the stress case (SGD 0.1) with GuardedOptimizer(clipnorm=1.0)",
+                origin="ours",
+                changes=_COMMON + (p.TRY_EXCEPT, p.stress_sgd(0.1), _GUARD),
                 expected=expect("ok"),
             ),
         },
@@ -222,6 +255,21 @@ def _soft_scenario():
                     "the document gives no fix in code; its commentary says 'using a "
                     "different loss function ... may be required', so the fix uses MSE",
                 ),
+                expected=expect("ok"),
+            ),
+            "xstable_fix": Variant(
+                kind="xstable_fix",
+                make_spec=lambda: fixes.with_safe_binary_crossentropy(
+                    _soft_spec(
+                        "stress",
+                        handwritten_binary_crossentropy,
+                        lambda: keras.optimizers.Adam(learning_rate=1.0),
+                    ),
+                    "after_normalization.bce_soft_targets.xstable_fix",
+                ),
+                summary="the stress case (Adam 1.0) with SafeBinaryCrossentropy instead of the hand-written BCE",
+                origin="ours",
+                changes=_COMMON + (p.stress_adam(1.0), _SAFE_BCE),
                 expected=expect("ok"),
             ),
         },

@@ -12,6 +12,7 @@ import numpy as np
 from keras import ops
 
 from xstable.scenarios import _porting as p
+from xstable.scenarios import xstable_fixes as fixes
 from xstable.scenarios.handwritten_bce import handwritten_binary_crossentropy
 from xstable.scenarios.preprocessing import standard_scale
 from xstable.scenarios.scenario import Scenario, Variant, expect
@@ -23,6 +24,10 @@ DOCUMENT = "002_274eff1696522b9c.txt"
 TITLE = "Why is the training loss NaN despite all training data being within range?"
 _BCE_THRESHOLD = "100 x the binary cross-entropy of always predicting the mean label"
 _COMMON = (p.KERAS3, p.INPUT, p.SEEDED_DATA, p.FLOAT32, p.TRY_EXCEPT)
+_SAFE_BCE = (
+    "xstable: loss -> `SafeBinaryCrossentropy()` (log floors on the value only: finite loss "
+    "and gradient at p = 0 or 1, identical on every backend)"
+)
 _LABELS = "integer labels `randint(0, 2)` -> float32 (binary cross-entropy takes float targets)"
 
 
@@ -109,6 +114,22 @@ def _sigmoid_scenario():
                     "the fix is the document's comment 'Data scaling using StandardScaler' "
                     "turned into code (`standard_scale`, checked against scikit-learn)",
                 ),
+                expected=expect("ok"),
+            ),
+            "xstable_fix": Variant(
+                kind="xstable_fix",
+                make_spec=lambda: fixes.with_safe_binary_crossentropy(
+                    _sigmoid_spec(
+                        "stress",
+                        _large_input_data,
+                        lambda: keras.optimizers.Adam(learning_rate=1.0),
+                        handwritten_binary_crossentropy,
+                    ),
+                    "in_range_data.sigmoid_unscaled.xstable_fix",
+                ),
+                summary="the stress case (Adam 1.0) with SafeBinaryCrossentropy instead of the hand-written BCE",
+                origin="ours",
+                changes=_COMMON + (_LABELS, p.pinned_fit(10), p.stress_adam(1.0), _SAFE_BCE),
                 expected=expect("ok"),
             ),
         },
@@ -198,6 +219,23 @@ def _bias_scenario():
                     p.pinned_fit(1),
                     "the document gives no fix in code; its commentary names the forced "
                     "bias as the cause, so the fix leaves the bias untouched",
+                ),
+                expected=expect("ok"),
+            ),
+            "xstable_fix": Variant(
+                kind="xstable_fix",
+                make_spec=lambda: fixes.with_safe_binary_crossentropy(
+                    _bias_spec("stress", 20.0, handwritten_binary_crossentropy),
+                    "in_range_data.saturated_bias.xstable_fix",
+                ),
+                summary="the stress case (bias 20) with SafeBinaryCrossentropy instead of the hand-written BCE",
+                origin="ours",
+                changes=_COMMON
+                + (
+                    _LABELS,
+                    p.pinned_fit(1),
+                    "ours: output bias forced to 20 as in the stress variant",
+                    _SAFE_BCE,
                 ),
                 expected=expect("ok"),
             ),

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from xstable.scenarios import _porting as p
+from xstable.scenarios import xstable_fixes as fixes
 from xstable.scenarios.preprocessing import robust_scale, standard_scale
 from xstable.scenarios.scenario import Scenario, Variant, expect
 from xstable.scenarios.thresholds import constant_prediction_mse, diverged_threshold
@@ -64,6 +65,14 @@ def _robust_scaled_data():
     return p.float32(robust_scale(x), y)
 
 
+_AUTO_SCALE_STANDARD = (
+    "xstable: `AutoScale(method='standard')` adapted on x and put first in the model, instead "
+    "of StandardScaler outside it"
+)
+_AUTO_SCALE_ROBUST = (
+    "xstable: `AutoScale(method='robust')` adapted on x and put first in the model, instead "
+    "of RobustScaler outside it (the document's 'SGD' kept)"
+)
 _STANDARD_SCALER = (
     "`StandardScaler().fit_transform` -> `standard_scale` (the same formula in NumPy; checked "
     "against scikit-learn in the tests)"
@@ -119,6 +128,18 @@ def _unscaled_scenario():
                 changes=_COMMON + (_STANDARD_SCALER,),
                 expected=expect("ok"),
             ),
+            "xstable_fix": Variant(
+                kind="xstable_fix",
+                make_spec=lambda: fixes.with_auto_scale(
+                    _spec("unscaled.stress", _scales_data, _sgd(0.01)),
+                    "linear_fit.unscaled.xstable_fix",
+                    method="standard",
+                ),
+                summary="the stress case (SGD 0.01, raw x) with AutoScale(method='standard') first in the model",
+                origin="ours",
+                changes=_COMMON + (p.stress_sgd(0.01), _AUTO_SCALE_STANDARD),
+                expected=expect("ok"),
+            ),
         },
         diverged_threshold=threshold,
         threshold_reason=_THRESHOLD_REASON,
@@ -150,7 +171,7 @@ def _scaled_scenario():
             ),
             "stress": Variant(
                 kind="stress",
-                make_spec=lambda: _spec("scaled_lower_rate.stress", _scales_data, _sgd(0.01)),
+                make_spec=lambda: _spec("unscaled.stress", _scales_data, _sgd(0.01)),
                 summary="raw x with SGD at the same learning rate 0.01",
                 origin="ours",
                 changes=_COMMON + (p.stress_sgd(0.01),),
@@ -158,12 +179,22 @@ def _scaled_scenario():
             ),
             "document_fix": Variant(
                 kind="document_fix",
-                make_spec=lambda: _spec(
-                    "scaled_lower_rate.document_fix", _standardized_data, _adam(0.01)
-                ),
+                make_spec=lambda: _spec("unscaled.document_fix", _standardized_data, _adam(0.01)),
                 summary="StandardScaler on x, Adam(0.01)",
                 origin="document",
                 changes=_COMMON + (_STANDARD_SCALER,),
+                expected=expect("ok"),
+            ),
+            "xstable_fix": Variant(
+                kind="xstable_fix",
+                make_spec=lambda: fixes.with_auto_scale(
+                    _spec("unscaled.stress", _scales_data, _sgd(0.01)),
+                    "linear_fit.unscaled.xstable_fix",
+                    method="standard",
+                ),
+                summary="the stress case (SGD 0.01, raw x) with AutoScale(method='standard') first in the model",
+                origin="ours",
+                changes=_COMMON + (p.stress_sgd(0.01), _AUTO_SCALE_STANDARD),
                 expected=expect("ok"),
             ),
         },
@@ -216,6 +247,18 @@ def _robust_scenario():
                 summary="RobustScaler on x, optimizer 'SGD' (learning rate 0.01)",
                 origin="document",
                 changes=_COMMON + (_ROBUST_SCALER,),
+                expected=expect("ok"),
+            ),
+            "xstable_fix": Variant(
+                kind="xstable_fix",
+                make_spec=lambda: fixes.with_auto_scale(
+                    _spec("robust_scaler_sgd.stress", _outlier_data, _sgd(0.01)),
+                    "linear_fit.robust_scaler_sgd.xstable_fix",
+                    method="robust",
+                ),
+                summary="the stress case (SGD 0.01, raw x with the outlier) with AutoScale(method='robust') first in the model",
+                origin="ours",
+                changes=_COMMON + (_AUTO_SCALE_ROBUST,),
                 expected=expect("ok"),
             ),
         },

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from xstable.scenarios import _porting as p
+from xstable.scenarios import xstable_fixes as fixes
 from xstable.scenarios.preprocessing import drop_outliers_3sigma, standard_scale
 from xstable.scenarios.scenario import Scenario, Variant, expect
 from xstable.scenarios.thresholds import constant_prediction_mse, diverged_threshold
@@ -19,6 +20,15 @@ __all__ = ["DOCUMENT", "TITLE", "scenarios"]
 DOCUMENT = "000_d253c13cab404a73.txt"
 TITLE = "Why is the loss NaN when training a TensorFlow Keras regression model?"
 _THRESHOLD_REASON = "100 x the MSE of always predicting the mean target (var(y))"
+_AUTO_SCALE = (
+    "xstable: `AutoScale()` (robust scaling, outliers clipped to 5 robust units) adapted on x "
+    "and put first in the model, instead of a preprocessing step outside it; alone it did not "
+    "stop SGD(10.0) from overflowing (measured: NaN at step 3 on torch)"
+)
+_GUARD = (
+    "xstable: optimizer wrapped in `GuardedOptimizer(..., global_clipnorm=1.0)` (clips the "
+    "global gradient norm, skips non-finite steps) instead of lowering the learning rate"
+)
 _COMMON = (p.KERAS3, p.INPUT, p.SEEDED_DATA, p.FLOAT32, p.pinned_fit(10))
 
 
@@ -99,6 +109,21 @@ def _outlier_scenario():
                 ),
                 expected=expect("ok"),
             ),
+            "xstable_fix": Variant(
+                kind="xstable_fix",
+                make_spec=lambda: fixes.with_guarded_optimizer(
+                    fixes.with_auto_scale(
+                        _outlier_spec("stress", _outlier_data, _sgd(10.0)),
+                        "regression_nan.outlier.xstable_fix",
+                    ),
+                    "regression_nan.outlier.xstable_fix",
+                    global_clipnorm=1.0,
+                ),
+                summary="the stress case (SGD 10.0) with AutoScale first in the model and GuardedOptimizer(global_clipnorm=1.0)",
+                origin="ours",
+                changes=_COMMON + (p.stress_sgd(10.0), _AUTO_SCALE, _GUARD),
+                expected=expect("ok"),
+            ),
         },
         diverged_threshold=diverged_threshold(constant_prediction_mse(_outlier_data()[1])),
         threshold_reason=_THRESHOLD_REASON,
@@ -171,6 +196,21 @@ def _scales_scenario():
                 ),
                 expected=expect("ok"),
             ),
+            "xstable_fix": Variant(
+                kind="xstable_fix",
+                make_spec=lambda: fixes.with_guarded_optimizer(
+                    fixes.with_auto_scale(
+                        _scales_spec("stress", _two_scale_data, _sgd(10.0)),
+                        "regression_nan.feature_scales.xstable_fix",
+                    ),
+                    "regression_nan.feature_scales.xstable_fix",
+                    global_clipnorm=1.0,
+                ),
+                summary="the stress case (SGD 10.0, unscaled) with AutoScale first in the model and GuardedOptimizer(global_clipnorm=1.0)",
+                origin="ours",
+                changes=_COMMON + (p.stress_sgd(10.0), _AUTO_SCALE, _GUARD),
+                expected=expect("ok"),
+            ),
         },
         diverged_threshold=diverged_threshold(constant_prediction_mse(_two_scale_data()[1])),
         threshold_reason=_THRESHOLD_REASON,
@@ -237,6 +277,18 @@ def _rate_scenario():
                 summary="Adam(learning_rate=0.01)",
                 origin="document",
                 changes=_COMMON + (p.FRESH_MODEL_FOR_FIX,),
+                expected=expect("ok"),
+            ),
+            "xstable_fix": Variant(
+                kind="xstable_fix",
+                make_spec=lambda: fixes.with_guarded_optimizer(
+                    _rate_spec("stress", 10.0, optimizer="SGD"),
+                    "regression_nan.learning_rate.xstable_fix",
+                    global_clipnorm=1.0,
+                ),
+                summary="the stress case (SGD 10.0) with GuardedOptimizer(global_clipnorm=1.0), learning rate kept",
+                origin="ours",
+                changes=_COMMON + ("ours: SGD(10.0) as in the stress variant", _GUARD),
                 expected=expect("ok"),
             ),
         },
