@@ -5,7 +5,7 @@ import json
 from xstable.scenarios.scenario import BACKENDS, VARIANT_KINDS
 from xstable.training import RunResult
 
-__all__ = ["load_results", "render_claims_table", "format_outcome"]
+__all__ = ["format_outcome", "load_results", "render_claims_table", "render_run_table"]
 
 _CLAIMS = {
     "nan": "NaN",
@@ -135,4 +135,26 @@ def render_claims_table(results):
         "outcome that differs from the one recorded in the scenario. Origin: `document` (its "
         "code, ported), `derived` (its code without its fix, or its prose fix as code), `ours`."
     )
+    return "\n".join(lines)
+
+
+def render_run_table(results):
+    """Renders runs on one backend as a compact markdown table (the examples print it).
+
+    Args:
+        results: iterable of `RunResult` from `xstable.scenarios.run`.
+
+    Returns:
+        str, a markdown table: scenario, variant, expected and measured outcome, steps run.
+    """
+    lines = [
+        "| Scenario | Variant | Expected | Measured | Steps run |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for result in results:
+        extra = result.extra
+        lines.append(
+            f"| {extra['scenario']} | {extra['variant']} | {extra['expected_outcome']} | "
+            f"{format_outcome(result)} | {len(result.losses)} |"
+        )
     return "\n".join(lines)

@@ -329,6 +329,10 @@ def _log_loss_scenario():
         },
         diverged_threshold=diverged_threshold(baseline),
         threshold_reason="100 x the custom loss of always predicting the mean target",
+        no_stress_reason="None found: the loss log(1 + |e|)^2 is finite for every finite error "
+        "and its gradient 2 log(1 + |e|) / (1 + |e|) is at most 0.81, so weights grow at most "
+        "polynomially. Searched (torch, NumPy initial weights): RMSprop at learning rates 0.1, "
+        "10, 1e3, 1e6 and SGD at 0.01, 10, 1000; every run stayed finite.",
     )
 
 

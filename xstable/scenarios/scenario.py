@@ -143,6 +143,8 @@ class Scenario:
         variants: Mapping from kind to `Variant`.
         diverged_threshold: float, a finite final loss above this is `"diverged"`.
         threshold_reason: str, how the threshold was chosen.
+        no_stress_reason: str, for a failure that stays finite on every backend and has no
+            `stress` variant: what was searched without finding a non-finite variant.
     """
 
     id: str
@@ -154,6 +156,7 @@ class Scenario:
     variants: Mapping[str, Variant]
     diverged_threshold: float
     threshold_reason: str
+    no_stress_reason: str = ""
 
     def __post_init__(self):
         if self.claimed_outcome not in ("nan", "ok", "unstable"):
