@@ -4,6 +4,7 @@ Usage:
     KERAS_BACKEND=jax python -m xstable.scenarios run --out results-jax.json
     python -m xstable.scenarios table results-*.json > table.md
     python -m xstable.scenarios list
+    python -m xstable.scenarios describe > changes.md
 """
 
 import argparse
@@ -64,6 +65,30 @@ def _list(args):
     return 0
 
 
+def _describe(args):
+    from xstable.scenarios.registry import all_scenarios
+
+    for scenario in all_scenarios():
+        print(f"### `{scenario.id}` ({scenario.document}, example {scenario.example})\n")
+        print(f"Claim: {scenario.claim}\n")
+        print(
+            f"Diverged threshold: {scenario.diverged_threshold:.4g} ({scenario.threshold_reason}).\n"
+        )
+        if scenario.no_stress_reason:
+            print(f"No stress variant. {scenario.no_stress_reason}\n")
+        for kind in scenario.variant_kinds():
+            variant = scenario.variant(kind)
+            outcomes, reason = variant.expected
+            expected = ", ".join(f"{b}: {o}" for b, o in outcomes.items())
+            print(f"- **{kind}** ({variant.origin}): {variant.summary}. Expected: {expected}.")
+            if reason:
+                print(f"  Why backends differ: {reason}")
+            for change in variant.changes:
+                print(f"  - {change}")
+        print()
+    return 0
+
+
 def build_parser():
     """Returns the `argparse` parser of `python -m xstable.scenarios`."""
     parser = argparse.ArgumentParser(
@@ -81,6 +106,10 @@ def build_parser():
     table.set_defaults(handler=_table)
     listing = commands.add_parser("list", help="list scenarios and their variants")
     listing.set_defaults(handler=_list)
+    describe = commands.add_parser(
+        "describe", help="markdown: every scenario, variant and change from the document's code"
+    )
+    describe.set_defaults(handler=_describe)
     return parser
 
 
