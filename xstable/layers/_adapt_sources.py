@@ -96,6 +96,16 @@ def _first_of_structure(batch):
     return batch
 
 
+def _is_list_of_batches(data):
+    """A list of 2-D arrays or of `(x, y)` tuples is a batch list; a list of numbers is rows."""
+    if not data:
+        return False
+    first = data[0]
+    if isinstance(first, tuple) and first and hasattr(first[0], "shape"):
+        return True
+    return hasattr(first, "shape") and len(getattr(first, "shape", ())) >= 2
+
+
 def _chunked(array, chunk_rows):
     flat = array.reshape(-1, array.shape[-1]) if array.ndim > 1 else array.reshape(-1, 1)
 
@@ -136,7 +146,7 @@ def as_adapt_source(data, chunk_rows=DEFAULT_CHUNK_ROWS):
         return AdaptSource(tf_batches)
     if _is_torch_tensor(data):
         data = _tensor_to_numpy(data)
-    if isinstance(data, (list, tuple)):
+    if isinstance(data, (list, tuple)) and not _is_list_of_batches(data):
         data = np.asarray(data)
     if isinstance(data, np.ndarray) or hasattr(data, "__array__"):
         array = np.asarray(data)

@@ -29,6 +29,8 @@ _LARGEST_FINITE = {
     "float64": 1.7976931348623157e308,
 }
 
+_LARGEST_NORMAL_SCALE = 1.0 / float(np.finfo(np.float32).tiny)
+
 _NOT_ADAPTED = (
     "AutoScale has no statistics yet: call `layer.adapt(data)` with training inputs (NumPy, "
     "pandas, tensors, tf.data.Dataset, DataLoader or an iterable of batches) before using it, "
@@ -200,12 +202,16 @@ class AutoScale(keras.layers.Layer):
                 f"Received: input_shape={input_shape}"
             )
 
+        # Centers near 1e6 and inverse scales of 1e5 overflow float16: keep state in float32+.
+        self._state_dtype = "float64" if self.variable_dtype == "float64" else "float32"
+
         def state(name, value):
             return self.add_weight(
                 name=name,
                 shape=(num_features,),
                 initializer=keras.initializers.Constant(value),
                 trainable=False,
+                dtype=self._state_dtype,
             )
 
         self.center = state("center", 0.0)
@@ -300,6 +306,9 @@ class AutoScale(keras.layers.Layer):
         else:
             center, scale = median, _robust_scale(quantiles)
         scale = np.maximum(scale, self.min_scale * np.maximum(1.0, np.abs(center)))
+        # 1/scale must stay a normal float32: XLA on CPU flushes subnormals to 0, and
+        # inf * 0 would turn an infinite input into NaN.
+        scale = np.minimum(scale, _LARGEST_NORMAL_SCALE)
         if self.method == "auto":
             log_mask = (tail_ratio > self.tail_ratio_threshold).astype(np.float64)
             # The signed log is monotone, so quantiles of the transformed feature are the
@@ -317,11 +326,11 @@ class AutoScale(keras.layers.Layer):
             impute_value = np.full(num_features, self.impute)
         if not self.built:
             self.build((None, num_features))
-        self.center.assign(center.astype(self.variable_dtype))
-        self.inv_scale.assign((1.0 / scale).astype(self.variable_dtype))
-        self.log_mask.assign(log_mask.astype(self.variable_dtype))
-        self.log_inv_scale.assign((1.0 / log_scale).astype(self.variable_dtype))
-        self.impute_value.assign(impute_value.astype(self.variable_dtype))
+        self.center.assign(center.astype(self._state_dtype))
+        self.inv_scale.assign((1.0 / scale).astype(self._state_dtype))
+        self.log_mask.assign(log_mask.astype(self._state_dtype))
+        self.log_inv_scale.assign((1.0 / log_scale).astype(self._state_dtype))
+        self.impute_value.assign(impute_value.astype(self._state_dtype))
         self._adapted = True
         self.adapt_summary = {
             "rows": rows,
@@ -355,7 +364,10 @@ class AutoScale(keras.layers.Layer):
     def call(self, inputs):
         if not self._adapted and not isinstance(inputs, keras.KerasTensor):
             raise ValueError(_NOT_ADAPTED)
-        dtype = self.compute_dtype
+        output_dtype = self.compute_dtype
+        # float16 cannot hold a center near 1e6 or a large inverse scale: scale in float32 and
+        # cast the clipped result back.
+        dtype = "float32" if output_dtype in ("float16", "bfloat16") else output_dtype
         x = ops.cast(inputs, dtype)
         if self.impute is not None:
             x = ops.where(ops.isnan(x), ops.cast(self.impute_value, dtype), x)
@@ -364,8 +376,8 @@ class AutoScale(keras.layers.Layer):
             logged = ops.sign(scaled) * ops.log1p(ops.abs(scaled))
             logged = logged * ops.cast(self.log_inv_scale, dtype)
             scaled = ops.where(ops.cast(self.log_mask, "bool"), logged, scaled)
-        limit = self.clip if self.clip is not None else _LARGEST_FINITE[dtype]
-        return ops.clip(scaled, -limit, limit)
+        limit = self.clip if self.clip is not None else _LARGEST_FINITE[output_dtype]
+        return ops.cast(ops.clip(scaled, -limit, limit), output_dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
