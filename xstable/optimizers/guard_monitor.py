@@ -23,7 +23,6 @@ def find_guarded_optimizer(optimizer):
     return None
 
 
-@keras.saving.register_keras_serializable(package="xstable")
 class GuardMonitor(keras.callbacks.Callback):
     """Adds `skipped_steps`, `consecutive_skips`, `grad_norm` (and `lr_scale`) to `fit` logs.
 
@@ -85,6 +84,3 @@ class GuardMonitor(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._record(logs)
-
-    def get_config(self):
-        return {"every_batch": self.every_batch}

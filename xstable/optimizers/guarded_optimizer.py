@@ -1,6 +1,7 @@
 """`GuardedOptimizer`: clipping and skipping of non-finite steps around any Keras optimizer."""
 
 import contextlib
+import copy
 import math
 import numbers
 
@@ -345,7 +346,10 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
                 consecutive = ops.where(over_limit, zero, consecutive)
         skipped = ops.where(apply, zero, one)
 
-        lr_scale = self.lr_scale.value
+        # This step runs at the scale decided by earlier steps; changes apply from the next.
+        # (A copy: on torch `.value` is the storage that the assign below overwrites.)
+        step_lr_scale = ops.copy(self.lr_scale.value)
+        lr_scale = step_lr_scale
         if self._backs_off:
             factor = self.lr_backoff_factor
             back_off = ops.logical_not(finite) if self.lr_backoff_on_skip else None
@@ -366,7 +370,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         self.consecutive_skips.assign(consecutive)
         self.skipped_steps.assign(ops.add(self.skipped_steps.value, skipped))
         self.grad_norm.assign(norm)
-        return grads, apply, lr_scale
+        return grads, apply, step_lr_scale
 
     @contextlib.contextmanager
     def _scaled_inner_learning_rate(self, lr_scale):
@@ -573,7 +577,9 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        inner = keras.saving.deserialize_keras_object(
-            config.pop("inner_optimizer"), custom_objects=custom_objects
+        # `keras.optimizers.deserialize` maps built-in optimizers to the active backend's
+        # class; a file saved on torch names the torch Adam module.
+        inner = keras.optimizers.deserialize(
+            copy.deepcopy(config.pop("inner_optimizer")), custom_objects=custom_objects
         )
         return cls(inner, **config)
