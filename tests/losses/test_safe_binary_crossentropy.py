@@ -150,7 +150,7 @@ def _reference_forward(model, x, y):
     """
     (w1, b1) = model.layers[0].get_weights()
     h = np.maximum(x.astype(np.float64) @ w1 + b1, 0.0)
-    p32 = to_numpy(model(x))
+    p32 = to_numpy(keras.ops.stop_gradient(model(x)))
     loss, dloss = ref.bce_from_probabilities(y, p32)
     p = p32.astype(np.float64)
     grad_w2 = h.T @ (dloss * p * (1.0 - p)) / len(x)
@@ -159,13 +159,15 @@ def _reference_forward(model, x, y):
 
 def _loss_and_output_kernel_gradient(model, x, y, loss):
     """Loss and its gradient wrt the output layer's kernel, through the sigmoid."""
-    hidden = to_numpy(model.layers[0](x))
-    bias = to_numpy(model.layers[1].bias)
+    hidden = to_numpy(keras.ops.stop_gradient(model.layers[0](x)))
+    kernel0, bias = model.layers[1].get_weights()
 
     def fn(kernel):
-        return loss(y, keras.ops.sigmoid(keras.ops.matmul(hidden, kernel) + bias))
+        logits = keras.ops.matmul(keras.ops.convert_to_tensor(hidden), kernel)
+        logits = logits + keras.ops.convert_to_tensor(bias)
+        return loss(y, keras.ops.sigmoid(logits))
 
-    return value_and_grad(fn, to_numpy(model.layers[1].kernel))
+    return value_and_grad(fn, kernel0)
 
 
 @pytest.mark.parametrize("bias", [10.0, -25.0], ids=["seed002-bias10", "fully-saturated"])
@@ -200,7 +202,7 @@ def test_seed_003_soft_targets_agree_with_reference_and_train():
     w2 = rng.normal(0, 0.5, (8, 1)).astype("float32")
     model.set_weights([w1, np.zeros(8, "float32"), w2, np.zeros(1, "float32")])
     h = ref.sigmoid64(x.astype(np.float64) @ w1)
-    p32 = to_numpy(model(x))
+    p32 = to_numpy(keras.ops.stop_gradient(model(x)))
     assert_matches_reference(p32, ref.sigmoid64(h @ w2), "float32", what="model output")
     loss, dloss = ref.bce_from_probabilities(y, p32)
     p = p32.astype(np.float64)

@@ -1,0 +1,62 @@
+import keras
+import numpy as np
+import pytest
+
+from tests.helpers import assert_matches_reference, to_numpy
+from tests.losses import _reference as ref
+from tests.numerics._grad import value_and_grad
+from xstable.losses import (
+    SafeSparseCategoricalCrossentropy,
+    safe_sparse_categorical_crossentropy,
+)
+
+
+def test_value_and_gradient_match_reference_and_keras_on_ordinary_inputs():
+    z = np.array([[1.0, 2.0, -1.0], [0.0, 50.0, -50.0]], np.float32)
+    labels = np.array([2, 0])
+    value, grad = value_and_grad(
+        lambda t: safe_sparse_categorical_crossentropy(labels, t, from_logits=True), z
+    )
+    log_p = ref.log_softmax64(z)
+    assert_matches_reference(value, -log_p[[0, 1], labels], "cross_backend")
+    expected_grad = np.exp(log_p) - np.eye(3)[labels]
+    assert_matches_reference(grad, expected_grad, "cross_backend", what="gradient")
+    keras_value = keras.losses.sparse_categorical_crossentropy(labels, z, from_logits=True)
+    assert_matches_reference(value, to_numpy(keras_value), "float32")
+
+
+def test_out_of_range_labels_raise_in_eager_code():
+    with pytest.raises(ValueError, match=r"`y_true`.*\[0, 3\).*7\.0"):
+        SafeSparseCategoricalCrossentropy()(np.array([0, 7]), np.full((2, 3), 1 / 3, "float32"))
+    with pytest.raises(ValueError, match=r"integer class labels"):
+        safe_sparse_categorical_crossentropy(np.array([-1]), np.full((1, 3), 1 / 3, "float32"))
+
+
+def test_ignore_class_leaves_the_mean_like_keras():
+    labels = np.array([0, 255, 1])
+    p = np.array([[0.7, 0.3], [0.5, 0.5], [0.2, 0.8]], np.float32)
+    ours = SafeSparseCategoricalCrossentropy(ignore_class=255)(labels, p)
+    theirs = keras.losses.SparseCategoricalCrossentropy(ignore_class=255)(labels, p)
+    assert_matches_reference(ours, to_numpy(theirs), "float32")
+
+
+def test_config_round_trip():
+    loss = SafeSparseCategoricalCrossentropy(from_logits=True, ignore_class=-1, name="s")
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    assert restored.get_config() == loss.get_config()
+
+
+def test_compiled_fit_counts_out_of_range_labels(backend):
+    rng = np.random.default_rng(0)
+    x = rng.random((16, 3)).astype("float32")
+    labels = rng.integers(0, 3, (16,))
+    labels[5] = 9
+    loss = SafeSparseCategoricalCrossentropy()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="sgd", loss=loss, metrics=loss.metrics, jit_compile=backend != "torch")
+    if backend == "torch":
+        with pytest.raises(ValueError, match="`y_true`"):
+            model.fit(x, labels, epochs=1, batch_size=8, verbose=0)
+        return
+    history = model.fit(x, labels, epochs=1, batch_size=8, verbose=0, shuffle=False)
+    assert history.history["safe_sparse_categorical_crossentropy_invalid_targets"] == [1.0]
