@@ -96,9 +96,9 @@ def test_clean_step_returns_none_and_changes_nothing():
     before = [to_numpy(v) for v in model.variables]
     optimizer_before = [to_numpy(v) for v in model.optimizer.variables]
     assert locate_nonfinite(model, x, y) is None
-    for v, old in zip(model.variables, before):
+    for v, old in zip(model.variables, before, strict=True):
         np.testing.assert_array_equal(to_numpy(v), old, err_msg=v.path)
-    for v, old in zip(model.optimizer.variables, optimizer_before):
+    for v, old in zip(model.optimizer.variables, optimizer_before, strict=True):
         np.testing.assert_array_equal(to_numpy(v), old, err_msg=v.path)
 
 
@@ -288,3 +288,18 @@ def test_rejects_non_models_and_missing_loss():
     uncompiled = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(1)])
     with pytest.raises(ValueError, match="`loss=`"):
         locate_nonfinite(uncompiled, x, y)
+
+
+def test_finite_checks_in_the_model_do_not_interfere():
+    from xstable.layers import FiniteCheck
+
+    x, y = _data()
+    model = keras.Sequential(
+        [keras.Input((FEATURES,)), keras.layers.Dense(FEATURES, name="d0"),
+         InjectNaNInRow(4, name="inject"), FiniteCheck("raise", name="guard"),
+         keras.layers.Dense(1, name="head")],
+        name="seq",
+    )
+    loc = locate_nonfinite(_compile(model), x, y)
+    assert (loc.stage, loc.layer_path, loc.rows) == ("forward", "seq/inject", [4])
+    assert float(to_numpy(model.get_layer("guard").nonfinite_count)) == 0.0

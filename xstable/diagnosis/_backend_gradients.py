@@ -42,7 +42,7 @@ def value_and_gradients(fn, differentiable):
                 grads = torch.autograd.grad(loss, args, allow_unused=True)
             else:
                 grads = [None] * len(args)
-        grads = [torch.zeros_like(a) if g is None else g for a, g in zip(args, grads)]
+        grads = [torch.zeros_like(a) if g is None else g for a, g in zip(args, grads, strict=True)]
         aux = keras.tree.map_structure(
             lambda t: t.detach() if isinstance(t, torch.Tensor) else t, aux
         )

@@ -19,12 +19,12 @@ def apply_update_without_side_effects(optimizer, weights, weight_values, grads):
         keras.Variable(
             ops.copy(value), dtype=weight.dtype, trainable=True, name=weight.name
         )
-        for weight, value in zip(weights, weight_values)
+        for weight, value in zip(weights, weight_values, strict=True)
     ]
     clone = optimizer.__class__.from_config(optimizer.get_config())
     clone.build(copies)
     if getattr(optimizer, "built", False) and len(optimizer.variables) == len(clone.variables):
-        pairs = list(zip(optimizer.variables, clone.variables))
+        pairs = list(zip(optimizer.variables, clone.variables, strict=True))
         if all(tuple(a.shape) == tuple(b.shape) for a, b in pairs):
             for source, target in pairs:
                 target.assign(ops.copy(ops.convert_to_tensor(source)))

@@ -16,6 +16,7 @@ from xstable.diagnosis._call_recorder import CallRecorder
 from xstable.diagnosis._fixes import suggest_fix
 from xstable.diagnosis._layer_tree import is_floating, variable_owners
 from xstable.diagnosis._location import NonFiniteLocation
+from xstable.layers.finite_check import suspend_checks
 
 __all__ = ["locate_nonfinite", "NonFiniteLocation"]
 
@@ -134,7 +135,7 @@ def _check_data(data, stage, tensor):
         return None
     flat = keras.tree.flatten(data)
     keys = _leaf_names(data)
-    for name, leaf in zip(keys, flat):
+    for name, leaf in zip(keys, flat, strict=True):
         if leaf is None or not is_floating(leaf):
             continue
         values = np.asarray(ops.convert_to_numpy(leaf))
@@ -205,7 +206,7 @@ def _describe(tensor):
 def _check_weights(model, owners):
     weights = [w for w in model.weights if is_floating(w)]
     maxima = _max_abs([ops.convert_to_tensor(w) for w in weights])
-    for weight, value in zip(weights, maxima):
+    for weight, value in zip(weights, maxima, strict=True):
         if not np.isfinite(value):
             _, bad = _describe(ops.convert_to_tensor(weight))
             return NonFiniteLocation(
@@ -299,9 +300,10 @@ class _Step:
     def _run(self, trainable_values, probes):
         mapping = []
         if trainable_values is not None:
-            mapping = list(zip(self.trainable, trainable_values))
+            mapping = list(zip(self.trainable, trainable_values, strict=True))
         recorder = CallRecorder(self.model, probes)
-        with keras.StatelessScope(state_mapping=mapping, collect_losses=True):
+        # FiniteCheck layers in the model would raise/count on the diagnostic step itself.
+        with suspend_checks(), keras.StatelessScope(state_mapping=mapping, collect_losses=True):
             with recorder:
                 y_pred = self.model(self.x, training=True)
             loss_value = self._loss(y_pred) if self.loss_fn is not None else None
@@ -327,7 +329,7 @@ class _Step:
                 [ops.zeros(t.shape, t.dtype) for t in inputs],
                 [ops.zeros(t.shape, t.dtype) for t in outputs],
             )
-            for inputs, outputs in zip(forward.inputs, forward.outputs)
+            for inputs, outputs in zip(forward.inputs, forward.outputs, strict=True)
         ]
         flat_probes = [p for ins, outs in probes for p in ins + outs]
         n_weights = len(self.trainable)
@@ -491,7 +493,7 @@ def _loss_problem(step, forward):
 def _backward_culprit(backward, owners, model):
     records = backward.records
     weight_bad_by_owner = {}
-    for weight, value in zip(backward.weights, backward.weight_grad_max):
+    for weight, value in zip(backward.weights, backward.weight_grad_max, strict=True):
         if not np.isfinite(value):
             weight_bad_by_owner.setdefault(owners.get(id(weight)), []).append(weight)
     any_bad = bool(weight_bad_by_owner) or any(
@@ -600,7 +602,7 @@ def _update_problem(model, optimizer, backward, owners):
     )
     maxima = _max_abs(new_values)
     for weight, value, new_value, grad_max in zip(
-        backward.weights, maxima, new_values, backward.weight_grad_max
+        backward.weights, maxima, new_values, backward.weight_grad_max, strict=True
     ):
         if np.isfinite(value):
             continue

@@ -1,0 +1,416 @@
+"""`FiniteCheck`: a pass-through layer that catches NaN and Inf where they first appear.
+
+Common sources of non-finite values, in the order they are usually met: NaN/Inf already in
+the data; activations that overflow because inputs are unscaled or the learning rate is too
+high; ops used outside their domain (log or sqrt of a non-positive value, 0/0); and
+gradients of ops with an infinite derivative (sqrt, log, norm at 0). A `FiniteCheck` placed
+after a layer (or after every layer, via `insert_finite_checks`) names the first place a
+batch goes bad, instead of a "loss: nan" several steps later.
+
+How each policy acts, per execution mode:
+
+| policy    | eager (TF run_eagerly, torch)  | jax.jit (JAX)                | TF graph/XLA, torch.compile |
+|-----------|--------------------------------|------------------------------|-----------------------------|
+| "raise"   | raises in the layer call       | host callback; raises at     | raises at batch end through |
+|           |                                | batch end via the monitor    | `FiniteCheckMonitor`        |
+| "warn"    | warns in the layer call        | warns from a host callback   | warns at batch end (monitor)|
+| "replace" | replaces NaN/±Inf, counts      | same                         | same                        |
+| "count"   | counts; `<name>_nonfinite` log | same (exact in epoch logs)   | same                        |
+
+Counting always happens on the device, in a non-trainable variable: with only finite values
+no check reads anything back to the host in compiled code.
+"""
+
+import contextlib
+import warnings
+
+import keras
+import numpy as np
+from keras import ops
+
+from xstable.errors import NonFiniteError
+from xstable.layers import _backend_host_check as host_check
+
+__all__ = ["FiniteCheck", "FiniteCheckMonitor", "POLICIES"]
+
+POLICIES = ("raise", "warn", "replace", "count")
+
+_TIPS = (
+    "Debugging tips:\n"
+    "1. Run xstable.diagnosis.locate_nonfinite(model, x_batch, y_batch) on the offending "
+    "batch: it names the stage, layer and rows where the first NaN/Inf arose.\n"
+    "2. NaN/Inf in the data: clean it, or put FiniteCheck(policy='replace') after the input.\n"
+    "3. Values that grow before they turn Inf: standardise the inputs, lower the learning "
+    "rate, or clip gradients (optimizer clipnorm=1.0).\n"
+    "4. log/sqrt/division of a value that can reach 0: guard the op's domain."
+)
+
+# (layer, count) reports that a raise-policy check deferred to its FiniteCheckMonitor.
+_pending_reports = []
+# While > 0 (locate_nonfinite runs a diagnostic step), raise/warn/count are suspended.
+_suspended = [0]
+
+
+@contextlib.contextmanager
+def suspend_checks():
+    """Makes every FiniteCheck a pure pass-through (replace still replaces) in this block."""
+    _suspended[0] += 1
+    try:
+        yield
+    finally:
+        _suspended[0] -= 1
+
+
+def _nonfinite_message(name, count, context="", rows=None):
+    where = f" {context}" if context else ""
+    shown = ""
+    if rows:
+        listed = ", ".join(str(r) for r in rows[:20])
+        more = f" (+{len(rows) - 20} more)" if len(rows) > 20 else ""
+        shown = f" Batch rows: {listed}{more}."
+    return (
+        f"FiniteCheck `{name}` found {int(count)} non-finite value(s) (NaN or ±Inf) in its "
+        f"input{where}.{shown}\n{_TIPS}"
+    )
+
+
+def _largest_finite(dtype):
+    dtype = keras.backend.standardize_dtype(dtype)
+    if dtype == "bfloat16":
+        return 3.3895313892515355e38
+    return float(np.finfo(dtype).max)
+
+
+@keras.saving.register_keras_serializable(package="xstable")
+class _NonFiniteCountMetric(keras.metrics.Metric):
+    """Shows a FiniteCheck's counter in the training logs as `<layer name>_nonfinite`.
+
+    The counter is the layer's own non-trainable variable (updated inside the layer's call
+    on every backend, JAX included); the metric only reads it, and resets it when Keras
+    resets metrics (start of each epoch / evaluate), so logs show per-epoch counts.
+    """
+
+    def __init__(self, counter=None, name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        # A closure, not an attribute, so the counter is not tracked as metric state too
+        # (as metric state, JAX would restore its stale copy over the layer's update).
+        self._counter = lambda: counter
+
+    def update_state(self, *args, **kwargs):
+        return None
+
+    def reset_state(self):
+        counter = self._counter()
+        if counter is not None and host_check.counter_value_or_none(counter) is not None:
+            counter.assign(ops.zeros((), "float32"))
+
+    def result(self):
+        counter = self._counter()
+        value = None if counter is None else host_check.counter_value_or_none(counter)
+        if value is None:
+            # Inside a JAX fit step the state lives outside the variable; the epoch logs,
+            # read after Keras syncs the state back, carry the exact count.
+            return ops.zeros((), "float32")
+        # A copy: TF must not put the variable itself into the logs.
+        return ops.copy(ops.cast(value, "float32"))
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+@keras.saving.register_keras_serializable(package="xstable")
+class FiniteCheck(keras.layers.Layer):
+    """Passes its input through and checks it for NaN and ±Inf, acting by `policy`.
+
+    Put it after any layer (or use `xstable.layers.insert_finite_checks(model)` to put one
+    after every layer). The output equals the input (`policy="replace"`: with non-finite
+    values replaced). Every policy counts non-finite input values in the non-trainable
+    variable `nonfinite_count`, on the device, without reading it back to the host.
+
+    Policies:
+        - `"raise"`: raise `xstable.NonFiniteError` naming the layer and the count. In eager
+          execution the layer call raises; in compiled code (XLA, `jax.jit`,
+          `torch.compile`) the error is raised when the batch ends by a
+          `FiniteCheckMonitor` callback (pass it to `fit`). On JAX without a monitor, the
+          error is raised from the host callback and surfaces as a JAX runtime error whose
+          message holds the same text.
+        - `"warn"`: emit a `RuntimeWarning` with the same message, keep training.
+        - `"replace"`: replace NaN by `nan`, +Inf by `posinf` and -Inf by `neginf`
+          (defaults: 0, and the largest finite value of the dtype with the sign).
+        - `"count"`: only count; the per-epoch count appears in `fit` logs and History as
+          `<layer name>_nonfinite`.
+
+    Args:
+        policy: str. One of `"raise"`, `"warn"`, `"replace"`, `"count"`.
+        nan: float. Replacement for NaN under `"replace"`. Defaults to `0.0`.
+        posinf: float or None. Replacement for +Inf; `None` means the dtype's largest value.
+        neginf: float or None. Replacement for -Inf; `None` means the dtype's lowest value.
+        **kwargs: Base layer arguments (`name`, `dtype`, ...).
+
+    Raises:
+        ValueError: If `policy` is not one of the four, or a replacement is not finite.
+        xstable.NonFiniteError: Under `"raise"`, when the input holds NaN or ±Inf.
+
+    Example:
+
+    >>> model = keras.Sequential([
+    ...     keras.Input((4,)),
+    ...     keras.layers.Dense(8, activation="relu"),
+    ...     FiniteCheck(policy="count", name="after_dense"),
+    ...     keras.layers.Dense(1),
+    ... ])
+    >>> model.compile("adam", "mse")
+    >>> history = model.fit(x, y, verbose=0)
+    >>> history.history["after_dense_nonfinite"]   # non-finite activations per epoch
+    """
+
+    def __init__(self, policy="raise", nan=0.0, posinf=None, neginf=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(policy, str):
+            raise TypeError(
+                f"`policy` must be a string, one of {POLICIES}. Received: policy={policy!r}."
+            )
+        if policy not in POLICIES:
+            raise ValueError(
+                f"`policy` must be one of {POLICIES}. Received: policy={policy!r}. "
+                "Use 'raise' to stop, 'warn' to report, 'replace' to sanitise, 'count' to "
+                "only count."
+            )
+        for arg_name, value in (("nan", nan), ("posinf", posinf), ("neginf", neginf)):
+            if value is not None and not np.isfinite(value):
+                raise ValueError(
+                    f"`{arg_name}` must be a finite number (it replaces non-finite values). "
+                    f"Received: {arg_name}={value!r}."
+                )
+        if nan is None:
+            raise ValueError("`nan` must be a finite number. Received: nan=None.")
+        self.policy = policy
+        self.nan = float(nan)
+        self.posinf = None if posinf is None else float(posinf)
+        self.neginf = None if neginf is None else float(neginf)
+        self.supports_masking = True
+        self.nonfinite_count = self.add_weight(
+            shape=(),
+            initializer="zeros",
+            dtype="float32",
+            trainable=False,
+            name="nonfinite_count",
+        )
+        if policy in ("count", "replace"):
+            self.count_metric = _NonFiniteCountMetric(
+                self.nonfinite_count, name=f"{self.name}_nonfinite"
+            )
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def compute_output_spec(self, inputs, *args, **kwargs):
+        return keras.tree.map_structure(
+            lambda t: keras.KerasTensor(t.shape, dtype=t.dtype, sparse=False), inputs
+        )
+
+    def _floating_leaves(self, inputs):
+        return [
+            t
+            for t in keras.tree.flatten(inputs)
+            if t is not None
+            and "float" in keras.backend.standardize_dtype(getattr(t, "dtype", "int32"))
+        ]
+
+    def call(self, inputs):
+        leaves = self._floating_leaves(inputs)
+        if not leaves:
+            return inputs
+        if _suspended[0]:
+            return self._replace(inputs) if self.policy == "replace" else inputs
+        count = ops.zeros((), "float32")
+        for leaf in leaves:
+            count = count + ops.sum(ops.cast(ops.logical_not(ops.isfinite(leaf)), "float32"))
+        self.nonfinite_count.assign(self.nonfinite_count + count)
+        if self.policy == "replace":
+            return self._replace(inputs)
+        if self.policy in ("raise", "warn"):
+            self._report(count, leaves)
+        return inputs
+
+    def _replace(self, inputs):
+        def clean(t):
+            dtype = getattr(t, "dtype", None)
+            if dtype is None or "float" not in keras.backend.standardize_dtype(dtype):
+                return t
+            largest = _largest_finite(t.dtype)
+            posinf = largest if self.posinf is None else self.posinf
+            neginf = -largest if self.neginf is None else self.neginf
+            finite = ops.isfinite(t)
+            replacement = ops.where(
+                ops.isnan(t),
+                ops.cast(self.nan, t.dtype),
+                ops.where(t > 0, ops.cast(posinf, t.dtype), ops.cast(neginf, t.dtype)),
+            )
+            return ops.where(finite, t, replacement)
+
+        return keras.tree.map_structure(clean, inputs)
+
+    def _report(self, count, leaves):
+        if host_check.is_concrete(count):
+            value = float(ops.convert_to_numpy(count))
+            if value > 0:
+                self._act(value, rows=self._rows(leaves))
+        elif host_check.supports_host_callback():
+            host_check.call_on_host_if_positive(count, self._act_from_compiled_code)
+        # Otherwise (TF graph/XLA, torch.compile): FiniteCheckMonitor reads the counter when
+        # the batch ends.
+
+    def _rows(self, leaves):
+        rows = set()
+        for leaf in leaves:
+            bad = ~np.isfinite(np.asarray(ops.convert_to_numpy(leaf), dtype=np.float64))
+            if bad.ndim:
+                rows.update(np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1)).tolist())
+        return sorted(rows)
+
+    def _act(self, count, rows=None, context=""):
+        if self.policy == "raise" and getattr(self, "_defer_to_monitor", False):
+            # An exception inside a JAX train step leaves the model's variables detached
+            # from the trainer's state; the monitor re-attaches them, then raises.
+            _pending_reports.append((self, count, rows))
+            return
+        message = _nonfinite_message(self.name, count, context=context, rows=rows)
+        if self.policy == "raise":
+            raise NonFiniteError(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+    def _act_from_compiled_code(self, count):
+        self._act(float(np.asarray(count)), context="(reported from compiled JAX code)")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"policy": self.policy, "nan": self.nan, "posinf": self.posinf, "neginf": self.neginf}
+        )
+        return config
+
+
+def _finite_checks(model):
+    from xstable.diagnosis._layer_tree import walk_layers
+
+    return [layer for _, layer, _ in walk_layers(model) if isinstance(layer, FiniteCheck)]
+
+
+class FiniteCheckMonitor(keras.callbacks.Callback):
+    """Raises or warns for `FiniteCheck` layers at the end of every batch of compiled code.
+
+    Inside XLA (TensorFlow `jit_compile`), `jax.jit` and `torch.compile` a layer cannot raise
+    a Python exception; the monitor makes the `"raise"` and `"warn"` policies take effect
+    when the batch ends, with `xstable.NonFiniteError` naming the layer, the batch and the
+    count. On JAX it only forwards reports that host callbacks already made (no device
+    read); on TensorFlow graphs and `torch.compile` it reads the counters of the raise/warn
+    checks once per `every_n_batches` batches (one small device-to-host copy). In eager
+    execution the layers act themselves and the monitor reads nothing.
+
+    Args:
+        every_n_batches: int. Read the counters every this many batches (compiled TF/torch).
+
+    Example:
+
+    >>> model.fit(x, y, callbacks=[FiniteCheckMonitor()])
+    """
+
+    def __init__(self, every_n_batches=1):
+        super().__init__()
+        if not isinstance(every_n_batches, int) or every_n_batches < 1:
+            raise ValueError(
+                "`every_n_batches` must be a positive integer. "
+                f"Received: every_n_batches={every_n_batches!r}."
+            )
+        self.every_n_batches = every_n_batches
+        self._checks = []
+        self._seen = {}
+        # fit() runs evaluate() inside it: count nesting so validation does not deactivate.
+        self._depth = 0
+
+    def _enter(self):
+        if self._depth == 0:
+            _pending_reports.clear()
+            self._checks = [
+                c for c in _finite_checks(self.model) if c.policy in ("raise", "warn")
+            ]
+            defer = keras.config.backend() == "jax"
+            for check in self._checks:
+                object.__setattr__(check, "_defer_to_monitor", defer)
+            if self._checks and self._needs_device_read():
+                self._seen = dict(zip(map(id, self._checks), self._read_counts(), strict=True))
+        self._depth += 1
+
+    def _leave(self, completely=False):
+        self._depth = 0 if completely else max(0, self._depth - 1)
+        if self._depth == 0:
+            for check in self._checks:
+                object.__setattr__(check, "_defer_to_monitor", False)
+            _pending_reports.clear()
+
+    def _needs_device_read(self):
+        backend = keras.config.backend()
+        if backend == "tensorflow":
+            return not getattr(self.model, "run_eagerly", False)
+        if backend == "torch":
+            return bool(getattr(self.model, "jit_compile", False))
+        return False
+
+    def _read_counts(self):
+        stacked = ops.stack([c.nonfinite_count.value for c in self._checks])
+        return np.asarray(ops.convert_to_numpy(stacked), dtype=np.float64).tolist()
+
+    def _check(self, mode, batch):
+        found = [(layer, count, rows) for layer, count, rows in _pending_reports]
+        _pending_reports.clear()
+        if self._checks and self._needs_device_read() and batch % self.every_n_batches == 0:
+            for layer, count in zip(self._checks, self._read_counts(), strict=True):
+                previous = self._seen.get(id(layer), 0.0)
+                new = count - previous if count >= previous else count
+                self._seen[id(layer)] = count
+                if new > 0:
+                    found.append((layer, new, None))
+        if not found:
+            return
+        context = f"during {mode} batch {batch}"
+        for layer, count, rows in found:
+            if layer.policy == "warn":
+                layer._act(count, rows=rows, context=context)
+        raising = [(layer, count, rows) for layer, count, rows in found if layer.policy == "raise"]
+        if raising:
+            # fit() will not call on_train_end after this exception: stop deferring now, and
+            # on JAX put the trainer's state back into the model's variables first.
+            self._leave(completely=True)
+            sync = getattr(self.model, "jax_state_sync", None)
+            if callable(sync):
+                sync()
+            layer, count, rows = raising[0]
+            layer._act(count, rows=rows, context=context)
+
+    def on_train_begin(self, logs=None):
+        self._enter()
+
+    def on_train_end(self, logs=None):
+        self._leave()
+
+    def on_test_begin(self, logs=None):
+        self._enter()
+
+    def on_test_end(self, logs=None):
+        self._leave()
+
+    def on_predict_begin(self, logs=None):
+        self._enter()
+
+    def on_predict_end(self, logs=None):
+        self._leave()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check("train", batch)
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._check("test", batch)
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self._check("predict", batch)
