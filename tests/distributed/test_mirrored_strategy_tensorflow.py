@@ -164,7 +164,6 @@ def test_finite_check_replace_keeps_replicas_identical_and_matches_one_device(me
     assert_matches_single_device(result, "finite_check_replace")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=_NEEDS_REPLICA_SUM)
 @pytest.mark.parametrize("name", ["finite_check_replace", "finite_check_count"])
 def test_finite_check_counter_is_global(measured, name):
     result = case_result(measured, name)

@@ -28,6 +28,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from xstable import _distribution
 from xstable.errors import NonFiniteError
 from xstable.layers import _backend_host_check as host_check
 
@@ -226,6 +227,9 @@ class FiniteCheck(keras.layers.Layer):
         count = ops.zeros((), "float32")
         for leaf in leaves:
             count = count + ops.sum(ops.cast(ops.logical_not(ops.isfinite(leaf)), "float32"))
+        # Under tf.distribute each replica sees its shard: sum first, so every replica's
+        # copy of the counter holds the global count.
+        count = _distribution.replica_sum(count)
         self.nonfinite_count.assign(self.nonfinite_count + count)
         if self.policy == "replace":
             return self._replace(inputs)
