@@ -1,0 +1,273 @@
+"""One training step taken apart on the active backend: layer outputs, loss, gradients, update.
+
+Used by the compare worker in two ways:
+- `capture_state` replays a spec up to a step and returns the exact state the step starts from
+  (weights, optimizer variables, batch), so that every backend can be inspected on identical
+  inputs;
+- `inspect_state` loads such a state and records every layer's forward output, the loss, the
+  gradient of every trainable variable and the weights after one `train_on_batch`.
+`locate_nonfinite` reads one inspection and says where a NaN first appears.
+"""
+
+import math
+
+import keras
+import numpy as np
+
+from xstable._backend_gradients import value_and_gradients
+from xstable.training import run_spec
+
+__all__ = ["capture_state", "inspect_state", "locate_nonfinite", "layer_of_variable"]
+
+
+class _ReplayReachedStep(Exception):
+    """Raised from `before_step` to stop a replay once the wanted state is captured."""
+
+
+def _to_numpy(value):
+    if isinstance(value, keras.Variable):
+        value = value.value
+    return np.asarray(keras.ops.convert_to_numpy(value))
+
+
+def capture_state(spec, initial_weights, step):
+    """Replays `spec` on the active backend and returns the state in which `step` begins.
+
+    Args:
+        spec: `TrainingSpec`.
+        initial_weights: list of NumPy arrays the run started from (`None`: the spec's seed).
+        step: int, index of the step whose starting state is wanted.
+
+    Returns:
+        A dict with `step`, `epoch`, `batch`, `weights` (list of arrays),
+        `optimizer_variables` (list of arrays, empty before the first step), `x` and `y` (the
+        step's batch).
+
+    Raises:
+        ValueError: If the run ends before `step`.
+    """
+    captured = {}
+
+    def before_step(index, epoch, batch, model, x_batch, y_batch):
+        if index == step:
+            optimizer = model.optimizer
+            captured.update(
+                step=step,
+                epoch=epoch,
+                batch=batch,
+                weights=[_to_numpy(w) for w in model.weights],
+                optimizer_variables=[_to_numpy(v) for v in optimizer.variables]
+                if optimizer.built
+                else [],
+                x=x_batch,
+                y=y_batch,
+            )
+            raise _ReplayReachedStep
+
+    try:
+        result = run_spec(spec, initial_weights=initial_weights, before_step=before_step)
+    except _ReplayReachedStep:
+        return captured
+    raise ValueError(
+        f"`step` {step} is past the end of the run of spec {spec.name!r}, which took "
+        f"{len(result.losses)} steps. Pass a step the run reached."
+    )
+
+
+def _build_compiled(spec):
+    keras.utils.set_random_seed(spec.seed)
+    model = spec.build_model()
+    model.compile(**spec.make_compile_args(), jit_compile=spec.jit_compile)
+    return model
+
+
+def _restore(model, state, notes):
+    model.set_weights(state["weights"])
+    values = state["optimizer_variables"]
+    if not values:
+        return
+    optimizer = model.optimizer
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    variables = optimizer.variables
+    shapes = [tuple(v.shape) for v in variables]
+    if shapes != [tuple(np.shape(v)) for v in values]:
+        notes.append(
+            "optimizer state not transferred: its variables differ between backends "
+            f"({len(values)} captured, {len(variables)} here); the update starts fresh"
+        )
+        return
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+
+
+def _layer_probe(model, notes):
+    layers = [
+        layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)
+    ]
+    try:
+        outputs = [layer.output for layer in layers]
+        return layers, keras.Model(model.inputs, outputs)
+    except Exception as error:  # Subclassed models and shared layers have no single output.
+        notes.append(
+            f"per-layer forward outputs unavailable for this model ({type(error).__name__}: "
+            f"{error}); comparing the loss and gradients only"
+        )
+        return [], None
+
+
+def _flat_arrays(value):
+    if isinstance(value, dict):
+        return [a for k in sorted(value) for a in _flat_arrays(value[k])]
+    if isinstance(value, (list, tuple)):
+        return [a for v in value for a in _flat_arrays(v)]
+    return [_to_numpy(value)]
+
+
+def layer_of_variable(path):
+    """Returns the layer part of a Keras variable path: `"model/dense_1/kernel"` -> `"dense_1"`."""
+    parts = path.split("/")
+    return parts[-2] if len(parts) >= 2 else path
+
+
+def inspect_state(spec, state):
+    """Takes the step that starts from `state` apart on the active backend.
+
+    The model is rebuilt from `spec`, compiled as in training, and given the captured weights
+    and optimizer variables; the forward pass runs in training mode (as in `fit`).
+
+    Args:
+        spec: `TrainingSpec`.
+        state: dict from `capture_state`.
+
+    Returns:
+        A dict with `layers` (list of `{"name", "class", "outputs": [arrays]}` in model order),
+        `loss` (float, eager forward pass), `gradients` (list of `{"path", "layer", "value"}`
+        for trainable variables), `weights_finite` (list of `{"path", "finite"}` of the state),
+        `train_loss` (the loss `train_on_batch` reports from this state), `updated_weights`
+        (list of `{"path", "value"}` after that step) and `notes` (list of str).
+    """
+    notes = []
+    model = _build_compiled(spec)
+    _restore(model, state, notes)
+    x, y = state["x"], state["y"]
+    layers, probe = _layer_probe(model, notes)
+    layer_records = []
+    if probe is not None:
+        outputs = probe(x, training=True)
+        if len(layers) == 1:
+            outputs = [outputs]
+        for layer, output in zip(layers, outputs):
+            layer_records.append(
+                {
+                    "name": layer.name,
+                    "class": type(layer).__name__,
+                    "outputs": _flat_arrays(output),
+                }
+            )
+        _restore(model, state, notes[:0])  # Undo moving-statistics updates of the probe.
+
+    variables = list(model.trainable_variables)
+
+    def loss_fn():
+        # The model itself, not the probe, feeds the loss: on TensorFlow the loss recovers
+        # logits from the model's own sigmoid/softmax output (BACKEND-NOTES 2).
+        y_pred = model(x, training=True)
+        return model.compute_loss(x=x, y=y, y_pred=y_pred, training=True), y_pred
+
+    loss, _, gradients = value_and_gradients(loss_fn, variables)
+    _restore(model, state, notes[:0])
+    gradient_records = [
+        {"path": v.path, "layer": layer_of_variable(v.path), "value": _to_numpy(g)}
+        for v, g in zip(variables, gradients)
+    ]
+    weights_finite = [
+        {"path": w.path, "finite": bool(np.isfinite(value).all())}
+        for w, value in zip(model.weights, state["weights"])
+    ]
+    logs = model.train_on_batch(x, y, return_dict=True)
+    updated = [{"path": w.path, "value": _to_numpy(w)} for w in model.weights]
+    return {
+        "layers": layer_records,
+        "loss": float(_to_numpy(loss)),
+        "gradients": gradient_records,
+        "weights_finite": weights_finite,
+        "train_loss": float(logs["loss"]),
+        "updated_weights": updated,
+        "notes": notes,
+    }
+
+
+def _all_finite(arrays):
+    return all(np.isfinite(a).all() for a in arrays)
+
+
+def locate_nonfinite(inspection, step):
+    """Says where the first non-finite value of a step appears, from one `inspect_state`.
+
+    The stages are checked in the order they run: the weights the step starts from (made
+    non-finite by the previous step's update), each layer's forward output, the loss, the
+    gradients (from the output layer back), and the update of this step.
+
+    Args:
+        inspection: dict from `inspect_state`.
+        step: int, the step that was inspected.
+
+    Returns:
+        A dict `{"step", "stage", "layer", "detail"}`; `stage` is one of `"update"`,
+        `"forward"`, `"loss"`, `"backward"`, `"none"` (every value finite: the non-finite
+        loss of the run did not reproduce).
+    """
+    for record in inspection["weights_finite"]:
+        if not record["finite"]:
+            return {
+                "step": step - 1,
+                "stage": "update",
+                "layer": layer_of_variable(record["path"]),
+                "detail": f"the update of step {step - 1} made {record['path']} non-finite",
+            }
+    for record in inspection["layers"]:
+        if not _all_finite(record["outputs"]):
+            return {
+                "step": step,
+                "stage": "forward",
+                "layer": record["name"],
+                "detail": f"output of layer {record['name']} ({record['class']}) is non-finite",
+            }
+    if not math.isfinite(inspection["loss"]):
+        return {
+            "step": step,
+            "stage": "loss",
+            "layer": None,
+            "detail": "every layer output is finite; the loss is not",
+        }
+    for record in reversed(inspection["gradients"]):
+        if not np.isfinite(record["value"]).all():
+            return {
+                "step": step,
+                "stage": "backward",
+                "layer": record["layer"],
+                "detail": f"gradient of {record['path']} is non-finite",
+            }
+    for record in inspection["updated_weights"]:
+        if not np.isfinite(record["value"]).all():
+            return {
+                "step": step,
+                "stage": "update",
+                "layer": layer_of_variable(record["path"]),
+                "detail": f"the update of step {step} made {record['path']} non-finite",
+            }
+    if not math.isfinite(inspection["train_loss"]):
+        return {
+            "step": step,
+            "stage": "loss",
+            "layer": None,
+            "detail": "the eager forward pass and loss are finite, the compiled train step's "
+            "loss is not",
+        }
+    return {
+        "step": step,
+        "stage": "none",
+        "layer": None,
+        "detail": "every value of the replayed step is finite",
+    }
