@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from xstable._backend_gradients import value_and_gradients
+from xstable.compare._backend_jit import jit_if_jax
 from xstable.training import run_spec
 
 __all__ = ["capture_state", "inspect_state", "locate_nonfinite", "layer_of_variable"]
@@ -107,7 +108,7 @@ def _layer_probe(model, notes):
     ]
     try:
         outputs = [layer.output for layer in layers]
-        return layers, keras.Model(model.inputs, outputs)
+        return layers, keras.Model(model.input, outputs)
     except Exception as error:  # Subclassed models and shared layers have no single output.
         notes.append(
             f"per-layer forward outputs unavailable for this model ({type(error).__name__}: "
@@ -130,7 +131,33 @@ def layer_of_variable(path):
     return parts[-2] if len(parts) >= 2 else path
 
 
-def inspect_state(spec, state):
+def _forward_loss_gradients(model, probe, trainable, x, y):
+    """Layer outputs, loss and gradients of one batch, without changing any variable.
+
+    Runs inside a `keras.StatelessScope`, so batch-statistics updates of the forward pass are
+    discarded, and as one compiled function on JAX (`jit_if_jax`).
+    """
+    variables = list(model.variables)
+
+    def compute(values, x, y):
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            outputs = probe(x, training=True) if probe is not None else []
+
+            def loss_fn():
+                # The model itself, not the probe, feeds the loss: on TensorFlow the loss
+                # recovers logits from the model's own sigmoid/softmax (BACKEND-NOTES 2).
+                y_pred = model(x, training=True)
+                return model.compute_loss(x=x, y=y, y_pred=y_pred, training=True), None
+
+            loss, _, gradients = value_and_gradients(loss_fn, trainable)
+        if probe is not None and len(probe.outputs) == 1:
+            outputs = [outputs]
+        return outputs, loss, gradients
+
+    return jit_if_jax(compute)([v.value for v in variables], x, y)
+
+
+def inspect_state(spec, state, include_update=True):
     """Takes the step that starts from `state` apart on the active backend.
 
     The model is rebuilt from `spec`, compiled as in training, and given the captured weights
@@ -139,6 +166,9 @@ def inspect_state(spec, state):
     Args:
         spec: `TrainingSpec`.
         state: dict from `capture_state`.
+        include_update: bool, also run one `train_on_batch` from the state (`train_loss`,
+            `updated_weights`); `False` leaves them `None` and `[]`, which saves compiling
+            the train step.
 
     Returns:
         A dict with `layers` (list of `{"name", "class", "outputs": [arrays]}` in model order),
@@ -153,46 +183,30 @@ def inspect_state(spec, state):
     x, y = state["x"], state["y"]
     layers, probe = _layer_probe(model, notes)
     layer_records = []
-    if probe is not None:
-        outputs = probe(x, training=True)
-        if len(layers) == 1:
-            outputs = [outputs]
-        for layer, output in zip(layers, outputs):
-            layer_records.append(
-                {
-                    "name": layer.name,
-                    "class": type(layer).__name__,
-                    "outputs": _flat_arrays(output),
-                }
-            )
-        _restore(model, state, notes[:0])  # Undo moving-statistics updates of the probe.
-
-    variables = list(model.trainable_variables)
-
-    def loss_fn():
-        # The model itself, not the probe, feeds the loss: on TensorFlow the loss recovers
-        # logits from the model's own sigmoid/softmax output (BACKEND-NOTES 2).
-        y_pred = model(x, training=True)
-        return model.compute_loss(x=x, y=y, y_pred=y_pred, training=True), y_pred
-
-    loss, _, gradients = value_and_gradients(loss_fn, variables)
-    _restore(model, state, notes[:0])
+    trainable = list(model.trainable_variables)
+    outputs, loss, gradients = _forward_loss_gradients(model, probe, trainable, x, y)
+    for layer, output in zip(layers, outputs):
+        layer_records.append(
+            {"name": layer.name, "class": type(layer).__name__, "outputs": _flat_arrays(output)}
+        )
     gradient_records = [
         {"path": v.path, "layer": layer_of_variable(v.path), "value": _to_numpy(g)}
-        for v, g in zip(variables, gradients)
+        for v, g in zip(trainable, gradients)
     ]
     weights_finite = [
         {"path": w.path, "finite": bool(np.isfinite(value).all())}
         for w, value in zip(model.weights, state["weights"])
     ]
-    logs = model.train_on_batch(x, y, return_dict=True)
-    updated = [{"path": w.path, "value": _to_numpy(w)} for w in model.weights]
+    train_loss, updated = None, []
+    if include_update:
+        train_loss = float(model.train_on_batch(x, y, return_dict=True)["loss"])
+        updated = [{"path": w.path, "value": _to_numpy(w)} for w in model.weights]
     return {
         "layers": layer_records,
         "loss": float(_to_numpy(loss)),
         "gradients": gradient_records,
         "weights_finite": weights_finite,
-        "train_loss": float(logs["loss"]),
+        "train_loss": train_loss,
         "updated_weights": updated,
         "notes": notes,
     }
@@ -257,7 +271,7 @@ def locate_nonfinite(inspection, step):
                 "layer": layer_of_variable(record["path"]),
                 "detail": f"the update of step {step} made {record['path']} non-finite",
             }
-    if not math.isfinite(inspection["train_loss"]):
+    if inspection["train_loss"] is not None and not math.isfinite(inspection["train_loss"]):
         return {
             "step": step,
             "stage": "loss",

@@ -170,8 +170,11 @@ class _Worker:
             if result.first_nonfinite_step is not None and self.plan.get("locate_nan", True):
                 try:
                     step = result.first_nonfinite_step
-                    inspection = inspect_state(spec, capture_state(spec, weights, step))
-                    result.extra["nan_onset"] = locate_nonfinite(inspection, step)
+                    state = capture_state(spec, weights, step)
+                    onset = locate_nonfinite(inspect_state(spec, state, False), step)
+                    if onset["stage"] == "none":  # Not in forward, loss or backward.
+                        onset = locate_nonfinite(inspect_state(spec, state, True), step)
+                    result.extra["nan_onset"] = onset
                 except Exception as error:
                     result.extra["nan_onset_error"] = f"{type(error).__name__}: {error}"
             record["status"] = "completed"

@@ -1,0 +1,98 @@
+"""Worker-side logic on every backend: replaying a state and taking a step apart."""
+
+import keras
+import numpy as np
+import pytest
+
+from tests.compare import specs
+from xstable.compare.inspection import (
+    capture_state,
+    inspect_state,
+    layer_of_variable,
+    locate_nonfinite,
+)
+from xstable.training import TrainingSpec, run_spec
+
+
+@pytest.fixture(scope="module")
+def batchnorm_step():
+    spec = specs.batchnorm_large_mean()
+    state = capture_state(spec, None, specs.BATCHNORM_STEP)
+    return spec, state, inspect_state(spec, state, include_update=False)
+
+
+def test_capture_replays_the_run_to_the_requested_step(batchnorm_step):
+    spec, state, _ = batchnorm_step
+    assert state["step"] == specs.BATCHNORM_STEP and state["batch"] == specs.BATCHNORM_STEP
+    x, _ = spec.make_data()
+    rows = slice(8 * specs.BATCHNORM_STEP, 8 * specs.BATCHNORM_STEP + 8)
+    np.testing.assert_array_equal(state["x"], x[rows])
+    assert len(state["optimizer_variables"]) > 0  # SGD's iteration count, at least.
+    with pytest.raises(ValueError, match="past the end of the run"):
+        capture_state(spec, None, 10_000)
+
+
+def test_inspection_records_every_layer_and_gradient(batchnorm_step, backend):
+    spec, state, inspection = batchnorm_step
+    assert [r["name"] for r in inspection["layers"]] == ["hidden", "batchnorm", "head"]
+    assert [g["layer"] for g in inspection["gradients"]] == [
+        "hidden", "hidden", "batchnorm", "batchnorm", "head", "head"
+    ]
+    assert inspection["train_loss"] is None and inspection["updated_weights"] == []
+    onset = locate_nonfinite(inspection, specs.BATCHNORM_STEP)
+    if backend == "torch":
+        # BACKEND-NOTES 5: torch's one-pass variance cancels for a large-mean batch.
+        assert (onset["stage"], onset["layer"]) == ("forward", "batchnorm"), onset
+    else:
+        assert onset["stage"] == "none", onset
+
+
+def test_inspection_matches_the_train_step_and_leaves_state_alone(backend):
+    spec = specs.benign_mlp()
+    state = capture_state(spec, None, 2)
+    first = inspect_state(spec, state)
+    second = inspect_state(spec, state)
+    assert first["loss"] == pytest.approx(first["train_loss"], rel=1e-5)
+    np.testing.assert_array_equal(first["layers"][0]["outputs"][0],
+                                  second["layers"][0]["outputs"][0])
+    ref = run_spec(spec, stop_on_nonfinite=False)
+    assert first["train_loss"] == pytest.approx(ref.losses[2], rel=1e-5)
+
+
+def test_saturated_cross_entropy_per_backend(backend):
+    spec = specs.saturated_bce()
+    state = capture_state(spec, None, specs.SATURATION_STEP)
+    inspection = inspect_state(spec, state, include_update=False)
+    gradient = inspection["gradients"][0]["value"]
+    if backend == "tensorflow":
+        # BACKEND-NOTES 2: TF recovers the logits: exact loss (about 100 per row) and gradient.
+        assert inspection["loss"] > 90 and np.abs(gradient).max() > 1
+    else:
+        # torch and JAX clip probabilities: loss -log(1e-7) = 16.1, gradient exactly zero.
+        assert inspection["loss"] == pytest.approx(16.03, abs=0.05)
+        assert np.abs(gradient).max() == 0.0
+
+
+def _overflowing_update_spec():
+    return TrainingSpec(
+        "overflow",
+        lambda: keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, name="dense")]),
+        lambda: (np.ones((4, 1), "float32"), np.full((4, 1), 10.0, "float32")),
+        lambda: {"optimizer": keras.optimizers.SGD(1e38), "loss": "mse"},
+        epochs=3,
+        batch_size=4,
+    )
+
+
+def test_nan_from_an_overflowing_update_is_located_in_the_update():
+    spec = _overflowing_update_spec()
+    result = run_spec(spec)
+    step = result.first_nonfinite_step
+    assert step == 1, result.losses
+    onset = locate_nonfinite(inspect_state(spec, capture_state(spec, None, step)), step)
+    assert (onset["stage"], onset["layer"], onset["step"]) == ("update", "dense", 0), onset
+
+
+def test_layer_of_variable():
+    assert layer_of_variable("functional/dense_1/kernel") == "dense_1"
+    assert layer_of_variable("bias") == "bias"
