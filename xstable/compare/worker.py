@@ -150,11 +150,15 @@ class _Worker:
         from xstable.training import run_spec
 
         record = {"target": target, "backend": self.backend}
+        timings = record["timings_s"] = {}
+        waited = time.perf_counter()
         weights, why_not = self.initial_weights(slug)
+        timings["wait_for_weights"] = time.perf_counter() - waited
         self.events.send("start", target=target, phase="train")
         started = time.perf_counter()
         try:
             spec = self.spec(target)
+            timings["load_spec"] = time.perf_counter() - started
             record["spec"] = spec_summary(spec)
             mode = {}
 
@@ -162,12 +166,15 @@ class _Worker:
                 if step == 0:
                     mode["compile_mode"] = compile_mode(model)
 
+            run_started = time.perf_counter()
             result = run_spec(spec, initial_weights=weights, before_step=note_compile_mode)
+            timings["run_spec"] = time.perf_counter() - run_started
             result.extra["compile_mode"] = mode.get("compile_mode")
             record["same_initial_weights"] = weights is not None
             if why_not:
                 record["initial_weights_note"] = why_not
             if result.first_nonfinite_step is not None and self.plan.get("locate_nan", True):
+                located = time.perf_counter()
                 try:
                     step = result.first_nonfinite_step
                     state = capture_state(spec, weights, step)
@@ -177,13 +184,14 @@ class _Worker:
                     result.extra["nan_onset"] = onset
                 except Exception as error:
                     result.extra["nan_onset_error"] = f"{type(error).__name__}: {error}"
+                timings["locate_nan"] = time.perf_counter() - located
             record["status"] = "completed"
             record["result"] = result.to_dict()
             self.weights[target] = weights
         except Exception as error:
             record["status"] = "error"
             record["error"] = _error_record(error)
-        record["worker_wall_time_s"] = time.perf_counter() - started
+        timings["total"] = time.perf_counter() - started
         path = os.path.join(self.runs_dir, f"{slug}.json")
         _write_json(path, record)
         self.events.send("done", target=target, status=record["status"], path=path)
