@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.helpers import assert_matches_reference
+from tests.numerics._grad import value_and_grad
+from tests.numerics._strategies import FLOAT32_MAX, FLOAT32_TINY, finite_float32
+from xstable.numerics import safe_divide
+
+pairs = st.lists(st.tuples(finite_float32, finite_float32), min_size=6, max_size=6).map(
+    lambda p: (np.array([a for a, _ in p], "float32"), np.array([b for _, b in p], "float32"))
+)
+
+
+def _reference(x, y):
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    nonzero = np.abs(y) >= FLOAT32_TINY
+    y_safe = np.where(nonzero, y, 1.0)
+    quotient = np.where(nonzero, x / y_safe, 0.0)
+    # Values beyond float32 range are inf in float32, the right answer there.
+    overflow = np.abs(quotient) > FLOAT32_MAX
+    return np.where(overflow, np.where(quotient > 0, np.inf, -np.inf), quotient)
+
+
+@settings(max_examples=30, deadline=None)
+@given(pairs)
+def test_value_and_gradients_on_adversarial_inputs(xy):
+    x, y = xy
+    value, grad_x = value_and_grad(safe_divide, x, y, argnum=0)
+    _, grad_y = value_and_grad(safe_divide, x, y, argnum=1)
+    assert_matches_reference(value, _reference(x, y), "float32")
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    nonzero = np.abs(y64) >= FLOAT32_TINY
+    y_safe = np.where(nonzero, y64, 1.0)
+    expected_gx = np.where(nonzero, 1.0 / y_safe, 0.0)
+    expected_gy = np.where(nonzero, -x64 / y_safe**2, 0.0)
+    assert_matches_reference(grad_x, expected_gx, "float32", what="gradient wrt x")
+    representable = np.abs(expected_gy) < FLOAT32_MAX
+    assert np.isfinite(grad_y[representable]).all(), (x, y, grad_y)
+    assert_matches_reference(
+        grad_y[representable], expected_gy[representable], "float32_loose", what="gradient wrt y"
+    )
+
+
+def test_zero_divisor_gives_fill_value_and_zero_gradient():
+    x = np.array([1.0, -2.0], "float32")
+    y = np.zeros(2, "float32")
+    value, grad_y = value_and_grad(lambda a, b: safe_divide(a, b, fill_value=7.0), x, y, argnum=1)
+    assert_matches_reference(value, np.array([7.0, 7.0]), "exact")
+    assert_matches_reference(grad_y, np.zeros(2), "exact", what="gradient wrt y at 0")
+
+
+def test_huge_divisor_is_exact_on_every_backend():
+    # XLA on CPU would return 0 here without the power-of-two rescaling.
+    value, _ = value_and_grad(safe_divide, np.array([3e38], "float32"), np.array([3e38], "float32"))
+    assert_matches_reference(value, np.array([1.0]), "float32")
+
+
+def test_rejects_a_non_numeric_fill_value():
+    with pytest.raises(TypeError, match=r"`fill_value`.*Received: fill_value='0'"):
+        safe_divide(1.0, 0.0, fill_value="0")

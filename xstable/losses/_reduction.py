@@ -1,0 +1,47 @@
+"""Keras's loss reductions, with a validity mask: masked entries leave the mean."""
+
+from keras import ops
+
+REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
+
+
+def check_reduction(reduction):
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"`reduction` must be one of {REDUCTIONS}. Received: reduction={reduction!r}"
+        )
+    return reduction
+
+
+def _align(weight, values):
+    weight = ops.convert_to_tensor(weight, dtype=values.dtype)
+    while len(weight.shape) > len(values.shape) and weight.shape[-1] == 1:
+        weight = ops.squeeze(weight, axis=-1)
+    while len(weight.shape) < len(values.shape):
+        weight = ops.expand_dims(weight, axis=-1)
+    return weight
+
+
+def reduce_masked(values, valid, sample_weight, reduction):
+    """Reduces per-sample `values` as Keras does, leaving out entries where `valid` is False.
+
+    `values` must already be 0 (and finite) where `valid` is False. With
+    `"sum_over_batch_size"`/`"mean"` the sum is divided by the number of valid entries (0 if
+    there are none), as Keras does for masked losses.
+    """
+    dtype = values.dtype
+    valid_float = ops.cast(valid, dtype)
+    weights = valid_float
+    if sample_weight is not None:
+        weights = weights * _align(sample_weight, values)
+    weighted = values * weights
+    if reduction is None or reduction == "none" or len(values.shape) == 0:
+        return weighted
+    total = ops.sum(weighted)
+    if reduction == "sum":
+        return total
+    if reduction == "mean_with_sample_weight" and sample_weight is not None:
+        divisor = ops.sum(weights)
+    else:
+        divisor = ops.sum(valid_float)
+    return ops.divide_no_nan(total, divisor)

@@ -1,0 +1,70 @@
+"""`LossEventCount`: a metric that a loss feeds with counts of events it handled."""
+
+import keras
+from keras import ops
+
+from xstable.losses import _backend_tracing
+
+__all__ = ["LossEventCount"]
+
+
+@keras.saving.register_keras_serializable(package="xstable")
+class LossEventCount(keras.metrics.Metric):
+    """Counts events reported by a loss (masked non-finite losses, invalid targets).
+
+    A loss cannot add a metric to `model.metrics` by itself: `Model.compile` stores the loss
+    with dependency tracking off. So each xstable loss owns one of these counters and you list
+    it in `compile(metrics=...)` (all of a loss's counters are in `loss.metrics`); Keras then
+    resets it every epoch, reports it in the progress bar and in `fit` history, and on JAX
+    carries its variable through the stateless train step, so the loss's updates persist.
+
+    `update_state(y_true, y_pred)` does nothing: the owning loss calls `record(count)` while it
+    computes, which avoids computing the loss twice.
+
+    Args:
+        name: String. The key under which the count appears in logs and history.
+        dtype: Metric dtype. Defaults to `"float32"` (exact up to 2**24 events per epoch).
+
+    Example:
+
+    ```python
+    loss = xstable.losses.SafeLoss("mse")
+    model.compile(optimizer="adam", loss=loss, metrics=loss.metrics)
+    history = model.fit(x, y)
+    history.history["mean_squared_error_nonfinite_count"]
+    ```
+    """
+
+    def __init__(self, name="loss_event_count", dtype="float32"):
+        super().__init__(name=name, dtype=dtype)
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count", dtype=dtype)
+
+    def update_state(self, y_true=None, y_pred=None, sample_weight=None):
+        """Does nothing: the owning loss reports its events through `record`."""
+        del y_true, y_pred, sample_weight
+
+    def record(self, count, like=None):
+        """Adds `count` events, if the update can persist in the current computation.
+
+        Args:
+            count: Scalar tensor or number.
+            like: A tensor from the computation recording the count; on JAX it tells a traced
+                step whose state holds this metric from one that does not.
+
+        Returns:
+            `True` if the count was recorded, `False` if this traced computation does not carry
+            the metric's state (JAX, metric not listed in `compile(metrics=...)`).
+        """
+        if like is not None and not _backend_tracing.update_persists(self.count, like):
+            return False
+        self.count.assign_add(ops.cast(count, self.dtype))
+        return True
+
+    def result(self):
+        return ops.convert_to_tensor(self.count)
+
+    def reset_state(self):
+        self.count.assign(ops.zeros((), dtype=self.dtype))
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}

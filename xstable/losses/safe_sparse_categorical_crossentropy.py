@@ -1,0 +1,182 @@
+"""`SafeSparseCategoricalCrossentropy`: sparse cross-entropy that never ignores a bad label."""
+
+import keras
+from keras import ops
+
+from xstable.losses import _log_probabilities
+from xstable.losses._safe_crossentropy_base import (
+    SafeCrossentropyBase,
+    invalid_target_error,
+    resolve_invalid,
+)
+from xstable.losses.safe_binary_crossentropy import _check_axis
+from xstable.numerics import _limits
+
+__all__ = ["SafeSparseCategoricalCrossentropy", "safe_sparse_categorical_crossentropy"]
+
+
+def _check_ignore_class(ignore_class):
+    if ignore_class is not None and (
+        isinstance(ignore_class, bool) or not isinstance(ignore_class, int)
+    ):
+        raise TypeError(
+            f"`ignore_class` must be an int or None. Received: ignore_class={ignore_class!r}"
+        )
+
+
+def _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis):
+    """Per-sample losses (0 where invalid or ignored), the invalid mask and the ignored mask."""
+    y_pred = ops.convert_to_tensor(y_pred)
+    if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(y_pred.dtype)):
+        y_pred = ops.cast(y_pred, keras.backend.floatx())
+    labels = ops.convert_to_tensor(y_true)
+    if len(labels.shape) == len(y_pred.shape) and labels.shape[axis] == 1:
+        labels = ops.squeeze(labels, axis=axis)
+    num_classes = y_pred.shape[axis]
+    labels_float = ops.cast(labels, "float32")
+    in_range = (
+        ops.greater_equal(labels_float, 0)
+        & ops.less(labels_float, num_classes)
+        & ops.equal(labels_float, ops.floor(labels_float))
+    )
+    if ignore_class is not None:
+        ignored = ops.equal(labels_float, float(ignore_class))
+    else:
+        ignored = ops.zeros_like(in_range, dtype="bool")
+    invalid = ops.logical_not(in_range) & ops.logical_not(ignored)
+    usable = in_range & ops.logical_not(ignored)
+    # Out-of-range labels are replaced before the lookup: JAX's one_hot would silently give
+    # an all-zero row (loss 0) and torch would fail inside the kernel.
+    safe_labels = ops.cast(ops.where(usable, labels_float, ops.zeros_like(labels_float)), "int32")
+    log_p = _log_probabilities.categorical_log_probabilities(y_pred, from_logits, axis)
+    log_p = ops.moveaxis(log_p, axis, -1)
+    picked = ops.squeeze(
+        ops.take_along_axis(log_p, ops.expand_dims(safe_labels, -1), axis=-1), axis=-1
+    )
+    largest = _limits.max_value(picked.dtype)
+    values = ops.minimum(-picked, largest)
+    return ops.where(usable, values, ops.zeros_like(values)), invalid, ignored
+
+
+def _invalid_error(y_true, num_classes, count):
+    y = ops.convert_to_numpy(ops.convert_to_tensor(y_true)).astype("float64").ravel()
+    bad = y[~((y >= 0) & (y < num_classes) & (y == y.round()))]
+    return invalid_target_error(
+        "y_true",
+        f"integer class labels in [0, {num_classes})",
+        count,
+        y.size,
+        f"e.g. {sorted(set(bad.tolist()))[:5]}",
+        "Check the label encoding (1-based labels need y - 1), or pass "
+        "`ignore_class=` for a void/padding label.",
+    )
+
+
+def safe_sparse_categorical_crossentropy(
+    y_true, y_pred, from_logits=False, ignore_class=None, axis=-1
+):
+    """Sparse categorical cross-entropy that raises on (or reports) out-of-range labels.
+
+    Function form of `SafeSparseCategoricalCrossentropy`. Ignored labels (`ignore_class`)
+    give loss 0 (use the class form to leave them out of the mean). Out-of-range labels raise
+    in eager code and are NaN in compiled code.
+
+    Args:
+        y_true: Tensor of integer labels, shape `(batch, ...)` or `(batch, ..., 1)`.
+        y_pred: Tensor of probabilities (or logits), shape `(batch, ..., num_classes)`.
+        from_logits: Bool. Whether `y_pred` holds logits.
+        ignore_class: Int or `None`. A label value to leave out (e.g. a padding class).
+        axis: Int. The class axis of `y_pred`. Defaults to `-1`.
+
+    Returns:
+        Per-sample losses, shape `(batch, ...)`.
+
+    Raises:
+        ValueError: in eager code, for labels outside `[0, num_classes)` or not integers.
+
+    Example:
+
+    >>> safe_sparse_categorical_crossentropy([1], [[0.9, 0.1]])  # [2.303]
+    """
+    _check_axis(axis)
+    _check_ignore_class(ignore_class)
+    values, invalid, _ = _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis)
+    num_classes = ops.convert_to_tensor(y_pred).shape[axis]
+    values, _ = resolve_invalid(
+        values, invalid, values, None, lambda count: _invalid_error(y_true, num_classes, count)
+    )
+    return values
+
+
+@keras.saving.register_keras_serializable(package="xstable")
+class SafeSparseCategoricalCrossentropy(SafeCrossentropyBase):
+    """Sparse categorical cross-entropy, identical on every backend, never silently 0.
+
+    Formula (the same as `SafeCategoricalCrossentropy` with a one-hot target):
+
+    ```python
+    loss = -log(max(p[label], tiny))        # p clipped to [0, 1] and normalized, value only
+    # from_logits=True: loss = -log_softmax(y_pred)[label]
+    ```
+
+    Labels outside `[0, num_classes)` (or non-integer, or NaN) behave differently in Keras per
+    backend: TF raises on CPU and gives NaN on GPU, torch fails in the kernel, JAX's one-hot
+    gives an all-zero row and a silent loss of 0. Here they raise `ValueError` in eager code;
+    in compiled code the sample is left out of the mean and counted in
+    `invalid_target_counter` (list `loss.metrics` in `compile(metrics=...)`), or made NaN
+    where the counter cannot record. `ignore_class` labels are left out of the mean, as in
+    Keras, and are not counted as invalid.
+
+    Args:
+        from_logits: Bool. Whether `y_pred` holds logits.
+        ignore_class: Int or `None`. A label value to leave out of the loss.
+        axis: Int. The class axis of `y_pred`. Defaults to `-1`.
+        reduction: As in Keras. Defaults to `"sum_over_batch_size"`.
+        name: String. Defaults to `"safe_sparse_categorical_crossentropy"`.
+        dtype: Dtype of the loss computation. Defaults to `keras.backend.floatx()`.
+
+    Raises:
+        ValueError: for a bad `reduction`; in eager code for out-of-range labels.
+        TypeError: for a non-int `axis` or `ignore_class`.
+
+    Example:
+
+    ```python
+    loss = xstable.losses.SafeSparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer="adam", loss=loss, metrics=loss.metrics)
+    ```
+    """
+
+    def __init__(
+        self,
+        from_logits=False,
+        ignore_class=None,
+        axis=-1,
+        reduction="sum_over_batch_size",
+        name="safe_sparse_categorical_crossentropy",
+        dtype=None,
+    ):
+        _check_axis(axis)
+        _check_ignore_class(ignore_class)
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.from_logits = from_logits
+        self.ignore_class = ignore_class
+        self.axis = axis
+
+    def per_sample(self, y_true, y_pred):
+        return _sparse_parts(y_true, y_pred, self.from_logits, self.ignore_class, self.axis)
+
+    def invalid_error(self, y_true, y_pred, count):
+        return _invalid_error(y_true, y_pred.shape[self.axis], count)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "from_logits": self.from_logits,
+                "ignore_class": self.ignore_class,
+                "axis": self.axis,
+                "dtype": self.dtype,
+            }
+        )
+        return config

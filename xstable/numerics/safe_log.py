@@ -1,0 +1,52 @@
+"""`safe_log`: the logarithm with a floor, finite in value and gradient for every finite input."""
+
+import math
+
+from keras import ops
+
+from xstable.numerics import _limits
+
+__all__ = ["safe_log"]
+
+
+def safe_log(x, floor=None):
+    """Natural logarithm that never returns `-inf`/NaN and never has an infinite gradient.
+
+    Inputs at or below `floor` (including 0, negative numbers and subnormals) are treated as
+    `floor`: the value is `log(floor)` and the gradient there is 0. Above the floor the value
+    and gradient are those of `log`. The singular input is replaced *before* the log and the
+    result selected afterwards (the "double where"), so the unused branch cannot send NaN or
+    inf into the gradient.
+
+    Args:
+        x: Tensor, float.
+        floor: Positive float or `None`. Smallest input taken at face value. Defaults to the
+            smallest positive normal number of the dtype (`1.18e-38` in float32), below which
+            some backends flush subnormals to 0.
+
+    Returns:
+        Tensor of the dtype of `x`: `log(max(x, floor))`. `+inf` gives `+inf` and NaN gives
+        NaN: non-finite inputs are reported, not hidden.
+
+    Raises:
+        ValueError: if `floor` is not a positive number.
+
+    Example:
+
+    >>> safe_log(keras.ops.array([0.0, 1.0]))  # [-87.34, 0.0] in float32
+    """
+    x = ops.convert_to_tensor(x)
+    dtype = _limits.float_dtype(x)
+    x = ops.cast(x, dtype)
+    if floor is None:
+        floor = _limits.tiny(dtype)
+    elif not floor > 0:
+        raise ValueError(
+            "`floor` must be a positive number (the smallest input taken at face value). "
+            f"Received: floor={floor}"
+        )
+    above = ops.greater(x, floor)
+    x_safe = ops.where(above, x, ops.ones_like(x))
+    result = ops.where(above, ops.log(x_safe), ops.full_like(x, math.log(floor)))
+    # NaN compares false and would land on the floor: keep it visible instead.
+    return ops.where(ops.isnan(x), x, result)

@@ -1,0 +1,579 @@
+"""`GuardedOptimizer`: clipping and skipping of non-finite steps around any Keras optimizer."""
+
+import contextlib
+import math
+import numbers
+
+import keras
+from keras import ops
+
+from xstable.errors import NonFiniteError
+from xstable.optimizers import clipping
+
+__all__ = ["GuardedOptimizer", "ON_MAX_SKIPS_POLICIES"]
+
+ON_MAX_SKIPS_POLICIES = ("raise", "accept", "backoff")
+
+_GAVE_UP_MESSAGE = """\
+GuardedOptimizer '{name}' skipped {consecutive} optimizer steps in a row because the gradients \
+were not finite (NaN or inf), more than `max_consecutive_skips={limit}`. Weights and optimizer \
+state are those of the last finite step; {skipped} steps were skipped in total; the last \
+gradient norm was {norm}.
+
+What to check:
+1. The data: a NaN or inf in a batch (or in labels) poisons every gradient. Check the input \
+pipeline with `numpy.isfinite` on a few batches.
+2. The loss: log(0), division by zero, sqrt at 0 or exp overflow. Use a numerically safe loss \
+(e.g. `from_logits=True`) or xstable's safe losses.
+3. The learning rate: a rate that is too high makes weights, then activations, overflow. Lower \
+it, or use `on_max_skips="backoff"` to back it off automatically.
+4. Mixed precision: float16 overflows above 65504; keep the loss and the last layer in float32.
+To keep training anyway, pass `on_max_skips="accept"` (applies the non-finite step) or \
+`max_consecutive_skips=None` (skips forever)."""
+
+
+def _check_positive_number(name, value, allow_none=True):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"`{name}` must be a positive float{' or None' if allow_none else ''}. "
+            f"Received: {name}={value!r} of type {type(value).__name__}."
+        )
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(
+            f"`{name}` must be a finite number > 0. Received: {name}={value!r}. "
+            f"Pass a positive value{', or None to disable it' if allow_none else ''}."
+        )
+    return float(value)
+
+
+def _check_count(name, value, allow_none=True):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"`{name}` must be an int{' or None' if allow_none else ''}. "
+            f"Received: {name}={value!r} of type {type(value).__name__}."
+        )
+    if value < 1:
+        raise ValueError(f"`{name}` must be >= 1. Received: {name}={value!r}.")
+    return int(value)
+
+
+@keras.saving.register_keras_serializable(package="xstable")
+class GuardedOptimizer(keras.optimizers.Optimizer):
+    """Wraps a Keras optimizer: clips gradients and skips steps whose gradients are not finite.
+
+    On each step the global L2 norm of the gradients is computed (and recorded in
+    `grad_norm`). If it is NaN or inf, the step is skipped: the model weights and every
+    variable of the inner optimizer (moments, its `iterations`, ...) keep exactly the bits
+    they had. Otherwise the gradients are clipped (at most one clip mode) and handed to the
+    inner optimizer.
+
+    The decision is made with a select (`where`), not with a branch, where that is cheaper:
+    on JAX and PyTorch the inner update is computed functionally and blended with the old
+    values, so no host synchronisation happens per step (on PyTorch a Python `if` on a tensor
+    would wait for the device). On TensorFlow the update runs inside a graph `cond`.
+
+    `iterations` is the inner optimizer's counter: it counts applied steps only, so learning
+    rate schedules do not advance on skipped steps. Attempted steps are
+    `iterations + skipped_steps`.
+
+    After more than `max_consecutive_skips` non-finite steps in a row, `on_max_skips` decides:
+    - `"raise"`: the step is skipped and the optimizer is marked as given up; the error
+      (`xstable.errors.NonFiniteError`, saying what to check) is raised on the host by
+      `check()`, which `xstable.optimizers.GuardMonitor` calls after every batch. It cannot
+      be raised inside a compiled step.
+    - `"accept"`: the non-finite step is applied, as optax's `apply_if_finite` does.
+    - `"backoff"`: the step is skipped, the effective learning rate is multiplied by
+      `lr_backoff_factor` and the run of skips starts again.
+
+    With `lr_backoff_on_skip=True` every skipped step multiplies the effective learning
+    rate by `lr_backoff_factor`; after `lr_recovery_steps` applied finite steps in a row it
+    is divided by the factor again (up to the inner optimizer's own learning rate). The
+    effective rate is `inner learning rate * lr_scale`.
+
+    The state is the inner optimizer's plus five scalars (`skipped_steps`,
+    `consecutive_skips`, `good_steps`, `lr_scale`, `grad_norm`); no copy of the weights or
+    slots is kept.
+
+    Args:
+        inner_optimizer: `keras.optimizers.Optimizer` instance or name (e.g. `"adam"`). It
+            must not clip by itself, accumulate gradients or use EMA.
+        clipvalue: Float or `None`. Clip every gradient element to `[-clipvalue, clipvalue]`.
+        clipnorm: Float or `None`. Clip each gradient to this L2 norm separately.
+        global_clipnorm: Float or `None`. Clip all gradients together to this global norm.
+        adaptive_clip: Float or `None`. Adaptive unit-wise clipping (NFNets' AGC): clip
+            where `||g|| / max(||w||, adaptive_clip_eps)` exceeds this factor (0.01 is
+            typical).
+        adaptive_clip_eps: Float. Smallest weight norm used by `adaptive_clip`.
+        max_consecutive_skips: Int or `None`. Non-finite steps in a row tolerated before
+            `on_max_skips` applies; `None` skips forever.
+        on_max_skips: `"raise"`, `"accept"` or `"backoff"` (see above).
+        lr_backoff_factor: Float in (0, 1). Factor for learning-rate back-off.
+        lr_backoff_on_skip: Bool. Back the learning rate off on every skipped step.
+        lr_recovery_steps: Int or `None`. Applied finite steps in a row after which a
+            backed-off learning rate grows back by `1 / lr_backoff_factor`; `None` never.
+        name: String, the optimizer's name.
+
+    Raises:
+        TypeError: If `inner_optimizer` is not an optimizer or a known name, or an argument
+            has the wrong type.
+        ValueError: If two clip modes are set, a norm or factor is not positive, the policy is
+            unknown, or the inner optimizer clips, accumulates gradients or uses EMA.
+
+    Example:
+
+    ```python
+    model.compile(
+        optimizer=xstable.optimizers.GuardedOptimizer(
+            keras.optimizers.Adam(1e-3), global_clipnorm=1.0, max_consecutive_skips=5
+        ),
+        loss="mse",
+    )
+    model.fit(x, y, callbacks=[xstable.optimizers.GuardMonitor()])
+    # history has `skipped_steps`, `consecutive_skips` and `grad_norm` next to `loss`.
+    ```
+    """
+
+    def __init__(
+        self,
+        inner_optimizer,
+        clipvalue=None,
+        clipnorm=None,
+        global_clipnorm=None,
+        adaptive_clip=None,
+        adaptive_clip_eps=1e-3,
+        max_consecutive_skips=10,
+        on_max_skips="raise",
+        lr_backoff_factor=0.5,
+        lr_backoff_on_skip=False,
+        lr_recovery_steps=100,
+        name=None,
+        **kwargs,
+    ):
+        if kwargs:
+            raise ValueError(
+                "GuardedOptimizer does not take the arguments "
+                f"`{'`, `'.join(sorted(kwargs))}`. Received: {kwargs}. Set learning rate, "
+                "weight decay and similar options on the `inner_optimizer`."
+            )
+        inner_optimizer = self._resolve_inner(inner_optimizer)
+        clip_args = {
+            "clipvalue": clipvalue,
+            "clipnorm": clipnorm,
+            "global_clipnorm": global_clipnorm,
+            "adaptive_clip": adaptive_clip,
+        }
+        clip_args = {k: _check_positive_number(k, v) for k, v in clip_args.items()}
+        chosen = {k: v for k, v in clip_args.items() if v is not None}
+        if len(chosen) > 1:
+            raise ValueError(
+                "Only one of `clipvalue`, `clipnorm`, `global_clipnorm` and `adaptive_clip` "
+                f"can be set. Received: {', '.join(f'{k}={v}' for k, v in chosen.items())}. "
+                "Keep the one you need."
+            )
+        adaptive_clip_eps = _check_positive_number("adaptive_clip_eps", adaptive_clip_eps, False)
+        max_consecutive_skips = _check_count("max_consecutive_skips", max_consecutive_skips)
+        if on_max_skips not in ON_MAX_SKIPS_POLICIES:
+            raise ValueError(
+                f"`on_max_skips` must be one of {', '.join(map(repr, ON_MAX_SKIPS_POLICIES))}. "
+                f"Received: on_max_skips={on_max_skips!r}."
+            )
+        lr_backoff_factor = _check_positive_number("lr_backoff_factor", lr_backoff_factor, False)
+        if lr_backoff_factor >= 1:
+            raise ValueError(
+                "`lr_backoff_factor` must be in (0, 1): it multiplies the learning rate on "
+                f"back-off. Received: lr_backoff_factor={lr_backoff_factor}. Try 0.5."
+            )
+        if not isinstance(lr_backoff_on_skip, bool):
+            raise TypeError(
+                "`lr_backoff_on_skip` must be a bool. "
+                f"Received: lr_backoff_on_skip={lr_backoff_on_skip!r}."
+            )
+        lr_recovery_steps = _check_count("lr_recovery_steps", lr_recovery_steps)
+
+        super().__init__(learning_rate=0.0, name=name)
+        self.inner_optimizer = inner_optimizer
+        self.clipvalue = clip_args["clipvalue"]
+        self.clipnorm = clip_args["clipnorm"]
+        self.global_clipnorm = clip_args["global_clipnorm"]
+        self.adaptive_clip = clip_args["adaptive_clip"]
+        self.adaptive_clip_eps = adaptive_clip_eps
+        self.max_consecutive_skips = max_consecutive_skips
+        self.on_max_skips = on_max_skips
+        self.lr_backoff_factor = lr_backoff_factor
+        self.lr_backoff_on_skip = lr_backoff_on_skip
+        self.lr_recovery_steps = lr_recovery_steps
+
+    @staticmethod
+    def _resolve_inner(inner_optimizer):
+        if isinstance(inner_optimizer, str):
+            try:
+                inner_optimizer = keras.optimizers.get(inner_optimizer)
+            except ValueError as error:
+                raise ValueError(
+                    f"`inner_optimizer` names no Keras optimizer. "
+                    f"Received: inner_optimizer={inner_optimizer!r}. Use e.g. 'adam', 'sgd', "
+                    "or pass an optimizer instance."
+                ) from error
+        if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
+            raise TypeError(
+                "`inner_optimizer` must be a `keras.optimizers.Optimizer` instance or its "
+                f"name. Received: inner_optimizer={inner_optimizer!r} of type "
+                f"{type(inner_optimizer).__name__}."
+            )
+        if isinstance(inner_optimizer, (keras.optimizers.LossScaleOptimizer, GuardedOptimizer)):
+            raise ValueError(
+                "`inner_optimizer` cannot be a LossScaleOptimizer or another "
+                f"GuardedOptimizer. Received: inner_optimizer={inner_optimizer.name!r}. Wrap "
+                "the other way round: LossScaleOptimizer(GuardedOptimizer(...)), which "
+                "`compile` does by itself under the 'mixed_float16' policy."
+            )
+        for arg in ("clipnorm", "clipvalue", "global_clipnorm"):
+            if getattr(inner_optimizer, arg, None) is not None:
+                raise ValueError(
+                    f"The inner optimizer clips gradients itself (`{arg}="
+                    f"{getattr(inner_optimizer, arg)}`), after the guard's check. Set "
+                    f"`{arg}` on the GuardedOptimizer instead and leave it None on the inner "
+                    "optimizer."
+                )
+        if inner_optimizer.gradient_accumulation_steps or inner_optimizer.use_ema:
+            raise ValueError(
+                "GuardedOptimizer does not support inner optimizers with "
+                "`gradient_accumulation_steps` or `use_ema` yet. Received: "
+                f"gradient_accumulation_steps={inner_optimizer.gradient_accumulation_steps}, "
+                f"use_ema={inner_optimizer.use_ema}."
+            )
+        return inner_optimizer
+
+    # ----------------------------------------------------------------- state
+
+    def build(self, var_list):
+        if self.built:
+            return
+        int_zero = keras.initializers.Zeros()
+        self.skipped_steps = self.add_variable(
+            (), initializer=int_zero, dtype="int", aggregation="none", name="skipped_steps"
+        )
+        self.consecutive_skips = self.add_variable(
+            (), initializer=int_zero, dtype="int", aggregation="none", name="consecutive_skips"
+        )
+        self.good_steps = self.add_variable(
+            (), initializer=int_zero, dtype="int", aggregation="none", name="good_steps"
+        )
+        self.lr_scale = self.add_variable(
+            (), initializer="ones", dtype="float32", aggregation="none", name="lr_scale"
+        )
+        self.grad_norm = self.add_variable(
+            (), initializer=int_zero, dtype="float32", aggregation="none", name="grad_norm"
+        )
+        if not self.inner_optimizer.built:
+            self.inner_optimizer.build(var_list)
+        super().build(var_list)
+
+    @property
+    def variables(self):
+        return self._variables + self.inner_optimizer.variables
+
+    @property
+    def learning_rate(self):
+        """The inner optimizer's learning rate (before any back-off)."""
+        return self.inner_optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate):
+        self.inner_optimizer.learning_rate = learning_rate
+
+    @property
+    def effective_learning_rate(self):
+        """The learning rate applied now: the inner optimizer's times `lr_scale`."""
+        if not self.built:
+            return self.inner_optimizer.learning_rate
+        return ops.multiply(self.inner_optimizer.learning_rate, self.lr_scale)
+
+    @property
+    def iterations(self):
+        """Applied steps (the inner optimizer's counter); skipped steps do not count."""
+        return self.inner_optimizer.iterations
+
+    @property
+    def _backs_off(self):
+        return self.lr_backoff_on_skip or self.on_max_skips == "backoff"
+
+    def scale_loss(self, loss):
+        return self.inner_optimizer.scale_loss(loss)
+
+    def finalize_variable_values(self, var_list):
+        self.inner_optimizer.finalize_variable_values(var_list)
+
+    # ----------------------------------------------------------- the guard
+
+    def _clip(self, grads, weights):
+        if self.clipvalue is not None:
+            return clipping.clip_by_value(grads, self.clipvalue)
+        if self.clipnorm is not None:
+            return clipping.clip_by_norm(grads, self.clipnorm)
+        if self.adaptive_clip is not None:
+            return clipping.adaptive_clip(
+                grads, weights, self.adaptive_clip, self.adaptive_clip_eps
+            )
+        return grads
+
+    def _guard(self, grads, weights):
+        """Clips, decides and updates the counters. Returns (grads, apply, lr_scale)."""
+        norm = clipping.global_norm(grads)
+        finite = ops.isfinite(norm)
+        if self.global_clipnorm is not None:
+            grads = clipping.clip_by_global_norm(grads, self.global_clipnorm, norm)
+        else:
+            grads = self._clip(grads, weights)
+
+        counter_dtype = self.consecutive_skips.dtype
+        zero = ops.zeros((), dtype=counter_dtype)
+        one = ops.ones((), dtype=counter_dtype)
+        consecutive = ops.where(finite, zero, ops.add(self.consecutive_skips.value, one))
+        apply = finite
+        limit = self.max_consecutive_skips
+        over_limit = None
+        if limit is not None:
+            over_limit = ops.greater(consecutive, limit)
+            if self.on_max_skips == "accept":
+                apply = ops.logical_or(finite, over_limit)
+            elif self.on_max_skips == "backoff":
+                consecutive = ops.where(over_limit, zero, consecutive)
+        skipped = ops.where(apply, zero, one)
+
+        lr_scale = self.lr_scale.value
+        if self._backs_off:
+            factor = self.lr_backoff_factor
+            back_off = ops.logical_not(finite) if self.lr_backoff_on_skip else None
+            if self.on_max_skips == "backoff" and over_limit is not None:
+                back_off = over_limit if back_off is None else ops.logical_or(back_off, over_limit)
+            good = ops.where(finite, ops.add(self.good_steps.value, one), zero)
+            if self.lr_recovery_steps is not None:
+                recover = ops.greater_equal(good, self.lr_recovery_steps)
+                good = ops.where(recover, zero, good)
+                lr_scale = ops.where(
+                    recover, ops.minimum(ops.divide(lr_scale, factor), 1.0), lr_scale
+                )
+            if back_off is not None:
+                lr_scale = ops.where(back_off, ops.multiply(lr_scale, factor), lr_scale)
+            self.good_steps.assign(good)
+            self.lr_scale.assign(lr_scale)
+
+        self.consecutive_skips.assign(consecutive)
+        self.skipped_steps.assign(ops.add(self.skipped_steps.value, skipped))
+        self.grad_norm.assign(norm)
+        return grads, apply, lr_scale
+
+    @contextlib.contextmanager
+    def _scaled_inner_learning_rate(self, lr_scale):
+        """Makes the inner optimizer read `its learning rate * lr_scale` for one step.
+
+        Scaling the rate itself (not the update) keeps back-off exact for every optimizer,
+        including decoupled weight decay. Keras optimizers accept a callable rate, so the
+        original (variable, schedule or callable) is wrapped and restored afterwards.
+        """
+        if not self._backs_off:
+            yield
+            return
+        inner = self.inner_optimizer
+        original = inner._learning_rate
+        # Read before swapping: the rate for this step (a schedule at the current iteration).
+        rate = inner.learning_rate
+        scaled = ops.multiply(rate, ops.cast(lr_scale, keras.backend.standardize_dtype(rate.dtype)))
+
+        def scaled_rate():
+            return scaled
+
+        object.__setattr__(inner, "_learning_rate", scaled_rate)
+        try:
+            yield
+        finally:
+            object.__setattr__(inner, "_learning_rate", original)
+
+    # ------------------------------------------------------------- applying
+
+    def apply(self, grads, trainable_variables=None):
+        grads = list(grads)
+        if not grads:
+            return
+        if trainable_variables is None:
+            if not self.built:
+                raise ValueError(
+                    "When passing `grads` without `trainable_variables`, the optimizer must "
+                    "already be built. Call `optimizer.build(trainable_variables)` first."
+                )
+            trainable_variables = self._trainable_variables
+        else:
+            trainable_variables = list(trainable_variables)
+            if not self.built:
+                self.build(trainable_variables)
+        backend = keras.config.backend()
+        if backend == "jax":
+            self._apply_through_stateless(grads, trainable_variables)
+        elif backend == "torch":
+            self._torch_apply(grads, trainable_variables)
+        else:
+            self._graph_apply(grads, trainable_variables)
+
+    def _graph_apply(self, grads, trainable_variables):
+        # TensorFlow: its optimizers write through `tf.Variable`s (not the Keras state
+        # mapping), so the inner update cannot be computed functionally; a graph `cond` costs
+        # no host synchronisation there.
+        grads, apply, lr_scale = self._guard(grads, trainable_variables)
+
+        def inner_step():
+            with self._scaled_inner_learning_rate(lr_scale):
+                self.inner_optimizer.apply(grads, trainable_variables)
+
+        ops.cond(apply, inner_step, lambda: None)
+
+    def _torch_apply(self, grads, trainable_variables):
+        # PyTorch runs eagerly, so a branch would be a Python `if` on a tensor (a device
+        # sync). The inner update is computed functionally with the optimizer's own
+        # `update_step` under a StatelessScope (Keras's torch optimizers update in place in
+        # their fused path, so that path is bypassed) and written back with a select.
+        grads, apply, lr_scale = self._guard(grads, trainable_variables)
+        inner = self.inner_optimizer
+        pairs = [(g, v) for g, v in zip(grads, trainable_variables, strict=True) if g is not None]
+        if not pairs:
+            raise ValueError("No gradients provided for any variable.")
+        state = [v for _, v in pairs] + inner.variables
+        old_values = [v.value for v in state]
+        with keras.StatelessScope(state_mapping=list(zip(state, old_values, strict=True))) as scope:
+            with self._scaled_inner_learning_rate(lr_scale):
+                learning_rate = inner.learning_rate
+                loss_scale = inner.loss_scale_factor
+                step_grads = [g if loss_scale is None else g / loss_scale for g, _ in pairs]
+                step_vars = [v for _, v in pairs]
+                if inner.weight_decay is not None:
+                    for variable in step_vars:
+                        if inner._use_weight_decay(variable):
+                            rate = ops.cast(learning_rate, variable.dtype)
+                            decay = ops.cast(inner.weight_decay, variable.dtype)
+                            variable.assign(variable - variable * decay * rate)
+                for grad, variable in zip(step_grads, step_vars, strict=True):
+                    inner.update_step(grad, variable, learning_rate)
+                for variable in step_vars:
+                    if variable.constraint is not None:
+                        variable.assign(variable.constraint(variable))
+                inner.iterations.assign_add(1)
+        for variable, old in zip(state, old_values, strict=True):
+            new = scope.get_current_value(variable)
+            if new is None or new is old:
+                continue
+            variable.assign(ops.where(apply, new, old))
+
+    def _apply_through_stateless(self, grads, trainable_variables):
+        new_weights, new_state = self.stateless_apply(
+            [v.value for v in self.variables], grads, [v.value for v in trainable_variables]
+        )
+        for variable, value in zip(trainable_variables, new_weights, strict=True):
+            variable.assign(value)
+        for variable, value in zip(self.variables, new_state, strict=True):
+            variable.assign(value)
+
+    def stateless_apply(self, optimizer_variables, grads, trainable_variables):
+        if not self.built:
+            raise ValueError(
+                "To call `stateless_apply`, GuardedOptimizer must be built (its variables "
+                "created). Build it with `optimizer.build(trainable_variables)`."
+            )
+        own = self._variables
+        inner = self.inner_optimizer
+        own_values = list(optimizer_variables[: len(own)])
+        inner_values = list(optimizer_variables[len(own) :])
+        mapping = (
+            list(zip(own, own_values, strict=True))
+            + list(zip(inner.variables, inner_values, strict=True))
+            + list(zip(self._trainable_variables, trainable_variables, strict=True))
+        )
+        with keras.StatelessScope(state_mapping=mapping) as scope:
+            weights = [v.value for v in self._trainable_variables]
+            inner_values = [v.value for v in inner.variables]
+            grads, apply, lr_scale = self._guard(list(grads), weights)
+            with self._scaled_inner_learning_rate(lr_scale):
+                new_weights, new_inner = inner.stateless_apply(inner_values, grads, weights)
+            new_own = [scope.get_current_value(v) for v in own]
+        new_weights = [ops.where(apply, n, o) for n, o in zip(new_weights, weights, strict=True)]
+        new_inner = [ops.where(apply, n, o) for n, o in zip(new_inner, inner_values, strict=True)]
+        return new_weights, new_own + new_inner
+
+    # ------------------------------------------------------------ reporting
+
+    def stats(self):
+        """Returns the guard's counters as Python numbers (reads them from the device).
+
+        Returns:
+            Dict with `skipped_steps`, `consecutive_skips`, `grad_norm` (last global
+            gradient norm, before clipping) and `lr_scale`. Empty before the first build.
+        """
+        if not self.built:
+            return {}
+        return {
+            "skipped_steps": int(ops.convert_to_numpy(self.skipped_steps.value)),
+            "consecutive_skips": int(ops.convert_to_numpy(self.consecutive_skips.value)),
+            "grad_norm": float(ops.convert_to_numpy(self.grad_norm.value)),
+            "lr_scale": float(ops.convert_to_numpy(self.lr_scale.value)),
+        }
+
+    def gave_up(self):
+        """Whether more than `max_consecutive_skips` non-finite steps came in a row."""
+        if not self.built or self.max_consecutive_skips is None:
+            return False
+        if self.on_max_skips == "backoff":
+            return False
+        consecutive = int(ops.convert_to_numpy(self.consecutive_skips.value))
+        return consecutive > self.max_consecutive_skips
+
+    def check(self):
+        """Raises `NonFiniteError` if the `"raise"` policy's limit was passed.
+
+        Compiled steps cannot raise, so the host calls this (GuardMonitor does after every
+        batch). Reading the counter waits for the device.
+
+        Raises:
+            NonFiniteError: When `on_max_skips="raise"` and more than
+                `max_consecutive_skips` non-finite steps came in a row.
+        """
+        if self.on_max_skips != "raise" or not self.gave_up():
+            return
+        stats = self.stats()
+        raise NonFiniteError(
+            _GAVE_UP_MESSAGE.format(
+                name=self.name,
+                consecutive=stats["consecutive_skips"],
+                limit=self.max_consecutive_skips,
+                skipped=stats["skipped_steps"],
+                norm=stats["grad_norm"],
+            )
+        )
+
+    # -------------------------------------------------------- serialization
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "inner_optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
+            "clipvalue": self.clipvalue,
+            "clipnorm": self.clipnorm,
+            "global_clipnorm": self.global_clipnorm,
+            "adaptive_clip": self.adaptive_clip,
+            "adaptive_clip_eps": self.adaptive_clip_eps,
+            "max_consecutive_skips": self.max_consecutive_skips,
+            "on_max_skips": self.on_max_skips,
+            "lr_backoff_factor": self.lr_backoff_factor,
+            "lr_backoff_on_skip": self.lr_backoff_on_skip,
+            "lr_recovery_steps": self.lr_recovery_steps,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        inner = keras.saving.deserialize_keras_object(
+            config.pop("inner_optimizer"), custom_objects=custom_objects
+        )
+        return cls(inner, **config)

@@ -1,0 +1,94 @@
+"""Command line for the seed-document scenarios.
+
+Usage:
+    KERAS_BACKEND=jax python -m xstable.scenarios run --out results-jax.json
+    python -m xstable.scenarios table results-*.json > table.md
+    python -m xstable.scenarios list
+"""
+
+import argparse
+import json
+import sys
+
+__all__ = ["main"]
+
+
+def _run(args):
+    from xstable.scenarios.run import run_all
+
+    def progress(result):
+        extra = result.extra
+        step = (
+            "" if result.first_nonfinite_step is None else f" at step {result.first_nonfinite_step}"
+        )
+        print(
+            f"{extra['scenario']:45s} {extra['variant']:13s} {result.outcome}{step} "
+            f"(expected {extra['expected_outcome']}), final loss {result.final_loss:.4g}, "
+            f"{result.wall_time_s:.2f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    results = run_all(
+        scenarios=args.scenario or None, variants=args.variant or None, progress=progress
+    )
+    payload = [r.to_dict() for r in results]
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=1)
+    else:
+        json.dump(payload, sys.stdout, indent=1)
+    mismatches = [r for r in results if not r.extra["matches_expected"]]
+    for result in mismatches:
+        print(
+            f"UNEXPECTED: {result.extra['scenario']} {result.extra['variant']}: "
+            f"{result.outcome}, expected {result.extra['expected_outcome']}",
+            file=sys.stderr,
+        )
+    return 1 if mismatches else 0
+
+
+def _table(args):
+    from xstable.scenarios.claims_table import load_results, render_claims_table
+
+    print(render_claims_table(load_results(args.results)))
+    return 0
+
+
+def _list(args):
+    from xstable.scenarios.registry import all_scenarios
+
+    for scenario in all_scenarios():
+        kinds = ", ".join(scenario.variant_kinds())
+        print(f"{scenario.id:45s} {scenario.document} ex. {scenario.example}: {kinds}")
+    return 0
+
+
+def build_parser():
+    """Returns the `argparse` parser of `python -m xstable.scenarios`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m xstable.scenarios",
+        description="Run the seed-document scenarios and render the claim-vs-measured table.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run scenarios on the active backend (KERAS_BACKEND)")
+    run.add_argument("--out", help="JSON file for the results (default: stdout)")
+    run.add_argument("--scenario", action="append", help="scenario id (repeatable; default all)")
+    run.add_argument("--variant", action="append", help="variant kind (repeatable; default all)")
+    run.set_defaults(handler=_run)
+    table = commands.add_parser("table", help="markdown claim-vs-measured table from results")
+    table.add_argument("results", nargs="+", help="results-<backend>.json files")
+    table.set_defaults(handler=_table)
+    listing = commands.add_parser("list", help="list scenarios and their variants")
+    listing.set_defaults(handler=_list)
+    return parser
+
+
+def main(argv=None):
+    """Runs the command line; returns the exit status (1 if a run missed its expectation)."""
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
