@@ -6,7 +6,9 @@ import pytest
 
 from tests.compare import specs
 from xstable.compare.inspection import (
+    StateRecorder,
     capture_state,
+    inspect_model,
     inspect_state,
     layer_of_variable,
     locate_nonfinite,
@@ -96,3 +98,27 @@ def test_nan_from_an_overflowing_update_is_located_in_the_update():
 def test_layer_of_variable():
     assert layer_of_variable("functional/dense_1/kernel") == "dense_1"
     assert layer_of_variable("bias") == "bias"
+
+
+def test_recorded_states_match_a_replay_and_the_trained_model_inspects_alike():
+    spec = specs.benign_mlp()
+    recorder = StateRecorder()
+    run_spec(spec, before_step=recorder)
+    assert recorder.complete and sorted(recorder.states) == list(range(24))
+    recorded, replayed = recorder.state_at(5), capture_state(spec, None, 5)
+    for a, b in zip(recorded["weights"] + recorded["optimizer_variables"],
+                    replayed["weights"] + replayed["optimizer_variables"]):
+        np.testing.assert_array_equal(a, b)
+    on_trained = inspect_model(recorder.model, recorded)
+    on_fresh = inspect_state(spec, replayed)
+    assert on_trained["loss"] == on_fresh["loss"]
+    assert on_trained["train_loss"] == pytest.approx(on_fresh["train_loss"], rel=1e-6)
+    for a, b in zip(on_trained["updated_weights"], on_fresh["updated_weights"]):
+        np.testing.assert_allclose(a["value"], b["value"], rtol=1e-6)
+
+
+def test_recorder_keeps_only_the_latest_state_past_its_budget():
+    recorder = StateRecorder(budget_bytes=0)
+    run_spec(specs.benign_mlp(), before_step=recorder)
+    assert not recorder.complete and recorder.states == {}
+    assert recorder.state_at(23)["step"] == 23 and recorder.state_at(5) is None

@@ -20,7 +20,7 @@ from xstable.compare.orchestrator import (
 )
 from xstable.compare.plots import MATPLOTLIB_MISSING, matplotlib_available, plot_losses
 from xstable.compare.report_schema import SCHEMA_VERSION
-from xstable.compare.targets import default_targets, target_slug
+from xstable.compare.targets import default_targets, expand_targets, target_slug
 from xstable.compare.tolerances import DEFAULT_TOLERANCES, Tolerances
 
 __all__ = ["compare"]
@@ -143,7 +143,14 @@ def compare(
     """
     started = time.monotonic()
     fail_on = parse_fail_on(fail_on)
+    if isinstance(targets, str):
+        raise TypeError(
+            "`targets` must be a list of strings, not one string. "
+            f"Received: targets={targets!r}; pass [{targets!r}]."
+        )
     targets = default_targets() if targets is None else list(targets)
+    if all(isinstance(t, str) and t for t in targets):
+        targets = expand_targets(targets)
     backends = list(backends)
     reference = backends[0] if reference is None else reference
     if jobs is None:

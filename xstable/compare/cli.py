@@ -12,7 +12,9 @@ _EPILOG = """\
 targets:
   module:function       a function returning an xstable.training.TrainingSpec or a spec dict
   path/file.py:function the same, from a file
-  SCENARIO_ID           a seed scenario (see `xstable compare --list`); default: all of them
+  SCENARIO_ID/VARIANT   a seed scenario variant (see `xstable compare --list`)
+  SCENARIO_ID           every variant of a seed scenario
+  (none)                every variant of every seed scenario
 
 findings for --fail-on (comma-separated, or `none`/`any`):
 """ + "\n".join(f"  {k:<12} {v}" for k, v in FINDING_KINDS.items()) + """
@@ -70,7 +72,7 @@ def add_compare_parser(commands):
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG loss plots")
     parser.add_argument("--no-locate", action="store_true",
                         help="skip the per-layer comparison and NaN location")
-    parser.add_argument("--list", action="store_true", help="list the seed scenario ids and exit")
+    parser.add_argument("--list", action="store_true", help="list the seed scenario targets and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.set_defaults(handler=run_compare)
     return parser

@@ -18,7 +18,14 @@ from xstable._backend_gradients import value_and_gradients
 from xstable.compare._backend_jit import jit_if_jax
 from xstable.training import run_spec
 
-__all__ = ["capture_state", "inspect_state", "locate_nonfinite", "layer_of_variable"]
+__all__ = [
+    "StateRecorder",
+    "capture_state",
+    "inspect_model",
+    "inspect_state",
+    "locate_nonfinite",
+    "layer_of_variable",
+]
 
 
 class _ReplayReachedStep(Exception):
@@ -29,6 +36,71 @@ def _to_numpy(value):
     if isinstance(value, keras.Variable):
         value = value.value
     return np.asarray(keras.ops.convert_to_numpy(value))
+
+
+def _snapshot(model, step, epoch, batch, x_batch, y_batch):
+    optimizer = model.optimizer
+    return {
+        "step": step,
+        "epoch": epoch,
+        "batch": batch,
+        # np.array copies: torch's convert_to_numpy shares memory with the live parameter.
+        "weights": [np.array(_to_numpy(w)) for w in model.weights],
+        "optimizer_variables": [np.array(_to_numpy(v)) for v in optimizer.variables]
+        if optimizer is not None and optimizer.built
+        else [],
+        "x": x_batch,
+        "y": y_batch,
+    }
+
+
+def _nbytes(state):
+    arrays = state["weights"] + state["optimizer_variables"]
+    for data in (state["x"], state["y"]):
+        arrays += [d for d in (data if isinstance(data, (list, tuple)) else [data])
+                   if hasattr(data, "nbytes")]
+    return sum(getattr(a, "nbytes", 0) for a in arrays)
+
+
+class StateRecorder:
+    """A `run_spec` `before_step` hook that keeps the state each step starts from.
+
+    Keeping the states during the run makes a replay unnecessary: the state before a NaN step
+    or before the step where backends part is at hand, and the trained, compiled model is
+    reused for the inspection (no second build or trace). States are kept up to
+    `budget_bytes`; past it only the latest is kept (enough to locate a NaN) and
+    `state_at` returns `None` for older steps, so the caller replays instead.
+
+    Args:
+        budget_bytes: int, memory for kept states.
+    """
+
+    def __init__(self, budget_bytes=256 * 2**20):
+        self.budget_bytes = budget_bytes
+        self.states = {}
+        self.latest = None
+        self.model = None
+        self.used_bytes = 0
+        self.complete = True
+
+    def __call__(self, step, epoch, batch, model, x_batch, y_batch):
+        self.model = model
+        state = _snapshot(model, step, epoch, batch, x_batch, y_batch)
+        self.latest = state
+        if self.complete:
+            size = _nbytes(state)
+            if self.used_bytes + size <= self.budget_bytes:
+                self.states[step] = state
+                self.used_bytes += size
+            else:
+                self.complete = False
+                self.states.clear()
+
+    def state_at(self, step):
+        """Returns the state in which `step` began, or `None` if it was not kept."""
+        if self.latest is not None and self.latest["step"] == step:
+            return self.latest
+        return self.states.get(step)
 
 
 def capture_state(spec, initial_weights, step):
@@ -51,18 +123,7 @@ def capture_state(spec, initial_weights, step):
 
     def before_step(index, epoch, batch, model, x_batch, y_batch):
         if index == step:
-            optimizer = model.optimizer
-            captured.update(
-                step=step,
-                epoch=epoch,
-                batch=batch,
-                weights=[_to_numpy(w) for w in model.weights],
-                optimizer_variables=[_to_numpy(v) for v in optimizer.variables]
-                if optimizer.built
-                else [],
-                x=x_batch,
-                y=y_batch,
-            )
+            captured.update(_snapshot(model, step, epoch, batch, x_batch, y_batch))
             raise _ReplayReachedStep
 
     try:
@@ -177,8 +238,15 @@ def inspect_state(spec, state, include_update=True):
         `train_loss` (the loss `train_on_batch` reports from this state), `updated_weights`
         (list of `{"path", "value"}` after that step) and `notes` (list of str).
     """
+    return inspect_model(_build_compiled(spec), state, include_update)
+
+
+def inspect_model(model, state, include_update=True):
+    """Like `inspect_state`, on an already built and compiled model (e.g. the trained one).
+
+    The model's weights and optimizer variables are overwritten with the state's.
+    """
     notes = []
-    model = _build_compiled(spec)
     _restore(model, state, notes)
     x, y = state["x"], state["y"]
     layers, probe = _layer_probe(model, notes)
@@ -200,7 +268,7 @@ def inspect_state(spec, state, include_update=True):
     train_loss, updated = None, []
     if include_update:
         train_loss = float(model.train_on_batch(x, y, return_dict=True)["loss"])
-        updated = [{"path": w.path, "value": _to_numpy(w)} for w in model.weights]
+        updated = [{"path": w.path, "value": np.array(_to_numpy(w))} for w in model.weights]
     return {
         "layers": layer_records,
         "loss": float(_to_numpy(loss)),

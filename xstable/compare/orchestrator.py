@@ -51,6 +51,8 @@ class RunPlan:
         jobs: how many workers train at the same time.
         env: extra environment variables for every worker.
         locate_nan: whether workers locate the stage and layer of a NaN onset.
+        state_budget_bytes: memory per target the reference worker may use to keep the state
+            of every step (past it, the per-layer comparison replays the run instead).
     """
 
     targets: list
@@ -62,6 +64,7 @@ class RunPlan:
     jobs: int = 2
     env: dict = dataclasses.field(default_factory=dict)
     locate_nan: bool = True
+    state_budget_bytes: int = 64 * 2**20
 
 
 @dataclasses.dataclass
@@ -140,6 +143,10 @@ class _Worker:
                     "weights_dir": os.path.join(plan.out_dir, "work", "weights"),
                     "out_dir": plan.out_dir,
                     "locate_nan": plan.locate_nan,
+                    # The reference keeps every step's state for the per-layer comparison;
+                    # the others need only the latest (for locating a NaN).
+                    "state_budget_bytes": plan.state_budget_bytes if backend == plan.backends[0]
+                    else 0,
                     "sys_path": [os.getcwd()],
                 },
                 f,

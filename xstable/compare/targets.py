@@ -6,8 +6,9 @@ callables, which cannot cross process boundaries), so resolution must be determi
 - `module.path:function` or `path/to/file.py:function`: `function` is called with no
   arguments and returns a `TrainingSpec` or a dict in the format of `spec_from_dict`. The
   attribute may also be a `TrainingSpec` or dict itself.
-- A seed scenario id from `xstable.scenarios` (e.g. `"linear-fit/failure"`), when that
-  registry is installed.
+- A seed scenario variant `<scenario id>/<variant kind>` from `xstable.scenarios` (e.g.
+  `"linear_fit.unscaled/failure"`); a bare scenario id stands for all of its variants
+  (`expand_targets`).
 """
 
 import dataclasses
@@ -24,7 +25,10 @@ __all__ = [
     "DICT_SPEC_KEYS",
     "REQUIRED_DICT_SPEC_KEYS",
     "default_targets",
+    "expand_targets",
+    "initial_weights_for",
     "load_spec",
+    "target_settings",
     "spec_summary",
     "spec_from_dict",
     "target_slug",
@@ -162,21 +166,38 @@ def _scenario_registry():
         return None
 
 
-def _scenario_ids(registry):
-    ids_function = getattr(registry, "scenario_ids", None)
-    if ids_function is None:
-        raise RuntimeError(
-            "`xstable.scenarios` does not provide `scenario_ids()`, which `xstable compare` "
-            "uses to list the seed scenarios. Pass targets explicitly."
+def _require_registry(target):
+    registry = _scenario_registry()
+    if registry is None:
+        raise ValueError(
+            f"Target {target!r} is not `module:function`, and the seed scenarios "
+            "(`xstable.scenarios`) are not installed to look it up as a scenario."
         )
-    return list(ids_function())
+    return registry
+
+
+def _scenario_variant(target):
+    """Returns `(scenario, variant)` of a `<scenario id>/<variant kind>` target."""
+    registry = _require_registry(target)
+    scenario_id, _, kind = target.partition("/")
+    known = list(registry.scenario_ids())
+    if scenario_id not in known:
+        raise ValueError(f"Unknown scenario id {scenario_id!r} in target {target!r}. "
+                         f"Known ids: {known}.")
+    scenario = registry.get_scenario(scenario_id)
+    if kind not in scenario.variant_kinds():
+        raise ValueError(
+            f"Scenario {scenario_id!r} has no variant {kind!r}; it has "
+            f"{list(scenario.variant_kinds())}. Write targets as `<scenario id>/<variant>`."
+        )
+    return scenario, scenario.variant(kind)
 
 
 def default_targets():
-    """Returns the ids of every seed scenario variant, the default targets of a comparison.
+    """Returns every variant of every seed scenario, the default targets of a comparison.
 
     Returns:
-        A list of target strings.
+        A list of `<scenario id>/<variant kind>` strings in registry order.
 
     Raises:
         RuntimeError: If the seed scenario registry `xstable.scenarios` is not available.
@@ -187,14 +208,45 @@ def default_targets():
             "No targets given and the seed scenarios (`xstable.scenarios`) are not installed. "
             "Pass targets such as `mymodule:make_spec`."
         )
-    return _scenario_ids(registry)
+    return [
+        f"{scenario.id}/{kind}"
+        for scenario in registry.all_scenarios()
+        for kind in scenario.variant_kinds()
+    ]
+
+
+def expand_targets(targets):
+    """Expands bare scenario ids into one target per variant; other targets pass through.
+
+    Args:
+        targets: list of target strings.
+
+    Returns:
+        A list of target strings.
+    """
+    expanded = []
+    for target in targets:
+        if ":" in target or "/" in target:
+            expanded.append(target)
+            continue
+        registry = _require_registry(target)
+        if target not in list(registry.scenario_ids()):
+            raise ValueError(
+                f"Unknown target {target!r}: not `module:function`, `file.py:function`, "
+                f"`<scenario id>/<variant>` or a scenario id. Known scenario ids: "
+                f"{list(registry.scenario_ids())}."
+            )
+        scenario = registry.get_scenario(target)
+        expanded.extend(f"{target}/{kind}" for kind in scenario.variant_kinds())
+    return expanded
 
 
 def load_spec(target):
     """Resolves one target string to a `TrainingSpec`.
 
     Args:
-        target: str, `module:function`, `path/to/file.py:function`, or a seed scenario id.
+        target: str, `module:function`, `path/to/file.py:function`, or
+            `<scenario id>/<variant kind>`.
 
     Returns:
         A `TrainingSpec`.
@@ -209,21 +261,54 @@ def load_spec(target):
         raise TypeError(f"`target` must be a non-empty string. Received: target={target!r}.")
     if ":" in target:
         return _load_user_spec(target)
-    registry = _scenario_registry()
-    if registry is None:
-        raise ValueError(
-            f"Target {target!r} is not `module:function`, and the seed scenarios "
-            "(`xstable.scenarios`) are not installed to look it up as a scenario id."
-        )
-    known = _scenario_ids(registry)
-    if target not in known:
-        raise ValueError(f"Unknown scenario id {target!r}. Known ids: {known}.")
-    spec = registry.get_spec(target)
-    if not isinstance(spec, TrainingSpec):
+    _, variant = _scenario_variant(target)
+    return variant.spec()
+
+
+def target_settings(target):
+    """Returns run settings a target carries besides its spec.
+
+    Returns:
+        A dict with `diverged_threshold` (float or `None`) and, for seed scenarios,
+        `scenario`, `variant`, `claim` and `expected` (outcome per backend).
+    """
+    if ":" in target:
+        return {"diverged_threshold": None}
+    scenario, variant = _scenario_variant(target)
+    return {
+        "diverged_threshold": scenario.diverged_threshold,
+        "scenario": scenario.id,
+        "variant": variant.kind,
+        "claim": scenario.claim,
+        "expected": dict(variant.expected[0]),
+    }
+
+
+def initial_weights_for(target, spec):
+    """Builds the initial weights every backend starts a target from (on the active backend).
+
+    Seed scenarios draw their Dense kernels with NumPy (`xstable.scenarios`), so the compare
+    run starts where `python -m xstable.scenarios run` does; other targets take the weights
+    the spec's model gets on this backend with `spec.seed`.
+
+    Returns:
+        A list of NumPy arrays in `model.weights` order.
+    """
+    import keras
+    import numpy as np
+
+    if ":" not in target:
+        from xstable.scenarios.initial_weights import portable_weights_for_spec
+
+        return portable_weights_for_spec(spec)
+    keras.utils.set_random_seed(spec.seed)
+    model = spec.build_model()
+    if not isinstance(model, keras.Model):
         raise TypeError(
-            f"Scenario {target!r} gave {type(spec).__name__}, not a `TrainingSpec`."
+            f"`build_model` of spec {spec.name!r} must return a `keras.Model`. "
+            f"Received: {type(model).__name__}."
         )
-    return spec
+    return [np.asarray(w) for w in model.get_weights()]
 
 
 def target_slug(target):

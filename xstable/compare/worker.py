@@ -88,6 +88,7 @@ class _Worker:
         self.events = events
         self.specs = {}
         self.weights = {}
+        self.recorders = {}
         self.weights_dir = plan["weights_dir"]
         self.backend = plan["backend"]
         self.runs_dir = os.path.join(plan["out_dir"], "runs", self.backend)
@@ -101,8 +102,9 @@ class _Worker:
         return self.specs[target]
 
     def build_weights(self):
-        import keras
         import numpy as np
+
+        from xstable.compare.targets import initial_weights_for
 
         for target, slug in self.plan["targets"]:
             path = initial_weights_path(self.weights_dir, slug)
@@ -112,17 +114,9 @@ class _Worker:
                 continue
             self.events.send("start", target=target, phase="weights")
             try:
-                spec = self.spec(target)
-                keras.utils.set_random_seed(spec.seed)
-                model = spec.build_model()
-                if not isinstance(model, keras.Model):
-                    raise TypeError(
-                        f"`build_model` of spec {spec.name!r} must return a `keras.Model`. "
-                        f"Received: {type(model).__name__}."
-                    )
-                arrays = {f"w{i:05d}": np.asarray(w) for i, w in enumerate(model.get_weights())}
+                weights = initial_weights_for(target, self.spec(target))
                 tmp = f"{path}.tmp.npz"
-                np.savez(tmp, **arrays)
+                np.savez(tmp, **{f"w{i:05d}": np.asarray(w) for i, w in enumerate(weights)})
                 os.replace(tmp, path)
                 self.events.send("weights", target=target, ok=True)
             except Exception as error:
@@ -144,9 +138,31 @@ class _Worker:
         with np.load(path) as data:
             return [data[k] for k in sorted(data.files)], None
 
+    def inspect(self, target, state, include_update):
+        """Takes a step apart, on the trained model when its optimizer state can be set."""
+        from xstable.compare.inspection import inspect_model, inspect_state
+
+        recorder = self.recorders.get(target)
+        model = recorder.model if recorder is not None else None
+        fresh_optimizer_needed = not state["optimizer_variables"] and (
+            model is not None and model.optimizer is not None and model.optimizer.built
+        )
+        if model is None or fresh_optimizer_needed:
+            return inspect_state(self.spec(target), state, include_update)
+        return inspect_model(model, state, include_update)
+
+    def state_at(self, target, step):
+        from xstable.compare.inspection import capture_state
+
+        recorder = self.recorders.get(target)
+        state = recorder.state_at(step) if recorder is not None else None
+        if state is None:  # Not kept (memory budget): replay the run up to the step.
+            state = capture_state(self.spec(target), self.weights.get(target), step)
+        return state
+
     def run_target(self, target, slug):
-        from xstable.compare.inspection import capture_state, inspect_state, locate_nonfinite
-        from xstable.compare.targets import spec_summary
+        from xstable.compare.inspection import StateRecorder, locate_nonfinite
+        from xstable.compare.targets import spec_summary, target_settings
         from xstable.training import run_spec
 
         record = {"target": target, "backend": self.backend}
@@ -158,18 +174,30 @@ class _Worker:
         started = time.perf_counter()
         try:
             spec = self.spec(target)
+            settings = target_settings(target)
+            self.weights[target] = weights
             timings["load_spec"] = time.perf_counter() - started
             record["spec"] = spec_summary(spec)
             mode = {}
+            recorder = StateRecorder(self.plan.get("state_budget_bytes", 0))
+            self.recorders[target] = recorder
 
             def note_compile_mode(step, epoch, batch, model, x_batch, y_batch):
                 if step == 0:
                     mode["compile_mode"] = compile_mode(model)
+                recorder(step, epoch, batch, model, x_batch, y_batch)
 
             run_started = time.perf_counter()
-            result = run_spec(spec, initial_weights=weights, before_step=note_compile_mode)
+            result = run_spec(
+                spec,
+                initial_weights=weights,
+                diverged_threshold=settings["diverged_threshold"],
+                before_step=note_compile_mode,
+            )
             timings["run_spec"] = time.perf_counter() - run_started
             result.extra["compile_mode"] = mode.get("compile_mode")
+            if "expected" in settings:
+                result.extra["expected_outcome"] = settings["expected"].get(self.backend)
             record["same_initial_weights"] = weights is not None
             if why_not:
                 record["initial_weights_note"] = why_not
@@ -177,17 +205,16 @@ class _Worker:
                 located = time.perf_counter()
                 try:
                     step = result.first_nonfinite_step
-                    state = capture_state(spec, weights, step)
-                    onset = locate_nonfinite(inspect_state(spec, state, False), step)
+                    state = self.state_at(target, step)
+                    onset = locate_nonfinite(self.inspect(target, state, False), step)
                     if onset["stage"] == "none":  # Not in forward, loss or backward.
-                        onset = locate_nonfinite(inspect_state(spec, state, True), step)
+                        onset = locate_nonfinite(self.inspect(target, state, True), step)
                     result.extra["nan_onset"] = onset
                 except Exception as error:
                     result.extra["nan_onset_error"] = f"{type(error).__name__}: {error}"
                 timings["locate_nan"] = time.perf_counter() - located
             record["status"] = "completed"
             record["result"] = result.to_dict()
-            self.weights[target] = weights
         except Exception as error:
             record["status"] = "error"
             record["error"] = _error_record(error)
@@ -197,8 +224,6 @@ class _Worker:
         self.events.send("done", target=target, status=record["status"], path=path)
 
     def serve(self, commands):
-        from xstable.compare.inspection import capture_state, inspect_state
-
         for line in commands:
             command = decode(line)
             if command is None:
@@ -209,14 +234,11 @@ class _Worker:
             target = command.get("target")
             try:
                 if kind == "capture":
-                    state = capture_state(
-                        self.spec(target), self.weights.get(target), command["step"]
-                    )
-                    payload = state
+                    payload = self.state_at(target, command["step"])
                 elif kind == "inspect":
                     with open(command["state_path"], "rb") as f:
                         state = pickle.load(f)
-                    payload = inspect_state(self.spec(target), state)
+                    payload = self.inspect(target, state, True)
                 else:
                     raise ValueError(f"unknown command {kind!r}")
                 with open(command["path"] + ".tmp", "wb") as f:
