@@ -20,7 +20,7 @@ BENIGN = "tests.compare.specs:benign_mlp"
 SATURATED = "tests.compare.specs:saturated_bce"
 BATCHNORM = "tests.compare.specs:batchnorm_large_mean"
 FAULTY = "tests.compare.specs:faulty"
-HANG_TIMEOUT_S = 25.0
+HANG_TIMEOUT_S = 15.0
 
 
 @pytest.fixture(scope="module")

@@ -78,3 +78,13 @@ def test_rounding_noise_in_tiny_gradients_is_not_a_divergence():
     other["gradients"].append({"path": "model/hidden/bias", "layer": "hidden",
                                "value": np.array([-3e-9, 1e-9])})
     assert localize_divergence(ref, other)["stage"] == "none"
+
+
+def test_layers_line_up_by_position_when_backends_name_them_differently():
+    ref, other = _inspection(), _inspection(output=2.5)
+    for record in other["layers"]:
+        record["name"] += "_7"
+    for g in other["gradients"]:
+        g["path"] = g["path"].replace("/head/", "/head_7/")
+    location = localize_divergence(ref, other)
+    assert (location["stage"], location["layer"]) == ("forward", "head")

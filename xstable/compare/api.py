@@ -18,7 +18,7 @@ from xstable.compare.orchestrator import (
     inspect_step,
     run_backends,
 )
-from xstable.compare.plots import MATPLOTLIB_MISSING, matplotlib_available, plot_losses
+from xstable.compare.plots import MATPLOTLIB_MISSING, LossPlotter, matplotlib_available
 from xstable.compare.report_schema import SCHEMA_VERSION
 from xstable.compare.targets import default_targets, expand_targets, target_slug
 from xstable.compare.tolerances import DEFAULT_TOLERANCES, Tolerances
@@ -118,7 +118,8 @@ def compare(
         timeout_s: float, seconds one target may take on one backend before its worker is
             killed (the other targets and backends go on).
         startup_timeout_s: float, seconds a worker may take to import its backend.
-        jobs: int, workers training at once (default: CPU count, at most the backend count).
+        jobs: int, workers training at once (default: all backends; on a shared or small
+            machine all at once still finishes first, as no worker waits for a slot).
         fail_on: finding kinds that make the exit status 1 (see `parse_fail_on`).
         plots: bool, write PNG loss curves (needs matplotlib).
         locate: bool, take divergent and NaN steps apart layer by layer.
@@ -154,7 +155,7 @@ def compare(
     backends = list(backends)
     reference = backends[0] if reference is None else reference
     if jobs is None:
-        jobs = max(1, min(os.cpu_count() or 1, len(backends)))
+        jobs = len(backends)
     _check_arguments(targets, backends, device, jobs, timeout_s, tolerances)
     if reference not in backends:
         raise ValueError(
@@ -186,8 +187,9 @@ def compare(
     plots_note = None
     if plots:
         if matplotlib_available():
-            for entry in target_reports:
-                entry["plot"] = _plot(entry, out_dir)
+            with LossPlotter() as plotter:
+                for entry in target_reports:
+                    entry["plot"] = _plot(plotter, entry, out_dir)
         else:
             plots_note = MATPLOTLIB_MISSING
             if progress is not None:
@@ -272,13 +274,14 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
     steps = [d["first_divergent_step"] for d in divergence.values()
              if d["first_divergent_step"] is not None]
     if steps and locate:
-        step = min(steps)
+        step = _step_to_inspect(min(steps), run_entries)
         say(reference, f"{target}: taking step {step} apart on every backend")
         work_dir = os.path.join(plan.out_dir, "work", "inspect")
         os.makedirs(work_dir, exist_ok=True)
         live = {b: w for b, w in workers.items() if b in divergence or b == reference}
+        # Inspection compiles a fresh function per backend: never less time than a minute.
         inspections, errors = inspect_step(
-            live, reference, target, step, work_dir, plan.target_timeout_s
+            live, reference, target, step, work_dir, max(plan.target_timeout_s, 60.0)
         )
         located = {}
         if reference in inspections:
@@ -306,7 +309,21 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
     }
 
 
-def _plot(entry, out_dir):
+def _step_to_inspect(step, run_entries):
+    """The divergent step, or the one before when a NaN there came from that step's update.
+
+    A run whose update at step k-1 overflowed starts step k from non-finite weights; taking
+    step k apart from that state shows every backend failing alike, while step k-1 shows the
+    update that parted them.
+    """
+    for run in run_entries.values():
+        onset = run.get("nan_onset") or {}
+        if step > 0 and onset.get("stage") == "update" and onset.get("step") == step - 1:
+            return step - 1
+    return step
+
+
+def _plot(plotter, entry, out_dir):
     curves = {
         backend: ([_as_float(v) if not isinstance(v, str) else float(v) for v in run["losses"]],
                   run["first_nonfinite_step"])
@@ -318,5 +335,5 @@ def _plot(entry, out_dir):
     steps = [d["first_divergent_step"] for d in entry["divergence"].values()
              if d["first_divergent_step"] is not None]
     path = os.path.join(out_dir, "plots", f"{target_slug(entry['target'])}.png")
-    plot_losses(entry["name"] or entry["target"], curves, path, min(steps) if steps else None)
+    plotter.plot(entry["target"], curves, path, min(steps) if steps else None)
     return os.path.relpath(path, out_dir)

@@ -61,7 +61,7 @@ def add_compare_parser(commands):
     parser.add_argument("--startup-timeout", type=float, default=300.0,
                         help="seconds a backend may take to start (default: 300)")
     parser.add_argument("--jobs", type=int, default=None,
-                        help="backends training at once (default: CPU count, at most 3)")
+                        help="backends training at once (default: all)")
     parser.add_argument("--fail-on", default=",".join(DEFAULT_FAIL_ON),
                         help=f"findings that give exit status 1 (default: "
                         f"{','.join(DEFAULT_FAIL_ON)})")

@@ -97,38 +97,40 @@ def localize_divergence(reference, other, tolerances=DEFAULT_TOLERANCES):
     """
     found = None
     layers = []
-    ref_layers = {r["name"]: r for r in reference["layers"]}
+    notes = list(other.get("notes", []))
+    if [r["class"] for r in reference["layers"]] != [r["class"] for r in other["layers"]] or len(
+        reference["gradients"]
+    ) != len(other["gradients"]):
+        notes.append("the models differ in layers or variables; compared what lines up")
     gradient_scale = max(
         (float(abs(g["value"]).max()) for g in reference["gradients"] if g["value"].size),
         default=0.0,
     )
     if not math.isfinite(gradient_scale):
         gradient_scale = 0.0
-    ref_gradients = {g["path"]: g for g in reference["gradients"]}
-    gradient_deviation = {}
-    gradient_differs = {}
-    for g in other["gradients"]:
-        ref = ref_gradients.get(g["path"])
-        if ref is None:
-            continue
+    # Layers, gradients and weights line up by position: each backend names its own layers
+    # (names carry counters), and the reference's names are the ones reported.
+    gradient_deviation = []
+    gradient_differs = []
+    for ref, g in zip(reference["gradients"], other["gradients"]):
         deviation, difference, _ = tensor_deviation(ref["value"], g["value"])
         limit = tolerances.tensor_atol + tolerances.tensor_rtol * gradient_scale
-        gradient_differs[g["path"]] = difference > limit
-        gradient_deviation[g["path"]] = (
+        gradient_differs.append(difference > limit)
+        gradient_deviation.append(
             difference / gradient_scale if gradient_scale > 0 and math.isfinite(difference)
             else deviation
         )
 
-    for record in other["layers"]:
-        ref = ref_layers.get(record["name"])
-        if ref is None:
-            continue
+    for ref, record in zip(reference["layers"], other["layers"]):
         differs, deviation = _outputs_differ(tolerances, ref["outputs"], record["outputs"])
-        grads = [v for p, v in gradient_deviation.items() if _layer(p) == record["name"]]
+        grads = [
+            d for g, d in zip(reference["gradients"], gradient_deviation)
+            if g["layer"] == ref["name"]
+        ]
         layers.append(
             {
-                "name": record["name"],
-                "class": record["class"],
+                "name": ref["name"],
+                "class": ref["class"],
                 "forward_deviation": deviation,
                 "gradient_deviation": max(grads) if grads else None,
             }
@@ -136,9 +138,9 @@ def localize_divergence(reference, other, tolerances=DEFAULT_TOLERANCES):
         if found is None and differs:
             found = {
                 "stage": "forward",
-                "layer": record["name"],
-                "detail": f"layer {record['name']} ({record['class']}) gives different outputs "
-                f"from identical inputs and weights (relative deviation {deviation:.2e})",
+                "layer": ref["name"],
+                "detail": f"layer {ref['name']} ({ref['class']}) gives different outputs "
+                f"from identical inputs and weights ({_describe(deviation)})",
             }
     if found is None and tolerances.losses_differ(reference["loss"], other["loss"]):
         found = {
@@ -148,16 +150,22 @@ def localize_divergence(reference, other, tolerances=DEFAULT_TOLERANCES):
             f"on the reference, {other['loss']:.6g} here)",
         }
     if found is None:
-        for g in reversed(other["gradients"]):
-            if gradient_differs.get(g["path"]):
+        for index in reversed(range(len(gradient_differs))):
+            if gradient_differs[index]:
+                g = reference["gradients"][index]
                 found = {
                     "stage": "backward",
                     "layer": g["layer"],
                     "detail": f"forward pass and loss agree; the gradient of {g['path']} differs "
-                    f"(deviation {gradient_deviation[g['path']]:.2e} of the largest gradient)",
+                    f"({_describe(gradient_deviation[index], 'of the largest gradient')})",
                 }
                 break
-    if found is None and tolerances.losses_differ(reference["train_loss"], other["train_loss"]):
+    has_update = reference["train_loss"] is not None and other["train_loss"] is not None
+    if (
+        found is None
+        and has_update
+        and tolerances.losses_differ(reference["train_loss"], other["train_loss"])
+    ):
         found = {
             "stage": "train_step",
             "layer": None,
@@ -165,18 +173,16 @@ def localize_divergence(reference, other, tolerances=DEFAULT_TOLERANCES):
             f"({reference['train_loss']:.6g} vs {other['train_loss']:.6g})",
         }
     if found is None:
-        ref_updated = {w["path"]: w["value"] for w in reference["updated_weights"]}
-        for w in other["updated_weights"]:
-            if w["path"] in ref_updated:
-                differs, deviation = tensors_differ(tolerances, ref_updated[w["path"]], w["value"])
-                if differs:
-                    found = {
-                        "stage": "update",
-                        "layer": _layer(w["path"]),
-                        "detail": f"forward pass and gradients agree; the optimizer update of "
-                        f"{w['path']} differs (relative deviation {deviation:.2e})",
-                    }
-                    break
+        for ref, w in zip(reference["updated_weights"], other["updated_weights"]):
+            differs, deviation = tensors_differ(tolerances, ref["value"], w["value"])
+            if differs:
+                found = {
+                    "stage": "update",
+                    "layer": _layer(ref["path"]),
+                    "detail": f"forward pass and gradients agree; the optimizer update of "
+                    f"{ref['path']} differs ({_describe(deviation)})",
+                }
+                break
     if found is None:
         found = {
             "stage": "none",
@@ -189,8 +195,14 @@ def localize_divergence(reference, other, tolerances=DEFAULT_TOLERANCES):
         "layers": layers,
         "loss_reference": reference["loss"],
         "loss": other["loss"],
-        "notes": list(other.get("notes", [])),
+        "notes": notes,
     }
+
+
+def _describe(deviation, scale="relative"):
+    if math.isinf(deviation):
+        return "non-finite on one backend, finite on the other"
+    return f"deviation {deviation:.2e} {scale}"
 
 
 def _layer(path):

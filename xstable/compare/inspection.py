@@ -68,8 +68,9 @@ class StateRecorder:
     Keeping the states during the run makes a replay unnecessary: the state before a NaN step
     or before the step where backends part is at hand, and the trained, compiled model is
     reused for the inspection (no second build or trace). States are kept up to
-    `budget_bytes`; past it only the latest is kept (enough to locate a NaN) and
-    `state_at` returns `None` for older steps, so the caller replays instead.
+    `budget_bytes`; past it only the latest two are kept (enough to locate a NaN, also one
+    that an update made) and `state_at` returns `None` for older steps, so the caller replays
+    instead.
 
     Args:
         budget_bytes: int, memory for kept states.
@@ -79,6 +80,7 @@ class StateRecorder:
         self.budget_bytes = budget_bytes
         self.states = {}
         self.latest = None
+        self.previous = None
         self.model = None
         self.used_bytes = 0
         self.complete = True
@@ -86,7 +88,7 @@ class StateRecorder:
     def __call__(self, step, epoch, batch, model, x_batch, y_batch):
         self.model = model
         state = _snapshot(model, step, epoch, batch, x_batch, y_batch)
-        self.latest = state
+        self.previous, self.latest = self.latest, state
         if self.complete:
             size = _nbytes(state)
             if self.used_bytes + size <= self.budget_bytes:
@@ -98,8 +100,9 @@ class StateRecorder:
 
     def state_at(self, step):
         """Returns the state in which `step` began, or `None` if it was not kept."""
-        if self.latest is not None and self.latest["step"] == step:
-            return self.latest
+        for state in (self.latest, self.previous):
+            if state is not None and state["step"] == step:
+                return state
         return self.states.get(step)
 
 

@@ -160,8 +160,26 @@ class _Worker:
             state = capture_state(self.spec(target), self.weights.get(target), step)
         return state
 
+    def locate_nan(self, target, step):
+        """Names the stage and layer where the first non-finite value of a run appears."""
+        from xstable.compare.inspection import locate_nonfinite
+
+        onset = locate_nonfinite(self.inspect(target, self.state_at(target, step), False), step)
+        if onset["stage"] == "none":  # Not in forward, loss or backward: try the update.
+            onset = locate_nonfinite(self.inspect(target, self.state_at(target, step), True), step)
+        if onset["stage"] == "update" and onset["step"] == step - 1:
+            # The step began from non-finite weights: was it the previous step's gradient
+            # or its update?
+            earlier = self.inspect(target, self.state_at(target, step - 1), True)
+            previous = locate_nonfinite(earlier, step - 1)
+            if previous["stage"] != "none":
+                onset = previous
+        return onset
+
     def run_target(self, target, slug):
-        from xstable.compare.inspection import StateRecorder, locate_nonfinite
+        import keras
+
+        from xstable.compare.inspection import StateRecorder
         from xstable.compare.targets import spec_summary, target_settings
         from xstable.training import run_spec
 
@@ -187,6 +205,9 @@ class _Worker:
                     mode["compile_mode"] = compile_mode(model)
                 recorder(step, epoch, batch, model, x_batch, y_batch)
 
+            # Fresh layer-name counters, so a target's layers get the same names
+            # ("dense", "dense_1", ...) in every backend's worker and in the report.
+            keras.utils.clear_session()
             run_started = time.perf_counter()
             result = run_spec(
                 spec,
@@ -205,11 +226,7 @@ class _Worker:
                 located = time.perf_counter()
                 try:
                     step = result.first_nonfinite_step
-                    state = self.state_at(target, step)
-                    onset = locate_nonfinite(self.inspect(target, state, False), step)
-                    if onset["stage"] == "none":  # Not in forward, loss or backward.
-                        onset = locate_nonfinite(self.inspect(target, state, True), step)
-                    result.extra["nan_onset"] = onset
+                    result.extra["nan_onset"] = self.locate_nan(target, step)
                 except Exception as error:
                     result.extra["nan_onset_error"] = f"{type(error).__name__}: {error}"
                 timings["locate_nan"] = time.perf_counter() - located
