@@ -42,3 +42,18 @@ def test_backend_that_cannot_be_imported_is_reported_unavailable(tmp_path):
     report = (out / "report.md").read_text()
     assert "| tests.compare.specs:benign_mlp | jax | **unavailable** |" in report
     assert "jax could not be imported" in report
+
+
+@pytest.mark.only_backend(
+    "jax", reason="spawns its own worker subprocess; backend-independent, once is enough"
+)
+def test_gpu_device_without_a_gpu_is_reported_unavailable(tmp_path):
+    import xstable
+
+    if xstable.active_device() != "cpu":
+        pytest.skip("a GPU is visible: the run would not be unavailable")
+    result = compare(["tests.compare.specs:benign_mlp"], backends=["jax"], device="gpu",
+                     out_dir=str(tmp_path), plots=False, progress=None)
+    run = result["targets"][0]["runs"]["jax"]
+    assert run["status"] == "unavailable"
+    assert "sees no GPU" in run["error"]

@@ -405,6 +405,11 @@ class _Runner:
         if worker.ready is None:
             if _looks_like_missing_backend(tail, backend):
                 status, message = "unavailable", f"{backend} could not be imported"
+            elif "xstable-compare: no GPU visible" in tail:
+                status, message = "unavailable", (
+                    f"{backend} sees no GPU (`--device gpu`); install its GPU build "
+                    f"(backends/{backend}-gpu.txt) or use `--device cpu`"
+                )
             else:
                 status, message = "crashed", f"the {backend} worker exited with status {code} before it was ready"
             worker.finished = True

@@ -27,9 +27,10 @@ from xstable.compare.protocol import (
     weights_unavailable_path,
 )
 
-__all__ = ["main", "compile_mode"]
+__all__ = ["main", "compile_mode", "NO_GPU_MARKER"]
 
 _WEIGHTS_POLL_S = 0.05
+NO_GPU_MARKER = "xstable-compare: no GPU visible"
 
 
 class _Events:
@@ -294,6 +295,9 @@ def main(argv=None):
     import xstable
 
     xstable.disable_tf32()
+    if plan.get("device") == "gpu" and xstable.active_device() == "cpu":
+        print(f"{NO_GPU_MARKER}: {xstable.active_backend()} sees no GPU", file=sys.stderr)
+        return 3
     events.send(
         "ready",
         backend=xstable.active_backend(),
