@@ -462,7 +462,12 @@ def run_backends(plan, progress_stream=sys.stderr):
         inspection commands; close them with `close_workers`).
     """
     runner = _Runner(plan, progress_stream)
-    runs = runner.run()
+    try:
+        runs = runner.run()
+    except BaseException:  # Ctrl-C included: workers run in their own sessions.
+        for worker in runner.workers.values():
+            worker.kill()
+        raise
     live = {b: w for b, w in runner.workers.items() if w.trained and not w.finished}
     return runs, live, runner.progress
 

@@ -43,6 +43,7 @@ def run_summary(record):
             "losses": [],
             "same_initial_weights": None,
             "compile_mode": None,
+            "expected_outcome": None,
             "device": None,
             "wall_time_s": None,
             "error": f"{error.get('type', status)}: {error.get('message', '')}",
@@ -60,6 +61,7 @@ def run_summary(record):
         "losses": losses,
         "same_initial_weights": record.get("same_initial_weights"),
         "compile_mode": result["extra"].get("compile_mode"),
+        "expected_outcome": result["extra"].get("expected_outcome"),
         "device": result["device"],
         "wall_time_s": result["wall_time_s"],
         "error": result["extra"].get("nan_onset_error"),
@@ -166,6 +168,9 @@ def render_markdown(report):
             if target["localization"]:
                 location = target["localization"]["backends"].get(backend)
             outcome = run["outcome"] if run["status"] == "completed" else f"**{run['status']}**"
+            expected = run.get("expected_outcome")
+            if run["status"] == "completed" and expected and expected != run["outcome"]:
+                outcome += f" (expected {expected})"
             if backend == settings["reference"]:
                 deviation, first = "(reference)", "-"
             else:

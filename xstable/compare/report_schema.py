@@ -38,6 +38,7 @@ _RUN = {
         "losses": {"type": "array", "items": _NUMBER_OR_TOKEN},
         "same_initial_weights": {"type": ["boolean", "null"]},
         "compile_mode": _NULLABLE_STRING,
+        "expected_outcome": {"enum": ["ok", "nan", "diverged", None]},
         "device": _NULLABLE_STRING,
         "wall_time_s": {"type": ["number", "null"]},
         "error": _NULLABLE_STRING,
