@@ -93,11 +93,15 @@ def main():
     print(f"{len(targets)} targets x {backends}, jobs={args.jobs}, {args.repeats} repeats, "
           f"{os.cpu_count()} CPUs")
     times = {"by hand, sequential": [], f"by hand, {args.jobs} jobs": [], "compare": []}
+    runs = {
+        "by hand, sequential": lambda: _by_hand(backends, targets, 1),
+        f"by hand, {args.jobs} jobs": lambda: _by_hand(backends, targets, args.jobs),
+        "compare": lambda: _compare(backends, targets, args.jobs),
+    }
     for repeat in range(args.repeats):
-        times["by hand, sequential"].append(_by_hand(backends, targets, 1))
-        times[f"by hand, {args.jobs} jobs"].append(_by_hand(backends, targets, args.jobs))
-        times["compare"].append(_compare(backends, targets, args.jobs))
-        print(f"repeat {repeat + 1}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in times.items()))
+        for name, measure in runs.items():
+            times[name].append(measure())
+            print(f"repeat {repeat + 1}: {name} {times[name][-1]:.1f}s", flush=True)
     medians = {k: statistics.median(v) for k, v in times.items()}
     for name, value in medians.items():
         print(f"median {name:<22} {value:7.1f}s")
