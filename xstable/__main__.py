@@ -1,4 +1,4 @@
-"""Command line: `xstable info` (and, with `python -m xstable`, the same)."""
+"""Command line: `xstable info` and `xstable compare` (also as `python -m xstable ...`)."""
 
 import argparse
 import json
@@ -23,6 +23,9 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True)
     info = commands.add_parser("info", help="print backend, device and library versions")
     info.set_defaults(handler=_info)
+    from xstable.compare.cli import add_compare_parser
+
+    add_compare_parser(commands)
     return parser
 
 

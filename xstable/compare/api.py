@@ -1,0 +1,339 @@
+"""`compare()`: train targets on several backends and report where they part ways."""
+
+import dataclasses
+import math
+import os
+import sys
+import time
+
+from xstable._version import __version__
+from xstable.compare import report as report_module
+from xstable.compare.divergence import localize_divergence, loss_divergence
+from xstable.compare.findings import DEFAULT_FAIL_ON, exit_status, parse_fail_on
+from xstable.compare.orchestrator import (
+    BACKENDS,
+    DEVICES,
+    RunPlan,
+    close_workers,
+    inspect_step,
+    run_backends,
+)
+from xstable.compare.plots import MATPLOTLIB_MISSING, LossPlotter, matplotlib_available
+from xstable.compare.report_schema import SCHEMA_VERSION
+from xstable.compare.targets import default_targets, expand_targets, target_slug
+from xstable.compare.tolerances import DEFAULT_TOLERANCES, Tolerances
+
+__all__ = ["compare"]
+
+
+def _check_arguments(targets, backends, device, jobs, timeout_s, tolerances):
+    if isinstance(targets, str) or not all(isinstance(t, str) and t for t in targets):
+        raise TypeError(
+            "`targets` must be a list of non-empty strings (`module:function` or scenario "
+            f"ids). Received: targets={targets!r}."
+        )
+    if len(set(targets)) != len(targets):
+        raise ValueError(f"`targets` lists a target twice. Received: targets={targets!r}.")
+    if not backends or any(b not in BACKENDS for b in backends) or len(set(backends)) != len(
+        backends
+    ):
+        raise ValueError(
+            f"`backends` must be distinct names from {list(BACKENDS)}. "
+            f"Received: backends={backends!r}."
+        )
+    if device not in DEVICES:
+        raise ValueError(f"`device` must be one of {list(DEVICES)}. Received: device={device!r}.")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"`jobs` must be a positive integer. Received: jobs={jobs!r}.")
+    if not (isinstance(timeout_s, (int, float)) and timeout_s > 0):
+        raise ValueError(f"`timeout_s` must be a positive number. Received: timeout_s={timeout_s!r}.")
+    if not isinstance(tolerances, Tolerances):
+        raise TypeError(
+            "`tolerances` must be an `xstable.compare.Tolerances`. "
+            f"Received: tolerances of type {type(tolerances).__name__}."
+        )
+
+
+def _clean(value):
+    """Makes a value strict-JSON: non-finite floats become "nan"/"inf"/"-inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _as_float(value):
+    return float(value) if value is not None else math.nan
+
+
+def _backend_status(records):
+    statuses = {r["status"] for r in records.values()}
+    if statuses == {"completed"}:
+        return "ok"
+    if statuses == {"unavailable"}:
+        return "unavailable"
+    if "completed" in statuses:
+        return "partial"
+    return "failed"
+
+
+def compare(
+    targets=None,
+    backends=BACKENDS,
+    out_dir="reports/compare",
+    device="cpu",
+    reference=None,
+    tolerances=DEFAULT_TOLERANCES,
+    timeout_s=300.0,
+    startup_timeout_s=300.0,
+    jobs=None,
+    fail_on=DEFAULT_FAIL_ON,
+    plots=True,
+    locate=True,
+    env=None,
+    progress=sys.stderr,
+):
+    """Trains each target on each backend from the same weights and batches, and compares.
+
+    Every backend runs in its own subprocess (Keras fixes its backend at import). The reference
+    backend builds each target's initial weights once; every backend loads them and trains
+    with the same pinned batch order, one `train_on_batch` per step, TF32 off. The per-step
+    losses are compared with the reference; at the first step past the tolerance the step is
+    replayed from the reference's state on every backend and taken apart layer by layer to
+    name the layer, loss or update where the backends part ways. A run that hits NaN is
+    replayed on its own backend to name the stage and layer of the NaN onset.
+
+    Args:
+        targets: list of str, `module:function` / `file.py:function` specs or seed scenario
+            ids; `None` for every seed scenario.
+        backends: list of backend names to run.
+        out_dir: str, folder for `report.md`, `report.json`, plots, per-backend results
+            (`runs/<backend>/`) and worker logs (`logs/`).
+        device: `"cpu"` or `"gpu"`.
+        reference: backend the others are compared with (default: the first of `backends`).
+        tolerances: `Tolerances` deciding what counts as a divergence.
+        timeout_s: float, seconds one target may take on one backend before its worker is
+            killed (the other targets and backends go on).
+        startup_timeout_s: float, seconds a worker may take to import its backend.
+        jobs: int, workers training at once (default: all backends; on a shared or small
+            machine all at once still finishes first, as no worker waits for a slot).
+        fail_on: finding kinds that make the exit status 1 (see `parse_fail_on`).
+        plots: bool, write PNG loss curves (needs matplotlib).
+        locate: bool, take divergent and NaN steps apart layer by layer.
+        env: dict of extra environment variables for the workers.
+        progress: text stream for progress lines, or `None`.
+
+    Returns:
+        The report dict (also written to `out_dir/report.json`); `report["summary"]
+        ["exit_status"]` is the exit status under `fail_on`.
+
+    Raises:
+        TypeError: If `targets` or `tolerances` has the wrong type.
+        ValueError: If a backend, device, `jobs`, `timeout_s` or `fail_on` value is invalid.
+        RuntimeError: If `targets` is `None` and the seed scenarios are not installed.
+
+    Example:
+
+    ```python
+    report = xstable.compare.compare(["my_project.specs:small_mlp"], out_dir="reports/mlp")
+    print(report["summary"])
+    ```
+    """
+    started = time.monotonic()
+    fail_on = parse_fail_on(fail_on)
+    if isinstance(targets, str):
+        raise TypeError(
+            "`targets` must be a list of strings, not one string. "
+            f"Received: targets={targets!r}; pass [{targets!r}]."
+        )
+    targets = default_targets() if targets is None else list(targets)
+    if all(isinstance(t, str) and t for t in targets):
+        targets = expand_targets(targets)
+    backends = list(backends)
+    reference = backends[0] if reference is None else reference
+    if jobs is None:
+        jobs = len(backends)
+    _check_arguments(targets, backends, device, jobs, timeout_s, tolerances)
+    if reference not in backends:
+        raise ValueError(
+            f"`reference` must be one of the compared backends {backends}. "
+            f"Received: reference={reference!r}."
+        )
+    backends = [reference] + [b for b in backends if b != reference]
+    out_dir = os.path.abspath(out_dir)
+    plan = RunPlan(
+        targets=targets,
+        backends=backends,
+        out_dir=out_dir,
+        device=device,
+        target_timeout_s=float(timeout_s),
+        startup_timeout_s=float(startup_timeout_s),
+        jobs=jobs,
+        env=dict(env or {}),
+        locate_nan=locate,
+    )
+    runs, workers, say = run_backends(plan, progress)
+    try:
+        target_reports = [
+            _target_report(target, runs, workers, plan, reference, tolerances, locate, say)
+            for target in targets
+        ]
+    finally:
+        close_workers(workers)
+
+    plots_note = None
+    if plots:
+        if matplotlib_available():
+            with LossPlotter() as plotter:
+                for entry in target_reports:
+                    entry["plot"] = _plot(plotter, entry, out_dir)
+        else:
+            plots_note = MATPLOTLIB_MISSING
+            if progress is not None:
+                progress.write(MATPLOTLIB_MISSING + "\n")
+
+    findings = [f for entry in target_reports for f in entry["findings"]]
+    counts = {}
+    for finding in findings:
+        counts[finding["kind"]] = counts.get(finding["kind"], 0) + 1
+    builder = next((b for b in backends if runs[b].ready is not None), None)
+    report = {
+        "schema_version": SCHEMA_VERSION,
+        "xstable_version": __version__,
+        "settings": {
+            "backends": backends,
+            "reference": reference,
+            "device": device,
+            "tolerances": dataclasses.asdict(tolerances),
+            "target_timeout_s": float(timeout_s),
+            "tf32": "off",
+            "batch_order": "pinned by NumPy (xstable.training.batch_order), same on every backend",
+            "initial_weights": f"built once on {builder or 'no backend'} and loaded everywhere",
+        },
+        "backends": {
+            b: {
+                "status": _backend_status(runs[b].records),
+                "versions": (runs[b].ready or {}).get("versions"),
+                "device": (runs[b].ready or {}).get("device"),
+                "restarts": runs[b].restarts,
+                "wall_time_s": runs[b].wall_time_s,
+                "log": runs[b].log_path,
+            }
+            for b in backends
+        },
+        "targets": target_reports,
+        "summary": {
+            "findings": counts,
+            "fail_on": list(fail_on),
+            "exit_status": exit_status(findings, fail_on),
+            "wall_time_s": time.monotonic() - started,
+            "plots": plots_note,
+        },
+    }
+    report = _clean(report)
+    report_module.write_report(report, out_dir)
+    if progress is not None:
+        progress.write(
+            f"compare: {len(targets)} targets x {len(backends)} backends in "
+            f"{report['summary']['wall_time_s']:.1f}s; findings {counts or 'none'}; report in "
+            f"{os.path.join(out_dir, 'report.md')}\n"
+        )
+        progress.flush()
+    return report
+
+
+def _target_report(target, runs, workers, plan, reference, tolerances, locate, say):
+    records = {b: runs[b].records.get(target) for b in plan.backends}
+    run_entries = {}
+    name = description = None
+    for backend, record in records.items():
+        if record is None:
+            record = {"status": "crashed", "error": {"type": "crashed",
+                                                     "message": "no result was recorded"}}
+        if record["status"] == "completed":
+            name = name or record["result"]["name"]
+            description = description or record.get("spec", {}).get("description")
+            record = {**record, "path": os.path.join(
+                plan.out_dir, "runs", backend, f"{target_slug(target)}.json")}
+        run_entries[backend] = report_module.run_summary(record)
+
+    divergence = {}
+    reference_run = run_entries[reference]
+    if reference_run["status"] == "completed":
+        ref_losses = [_as_float(v) for v in records[reference]["result"]["losses"]]
+        for backend, run in run_entries.items():
+            if backend == reference or run["status"] != "completed":
+                continue
+            losses = [_as_float(v) for v in records[backend]["result"]["losses"]]
+            divergence[backend] = loss_divergence(ref_losses, losses, tolerances)
+
+    localization = None
+    steps = [d["first_divergent_step"] for d in divergence.values()
+             if d["first_divergent_step"] is not None]
+    if steps and locate:
+        step = _step_to_inspect(min(steps), run_entries)
+        say(reference, f"{target}: taking step {step} apart on every backend")
+        work_dir = os.path.join(plan.out_dir, "work", "inspect")
+        os.makedirs(work_dir, exist_ok=True)
+        live = {b: w for b, w in workers.items() if b in divergence or b == reference}
+        # Inspection compiles a fresh function per backend: never less time than a minute.
+        inspections, errors = inspect_step(
+            live, reference, target, step, work_dir, max(plan.target_timeout_s, 60.0)
+        )
+        located = {}
+        if reference in inspections:
+            for backend, inspection in inspections.items():
+                if backend != reference:
+                    located[backend] = localize_divergence(
+                        inspections[reference], inspection, tolerances
+                    )
+        localization = {
+            "step": step,
+            "reference": reference,
+            "backends": located,
+            "errors": {b: str(e) for b, e in errors.items()},
+        }
+    findings = report_module.target_findings(run_entries, divergence, reference)
+    return {
+        "target": target,
+        "name": name,
+        "description": description,
+        "runs": run_entries,
+        "divergence": divergence,
+        "localization": localization,
+        "findings": findings,
+        "plot": None,
+    }
+
+
+def _step_to_inspect(step, run_entries):
+    """The divergent step, or the one before when a NaN there came from that step's update.
+
+    A run whose update at step k-1 overflowed starts step k from non-finite weights; taking
+    step k apart from that state shows every backend failing alike, while step k-1 shows the
+    update that parted them.
+    """
+    for run in run_entries.values():
+        onset = run.get("nan_onset") or {}
+        if step > 0 and onset.get("stage") == "update" and onset.get("step") == step - 1:
+            return step - 1
+    return step
+
+
+def _plot(plotter, entry, out_dir):
+    curves = {
+        backend: ([_as_float(v) if not isinstance(v, str) else float(v) for v in run["losses"]],
+                  run["first_nonfinite_step"])
+        for backend, run in entry["runs"].items()
+        if run["status"] == "completed"
+    }
+    if not curves:
+        return None
+    steps = [d["first_divergent_step"] for d in entry["divergence"].values()
+             if d["first_divergent_step"] is not None]
+    path = os.path.join(out_dir, "plots", f"{target_slug(entry['target'])}.png")
+    plotter.plot(entry["target"], curves, path, min(steps) if steps else None)
+    return os.path.relpath(path, out_dir)

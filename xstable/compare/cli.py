@@ -1,0 +1,110 @@
+"""The `xstable compare` subcommand: arguments, and the call to `compare()`."""
+
+import sys
+
+from xstable.compare.findings import DEFAULT_FAIL_ON, FINDING_KINDS
+from xstable.compare.orchestrator import BACKENDS
+from xstable.compare.tolerances import DEFAULT_TOLERANCES, Tolerances
+
+__all__ = ["add_compare_parser", "run_compare"]
+
+_EPILOG = """\
+targets:
+  module:function       a function returning an xstable.training.TrainingSpec or a spec dict
+  path/file.py:function the same, from a file
+  SCENARIO_ID/VARIANT   a seed scenario variant (see `xstable compare --list`)
+  SCENARIO_ID           every variant of a seed scenario
+  (none)                every variant of every seed scenario
+
+findings for --fail-on (comma-separated, or `none`/`any`):
+""" + "\n".join(f"  {k:<12} {v}" for k, v in FINDING_KINDS.items()) + """
+
+examples:
+  xstable compare --out reports/compare
+  xstable compare my_project.specs:small_mlp --backends tensorflow,jax --fail-on divergence,nan
+"""
+
+
+def _backends(value):
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown or not names:
+        raise ValueError(
+            f"`--backends` takes a comma-separated subset of {list(BACKENDS)}. "
+            f"Received: --backends={value!r}."
+        )
+    return names
+
+
+def add_compare_parser(commands):
+    """Adds the `compare` subcommand to an argparse subparsers object."""
+    import argparse
+
+    parser = commands.add_parser(
+        "compare",
+        help="train targets on TensorFlow, PyTorch and JAX and report where they part ways",
+        description="Train each target on every backend from the same initial weights and "
+        "batch order (TF32 off), compare the per-step losses, name the layer or loss where "
+        "backends part ways and where NaNs appear; write report.md, report.json and plots.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("targets", nargs="*", help="targets (default: every seed scenario)")
+    parser.add_argument("--backends", default=",".join(BACKENDS),
+                        help="comma-separated backends; the first is the reference "
+                        f"(default: {','.join(BACKENDS)})")
+    parser.add_argument("--reference", default=None, help="reference backend (default: first)")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--out", default="reports/compare", help="report folder")
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="seconds one target may take on one backend (default: 300)")
+    parser.add_argument("--startup-timeout", type=float, default=300.0,
+                        help="seconds a backend may take to start (default: 300)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="backends training at once (default: all)")
+    parser.add_argument("--fail-on", default=",".join(DEFAULT_FAIL_ON),
+                        help=f"findings that give exit status 1 (default: "
+                        f"{','.join(DEFAULT_FAIL_ON)})")
+    parser.add_argument("--loss-rtol", type=float, default=DEFAULT_TOLERANCES.loss_rtol)
+    parser.add_argument("--loss-atol", type=float, default=DEFAULT_TOLERANCES.loss_atol)
+    parser.add_argument("--tensor-rtol", type=float, default=DEFAULT_TOLERANCES.tensor_rtol)
+    parser.add_argument("--tensor-atol", type=float, default=DEFAULT_TOLERANCES.tensor_atol)
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG loss plots")
+    parser.add_argument("--no-locate", action="store_true",
+                        help="skip the per-layer comparison and NaN location")
+    parser.add_argument("--list", action="store_true", help="list the seed scenario targets and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.set_defaults(handler=run_compare)
+    return parser
+
+
+def run_compare(args):
+    """Runs the subcommand; returns the exit status."""
+    from xstable.compare.api import compare
+    from xstable.compare.targets import default_targets
+
+    try:
+        if args.list:
+            for target in default_targets():
+                print(target)
+            return 0
+        report = compare(
+            targets=args.targets or None,
+            backends=_backends(args.backends),
+            out_dir=args.out,
+            device=args.device,
+            reference=args.reference,
+            tolerances=Tolerances(args.loss_rtol, args.loss_atol, args.tensor_rtol,
+                                  args.tensor_atol),
+            timeout_s=args.timeout,
+            startup_timeout_s=args.startup_timeout,
+            jobs=args.jobs,
+            fail_on=args.fail_on,
+            plots=not args.no_plots,
+            locate=not args.no_locate,
+            progress=None if args.quiet else sys.stderr,
+        )
+    except (TypeError, ValueError, RuntimeError) as error:
+        print(f"xstable compare: error: {error}", file=sys.stderr)
+        return 2
+    return report["summary"]["exit_status"]

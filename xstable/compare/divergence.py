@@ -1,0 +1,210 @@
+"""Where two backends' training runs part ways: per-step losses, then layer by layer.
+
+Pure NumPy: runs in the orchestrator, which imports no backend.
+"""
+
+import math
+
+from xstable.compare.tolerances import (
+    DEFAULT_TOLERANCES,
+    relative_deviation,
+    tensor_deviation,
+    tensors_differ,
+)
+
+__all__ = ["loss_divergence", "localize_divergence"]
+
+
+def loss_divergence(reference_losses, other_losses, tolerances=DEFAULT_TOLERANCES):
+    """Compares two runs' per-step losses and finds the first step past the tolerance.
+
+    Steps are compared up to the shorter run (a run stops at its first non-finite loss). A
+    step where exactly one loss is non-finite is a divergence of kind `"nonfinite"`; a step
+    where both are non-finite ends the comparison without one (both runs failed there).
+
+    Args:
+        reference_losses: list of float, the reference backend's losses.
+        other_losses: list of float, another backend's losses.
+        tolerances: `Tolerances`.
+
+    Returns:
+        A dict: `compared_steps` (int), `max_relative_deviation` (float over the steps where
+        both losses are finite, `|a-b|/max(|a|,|b|)`), `first_divergent_step` (int or `None`),
+        `kind` (`"loss"`, `"nonfinite"` or `None`), and the two losses at that step
+        (`reference_loss`, `loss`; `None` without a divergence).
+
+    Example:
+
+    >>> loss_divergence([1.0, 0.5, 0.25], [1.0, 0.5, 0.3])["first_divergent_step"]
+    2
+    """
+    compared = min(len(reference_losses), len(other_losses))
+    worst = 0.0
+    first = None
+    for step in range(compared):
+        a, b = float(reference_losses[step]), float(other_losses[step])
+        finite = math.isfinite(a) and math.isfinite(b)
+        if finite:
+            worst = max(worst, relative_deviation(a, b))
+        if first is None and tolerances.losses_differ(a, b):
+            first = step
+        if not (math.isfinite(a) or math.isfinite(b)):
+            compared = step + 1
+            break
+    kind = None
+    ref_loss = other_loss = None
+    if first is not None:
+        ref_loss, other_loss = float(reference_losses[first]), float(other_losses[first])
+        kind = "loss" if math.isfinite(ref_loss) and math.isfinite(other_loss) else "nonfinite"
+    return {
+        "compared_steps": compared,
+        "max_relative_deviation": worst,
+        "first_divergent_step": first,
+        "kind": kind,
+        "reference_loss": ref_loss,
+        "loss": other_loss,
+    }
+
+
+def _outputs_differ(tolerances, reference, other):
+    worst = 0.0
+    differs = len(reference) != len(other)
+    for a, b in zip(reference, other):
+        d, deviation = tensors_differ(tolerances, a, b)
+        differs = differs or d
+        worst = max(worst, deviation)
+    return differs, worst
+
+
+def localize_divergence(reference, other, tolerances=DEFAULT_TOLERANCES):
+    """Names the stage and layer where two backends part ways on identical state and data.
+
+    Both inspections (`xstable.compare.inspection.inspect_state`) start from the same weights,
+    optimizer state and batch, so any difference comes from the step itself. Stages are checked
+    in the order they run: forward outputs layer by layer, the loss, the gradients from the
+    output layer back, the compiled train step's loss, and the updated weights.
+
+    Args:
+        reference: dict, the reference backend's inspection.
+        other: dict, another backend's inspection of the same state.
+        tolerances: `Tolerances`.
+
+    Returns:
+        A dict with `stage` (`"forward"`, `"loss"`, `"backward"`, `"train_step"`,
+        `"update"` or `"none"`), `layer` (name or `None`), `detail` (one sentence), `layers`
+        (per-layer `{"name", "class", "forward_deviation", "gradient_deviation"}`),
+        `loss_reference`, `loss` and `notes`.
+    """
+    found = None
+    layers = []
+    notes = list(other.get("notes", []))
+    if [r["class"] for r in reference["layers"]] != [r["class"] for r in other["layers"]] or len(
+        reference["gradients"]
+    ) != len(other["gradients"]):
+        notes.append("the models differ in layers or variables; compared what lines up")
+    gradient_scale = max(
+        (float(abs(g["value"]).max()) for g in reference["gradients"] if g["value"].size),
+        default=0.0,
+    )
+    if not math.isfinite(gradient_scale):
+        gradient_scale = 0.0
+    # Layers, gradients and weights line up by position: each backend names its own layers
+    # (names carry counters), and the reference's names are the ones reported.
+    gradient_deviation = []
+    gradient_differs = []
+    for ref, g in zip(reference["gradients"], other["gradients"]):
+        deviation, difference, _ = tensor_deviation(ref["value"], g["value"])
+        limit = tolerances.tensor_atol + tolerances.tensor_rtol * gradient_scale
+        gradient_differs.append(difference > limit)
+        gradient_deviation.append(
+            difference / gradient_scale if gradient_scale > 0 and math.isfinite(difference)
+            else deviation
+        )
+
+    for ref, record in zip(reference["layers"], other["layers"]):
+        differs, deviation = _outputs_differ(tolerances, ref["outputs"], record["outputs"])
+        grads = [
+            d for g, d in zip(reference["gradients"], gradient_deviation)
+            if g["layer"] == ref["name"]
+        ]
+        layers.append(
+            {
+                "name": ref["name"],
+                "class": ref["class"],
+                "forward_deviation": deviation,
+                "gradient_deviation": max(grads) if grads else None,
+            }
+        )
+        if found is None and differs:
+            found = {
+                "stage": "forward",
+                "layer": ref["name"],
+                "detail": f"layer {ref['name']} ({ref['class']}) gives different outputs "
+                f"from identical inputs and weights ({_describe(deviation)})",
+            }
+    if found is None and tolerances.losses_differ(reference["loss"], other["loss"]):
+        found = {
+            "stage": "loss",
+            "layer": None,
+            "detail": f"every layer output agrees; the loss differs ({reference['loss']:.6g} "
+            f"on the reference, {other['loss']:.6g} here)",
+        }
+    if found is None:
+        for index in reversed(range(len(gradient_differs))):
+            if gradient_differs[index]:
+                g = reference["gradients"][index]
+                found = {
+                    "stage": "backward",
+                    "layer": g["layer"],
+                    "detail": f"forward pass and loss agree; the gradient of {g['path']} differs "
+                    f"({_describe(gradient_deviation[index], 'of the largest gradient')})",
+                }
+                break
+    has_update = reference["train_loss"] is not None and other["train_loss"] is not None
+    if (
+        found is None
+        and has_update
+        and tolerances.losses_differ(reference["train_loss"], other["train_loss"])
+    ):
+        found = {
+            "stage": "train_step",
+            "layer": None,
+            "detail": "the eager forward pass agrees, the compiled train step's loss differs "
+            f"({reference['train_loss']:.6g} vs {other['train_loss']:.6g})",
+        }
+    if found is None:
+        for ref, w in zip(reference["updated_weights"], other["updated_weights"]):
+            differs, deviation = tensors_differ(tolerances, ref["value"], w["value"])
+            if differs:
+                found = {
+                    "stage": "update",
+                    "layer": _layer(ref["path"]),
+                    "detail": f"forward pass and gradients agree; the optimizer update of "
+                    f"{ref['path']} differs ({_describe(deviation)})",
+                }
+                break
+    if found is None:
+        found = {
+            "stage": "none",
+            "layer": None,
+            "detail": "from identical state the step agrees within tolerance: the runs drifted "
+            "apart through accumulated rounding in earlier steps",
+        }
+    return {
+        **found,
+        "layers": layers,
+        "loss_reference": reference["loss"],
+        "loss": other["loss"],
+        "notes": notes,
+    }
+
+
+def _describe(deviation, scale="relative"):
+    if math.isinf(deviation):
+        return "non-finite on one backend, finite on the other"
+    return f"deviation {deviation:.2e} {scale}"
+
+
+def _layer(path):
+    parts = path.split("/")
+    return parts[-2] if len(parts) >= 2 else path

@@ -1,0 +1,51 @@
+"""Findings of a comparison and which of them fail the command (`--fail-on`)."""
+
+__all__ = ["FINDING_KINDS", "DEFAULT_FAIL_ON", "parse_fail_on", "exit_status"]
+
+FINDING_KINDS = {
+    "divergence": "a backend's loss parts from the reference beyond the tolerance",
+    "nan": "a backend's run hit a non-finite loss or weight",
+    "error": "the spec raised, the worker crashed, or a target timed out",
+    "unavailable": "a backend is not installed or its worker could not start",
+}
+DEFAULT_FAIL_ON = ("divergence", "error")
+
+
+def parse_fail_on(value):
+    """Parses a `--fail-on` value into a tuple of finding kinds.
+
+    Args:
+        value: str, comma-separated kinds from `FINDING_KINDS`, or `"none"` or `"any"`; or an
+            iterable of kinds.
+
+    Returns:
+        A tuple of kinds (empty for `"none"`).
+
+    Raises:
+        ValueError: If a kind is unknown.
+
+    Example:
+
+    >>> parse_fail_on("divergence,nan")
+    ('divergence', 'nan')
+    """
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",") if v.strip()]
+    else:
+        items = list(value)
+    if items == ["none"]:
+        return ()
+    if items == ["any"]:
+        return tuple(FINDING_KINDS)
+    unknown = [v for v in items if v not in FINDING_KINDS]
+    if unknown:
+        raise ValueError(
+            f"`fail_on` has unknown kinds {unknown}. Use a comma-separated subset of "
+            f"{sorted(FINDING_KINDS)}, or `none` or `any`. Received: fail_on={value!r}."
+        )
+    return tuple(dict.fromkeys(items))
+
+
+def exit_status(findings, fail_on):
+    """Returns 1 if any finding's kind is in `fail_on`, else 0."""
+    return 1 if any(f["kind"] in fail_on for f in findings) else 0

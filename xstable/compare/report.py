@@ -1,0 +1,229 @@
+"""The comparison report: `report.json` (schema in `report_schema`) and `report.md`."""
+
+import json
+import math
+import os
+
+__all__ = ["run_summary", "target_findings", "render_markdown", "write_report"]
+
+
+def _number(value):
+    if value is None:
+        return None
+    value = float(value)
+    if math.isfinite(value):
+        return value
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def _float(value):
+    return float(value) if not isinstance(value, str) else float(value)
+
+
+def run_summary(record):
+    """Reduces one worker record to the `runs` entry of the report.
+
+    Args:
+        record: dict, a worker's result file or a failure record of the orchestrator.
+
+    Returns:
+        A dict matching the run entry of `REPORT_SCHEMA`, with losses as floats or the strings
+        `"nan"`/`"inf"`.
+    """
+    status = record["status"]
+    if status != "completed":
+        error = record.get("error") or {}
+        return {
+            "status": status,
+            "outcome": None,
+            "steps": 0,
+            "first_nonfinite_step": None,
+            "nan_onset": None,
+            "final_loss": None,
+            "losses": [],
+            "same_initial_weights": None,
+            "compile_mode": None,
+            "expected_outcome": None,
+            "device": None,
+            "wall_time_s": None,
+            "error": f"{error.get('type', status)}: {error.get('message', '')}",
+            "result_path": None,
+        }
+    result = record["result"]
+    losses = [_number(_float(v)) for v in result["losses"]]
+    return {
+        "status": status,
+        "outcome": result["outcome"],
+        "steps": len(losses),
+        "first_nonfinite_step": result["first_nonfinite_step"],
+        "nan_onset": result["extra"].get("nan_onset"),
+        "final_loss": _number(_float(result["final_loss"])),
+        "losses": losses,
+        "same_initial_weights": record.get("same_initial_weights"),
+        "compile_mode": result["extra"].get("compile_mode"),
+        "expected_outcome": result["extra"].get("expected_outcome"),
+        "device": result["device"],
+        "wall_time_s": result["wall_time_s"],
+        "error": result["extra"].get("nan_onset_error"),
+        "result_path": record.get("path"),
+    }
+
+
+def target_findings(runs, divergence, reference):
+    """Lists the findings of one target (see `xstable.compare.findings.FINDING_KINDS`)."""
+    findings = []
+    for backend, run in runs.items():
+        if run["status"] == "unavailable":
+            findings.append({"kind": "unavailable", "backend": backend, "message": run["error"]})
+        elif run["status"] != "completed":
+            findings.append({"kind": "error", "backend": backend, "message": run["error"]})
+        elif run["outcome"] == "nan":
+            onset = run.get("nan_onset") or {}
+            where = f" ({onset['stage']}, {onset.get('layer') or '-'})" if onset else ""
+            findings.append(
+                {
+                    "kind": "nan",
+                    "backend": backend,
+                    "message": f"non-finite at step {run['first_nonfinite_step']}{where}",
+                }
+            )
+    for backend, div in divergence.items():
+        if div["first_divergent_step"] is not None:
+            findings.append(
+                {
+                    "kind": "divergence",
+                    "backend": backend,
+                    "message": f"loss parts from {reference} at step {div['first_divergent_step']}"
+                    f" ({div['kind']}: {div['reference_loss']!r} vs {div['loss']!r})",
+                }
+            )
+    return findings
+
+
+def _fmt_loss(value):
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return f"{value:.4g}"
+
+
+def _fmt_dev(value):
+    return "-" if value is None else f"{value:.1e}"
+
+
+def _where(run, location):
+    parts = []
+    onset = run.get("nan_onset")
+    if onset:
+        parts.append(f"NaN: {onset['stage']}" + (f" `{onset['layer']}`" if onset["layer"] else ""))
+    if location:
+        parts.append(
+            f"parts: {location['stage']}" + (f" `{location['layer']}`" if location["layer"] else "")
+        )
+    return "; ".join(parts) or "-"
+
+
+def render_markdown(report):
+    """Renders the report dict as Markdown: settings, the target x backend table, details."""
+    settings = report["settings"]
+    tol = settings["tolerances"]
+    lines = [
+        "# xstable compare report",
+        "",
+        f"Backends: {', '.join(settings['backends'])} (reference: **{settings['reference']}**), "
+        f"device {settings['device']}, TF32 {settings['tf32']}, batch order "
+        f"{settings['batch_order']}, initial weights {settings['initial_weights']}.",
+        f"A step diverges when |loss - reference| > {tol['loss_atol']:g} + {tol['loss_rtol']:g}"
+        f" x max(|loss|, |reference|); layers and gradients are compared on identical state with "
+        f"rtol {tol['tensor_rtol']:g}, atol {tol['tensor_atol']:g}.",
+        "",
+        "| backend | version | device | compile mode | status |",
+        "|---|---|---|---|---|",
+    ]
+    for backend, info in report["backends"].items():
+        versions = info["versions"] or {}
+        modes = sorted(
+            {
+                run["compile_mode"]
+                for target in report["targets"]
+                for b, run in target["runs"].items()
+                if b == backend and run.get("compile_mode")
+            }
+        )
+        lines.append(
+            f"| {backend} | {versions.get('backend_version') or '-'} | {info['device'] or '-'} | "
+            f"{', '.join(modes) or '-'} | {info['status']} |"
+        )
+    lines += [
+        "",
+        "| target | backend | outcome | first non-finite step | stage and layer | final loss "
+        "| max rel. loss deviation | first divergent step |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for target in report["targets"]:
+        for backend, run in target["runs"].items():
+            div = target["divergence"].get(backend)
+            location = None
+            if target["localization"]:
+                location = target["localization"]["backends"].get(backend)
+            outcome = run["outcome"] if run["status"] == "completed" else f"**{run['status']}**"
+            expected = run.get("expected_outcome")
+            if run["status"] == "completed" and expected and expected != run["outcome"]:
+                outcome += f" (expected {expected})"
+            if backend == settings["reference"]:
+                deviation, first = "(reference)", "-"
+            else:
+                deviation = _fmt_dev(div["max_relative_deviation"]) if div else "-"
+                first = (
+                    "-" if not div or div["first_divergent_step"] is None
+                    else f"**{div['first_divergent_step']}**"
+                )
+            step = run["first_nonfinite_step"]
+            lines.append(
+                f"| {target['target']} | {backend} | {outcome} | "
+                f"{'-' if step is None else step} | {_where(run, location)} | "
+                f"{_fmt_loss(run['final_loss'])} | {deviation} | {first} |"
+            )
+    details = []
+    for target in report["targets"]:
+        items = []
+        for finding in target["findings"]:
+            items.append(f"- {finding['kind']} on {finding['backend']}: {finding['message']}")
+        localization = target["localization"]
+        if localization:
+            for backend, location in localization["backends"].items():
+                items.append(
+                    f"- at step {localization['step']}, {backend} vs {localization['reference']}: "
+                    f"{location['detail']}"
+                )
+            for backend, error in localization["errors"].items():
+                items.append(f"- per-layer comparison unavailable on {backend}: {error}")
+        if target.get("plot"):
+            items.append(f"- plot: `{target['plot']}`")
+        if items:
+            details += ["", f"### {target['target']}", "", *items]
+    summary = report["summary"]
+    counts = ", ".join(f"{k}: {v}" for k, v in summary["findings"].items()) or "none"
+    lines += [
+        "",
+        f"Findings: {counts}. Fails on: {', '.join(summary['fail_on']) or 'nothing'} "
+        f"-> exit status {summary['exit_status']}. Wall time {summary['wall_time_s']:.1f}s.",
+    ]
+    if summary.get("plots"):
+        lines.append(summary["plots"])
+    if details:
+        lines += ["", "## Details", *details]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report, out_dir):
+    """Writes `report.json` and `report.md` into `out_dir` and returns their paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    json_path = os.path.join(out_dir, "report.json")
+    md_path = os.path.join(out_dir, "report.md")
+    with open(json_path, "w") as f:
+        json.dump(report, f, indent=1, allow_nan=False)
+    with open(md_path, "w") as f:
+        f.write(render_markdown(report))
+    return json_path, md_path

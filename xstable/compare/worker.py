@@ -1,0 +1,319 @@
+"""One backend's side of `xstable compare`: `python -m xstable.compare.worker --plan PLAN`.
+
+Started by the orchestrator with `KERAS_BACKEND` set. It trains every target of the plan in
+this one process (paying the backend's import once), writes each result to
+`<out>/runs/<backend>/<target>.json`, then waits for `capture`/`inspect` commands on stdin to
+take a step apart for the per-layer comparison. See `xstable.compare.protocol`.
+
+The backend that builds the initial weights (`build_weights` in the plan) first builds every
+target's model and saves its weights to `<weights_dir>/<target>.npz`; the other workers load
+them, so every backend starts from the same weights. If the builder fails for a target, the
+orchestrator writes `<target>.unavailable` and the other workers initialise from the spec's
+seed instead, recording `same_initial_weights: false`.
+"""
+
+import argparse
+import json
+import os
+import pickle
+import sys
+import time
+import traceback
+
+from xstable.compare.protocol import (
+    decode,
+    encode,
+    initial_weights_path,
+    weights_unavailable_path,
+)
+
+__all__ = ["main", "compile_mode", "NO_GPU_MARKER"]
+
+_WEIGHTS_POLL_S = 0.05
+NO_GPU_MARKER = "xstable-compare: no GPU visible"
+
+
+class _Events:
+    def __init__(self, stream):
+        self._stream = stream
+
+    def send(self, event, **fields):
+        self._stream.write(encode({"event": event, **fields}))
+        self._stream.flush()
+
+
+def _redirect_stdout_to_stderr():
+    """Keeps the event stream clean: user prints and backend chatter go to the log."""
+    events = os.fdopen(os.dup(1), "w", buffering=1)
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return events
+
+
+def compile_mode(model):
+    """Says how a compiled model's train step runs on the active backend, e.g. "jit (XLA)"."""
+    import keras
+
+    backend = keras.config.backend()
+    if getattr(model, "run_eagerly", False):
+        return "eager (run_eagerly)"
+    jit = bool(model.jit_compile)
+    if backend == "jax":
+        return "jax.jit (XLA)" if jit else "eager"
+    if backend == "torch":
+        return "torch.compile" if jit else "eager"
+    if backend == "tensorflow":
+        return "tf.function + XLA" if jit else "tf.function graph (no XLA)"
+    return f"jit_compile={jit}"
+
+
+def _error_record(error):
+    return {
+        "type": type(error).__name__,
+        "message": str(error),
+        "traceback": traceback.format_exc(limit=20),
+    }
+
+
+def _write_json(path, data):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(tmp, path)
+
+
+class _Worker:
+    def __init__(self, plan, events):
+        self.plan = plan
+        self.events = events
+        self.specs = {}
+        self.weights = {}
+        self.recorders = {}
+        self.weights_dir = plan["weights_dir"]
+        self.backend = plan["backend"]
+        self.runs_dir = os.path.join(plan["out_dir"], "runs", self.backend)
+        os.makedirs(self.runs_dir, exist_ok=True)
+
+    def spec(self, target):
+        from xstable.compare.targets import load_spec
+
+        if target not in self.specs:
+            self.specs[target] = load_spec(target)
+        return self.specs[target]
+
+    def build_weights(self):
+        import numpy as np
+
+        from xstable.compare.targets import initial_weights_for
+
+        for target, slug in self.plan["targets"]:
+            path = initial_weights_path(self.weights_dir, slug)
+            if os.path.exists(path) or os.path.exists(
+                weights_unavailable_path(self.weights_dir, slug)
+            ):
+                continue
+            self.events.send("start", target=target, phase="weights")
+            try:
+                weights = initial_weights_for(target, self.spec(target))
+                tmp = f"{path}.tmp.npz"
+                np.savez(tmp, **{f"w{i:05d}": np.asarray(w) for i, w in enumerate(weights)})
+                os.replace(tmp, path)
+                self.events.send("weights", target=target, ok=True)
+            except Exception as error:
+                with open(weights_unavailable_path(self.weights_dir, slug), "w") as f:
+                    f.write(f"{self.backend} could not build the model: {error}\n")
+                self.events.send("weights", target=target, ok=False, error=str(error))
+        self.events.send("weights_done")
+
+    def initial_weights(self, slug):
+        import numpy as np
+
+        path = initial_weights_path(self.weights_dir, slug)
+        unavailable = weights_unavailable_path(self.weights_dir, slug)
+        while not os.path.exists(path):
+            if os.path.exists(unavailable):
+                with open(unavailable) as f:
+                    return None, f.read().strip()
+            time.sleep(_WEIGHTS_POLL_S)
+        with np.load(path) as data:
+            return [data[k] for k in sorted(data.files)], None
+
+    def inspect(self, target, state, include_update):
+        """Takes a step apart, on the trained model when its optimizer state can be set."""
+        from xstable.compare.inspection import inspect_model, inspect_state
+
+        recorder = self.recorders.get(target)
+        model = recorder.model if recorder is not None else None
+        fresh_optimizer_needed = not state["optimizer_variables"] and (
+            model is not None and model.optimizer is not None and model.optimizer.built
+        )
+        if model is None or fresh_optimizer_needed:
+            return inspect_state(self.spec(target), state, include_update)
+        return inspect_model(model, state, include_update)
+
+    def state_at(self, target, step):
+        from xstable.compare.inspection import capture_state
+
+        recorder = self.recorders.get(target)
+        state = recorder.state_at(step) if recorder is not None else None
+        if state is None:  # Not kept (memory budget): replay the run up to the step.
+            state = capture_state(self.spec(target), self.weights.get(target), step)
+        return state
+
+    def locate_nan(self, target, step):
+        """Names the stage and layer where the first non-finite value of a run appears."""
+        from xstable.compare.inspection import locate_nonfinite
+
+        onset = locate_nonfinite(self.inspect(target, self.state_at(target, step), False), step)
+        if onset["stage"] == "none":  # Not in forward, loss or backward: try the update.
+            onset = locate_nonfinite(self.inspect(target, self.state_at(target, step), True), step)
+        if onset["stage"] == "update" and onset["step"] == step - 1:
+            # The step began from non-finite weights: was it the previous step's gradient
+            # or its update?
+            earlier = self.inspect(target, self.state_at(target, step - 1), True)
+            previous = locate_nonfinite(earlier, step - 1)
+            if previous["stage"] != "none":
+                onset = previous
+        return onset
+
+    def run_target(self, target, slug):
+        import keras
+
+        from xstable.compare.inspection import StateRecorder
+        from xstable.compare.targets import spec_summary, target_settings
+        from xstable.training import run_spec
+
+        record = {"target": target, "backend": self.backend}
+        timings = record["timings_s"] = {}
+        waited = time.perf_counter()
+        weights, why_not = self.initial_weights(slug)
+        timings["wait_for_weights"] = time.perf_counter() - waited
+        self.events.send("start", target=target, phase="train")
+        started = time.perf_counter()
+        try:
+            spec = self.spec(target)
+            settings = target_settings(target)
+            self.weights[target] = weights
+            timings["load_spec"] = time.perf_counter() - started
+            record["spec"] = spec_summary(spec)
+            mode = {}
+            recorder = StateRecorder(self.plan.get("state_budget_bytes", 0))
+            self.recorders[target] = recorder
+
+            def note_compile_mode(step, epoch, batch, model, x_batch, y_batch):
+                if step == 0:
+                    mode["compile_mode"] = compile_mode(model)
+                recorder(step, epoch, batch, model, x_batch, y_batch)
+
+            # Fresh layer-name counters, so a target's layers get the same names
+            # ("dense", "dense_1", ...) in every backend's worker and in the report.
+            keras.utils.clear_session()
+            run_started = time.perf_counter()
+            result = run_spec(
+                spec,
+                initial_weights=weights,
+                diverged_threshold=settings["diverged_threshold"],
+                before_step=note_compile_mode,
+            )
+            timings["run_spec"] = time.perf_counter() - run_started
+            result.extra["compile_mode"] = mode.get("compile_mode")
+            if "expected" in settings:
+                result.extra["expected_outcome"] = settings["expected"].get(self.backend)
+            record["same_initial_weights"] = weights is not None
+            if why_not:
+                record["initial_weights_note"] = why_not
+            if result.first_nonfinite_step is not None and self.plan.get("locate_nan", True):
+                located = time.perf_counter()
+                try:
+                    step = result.first_nonfinite_step
+                    result.extra["nan_onset"] = self.locate_nan(target, step)
+                except Exception as error:
+                    result.extra["nan_onset_error"] = f"{type(error).__name__}: {error}"
+                timings["locate_nan"] = time.perf_counter() - located
+            record["status"] = "completed"
+            record["result"] = result.to_dict()
+        except Exception as error:
+            record["status"] = "error"
+            record["error"] = _error_record(error)
+        timings["total"] = time.perf_counter() - started
+        path = os.path.join(self.runs_dir, f"{slug}.json")
+        _write_json(path, record)
+        self.events.send("done", target=target, status=record["status"], path=path)
+
+    def serve(self, commands):
+        for line in commands:
+            command = decode(line)
+            if command is None:
+                continue
+            kind = command.get("cmd")
+            if kind == "exit":
+                return
+            target = command.get("target")
+            try:
+                if kind == "capture":
+                    payload = self.state_at(target, command["step"])
+                elif kind == "inspect":
+                    with open(command["state_path"], "rb") as f:
+                        state = pickle.load(f)
+                    payload = self.inspect(target, state, True)
+                else:
+                    raise ValueError(f"unknown command {kind!r}")
+                with open(command["path"] + ".tmp", "wb") as f:
+                    pickle.dump(payload, f)
+                os.replace(command["path"] + ".tmp", command["path"])
+                self.events.send(f"{kind}d" if kind == "capture" else "inspected",
+                                 target=target, ok=True, path=command["path"])
+            except Exception as error:
+                self.events.send(
+                    "captured" if kind == "capture" else "inspected",
+                    target=target,
+                    ok=False,
+                    error=f"{type(error).__name__}: {error}",
+                )
+
+
+def main(argv=None):
+    """Entry point of the worker process; returns its exit status."""
+    parser = argparse.ArgumentParser(prog="python -m xstable.compare.worker")
+    parser.add_argument("--plan", required=True, help="JSON plan written by the orchestrator")
+    args = parser.parse_args(argv)
+    with open(args.plan) as f:
+        plan = json.load(f)
+    if os.environ.get("KERAS_BACKEND") != plan["backend"]:
+        print(
+            f"KERAS_BACKEND={os.environ.get('KERAS_BACKEND')!r} does not match the plan's "
+            f"backend {plan['backend']!r}.",
+            file=sys.stderr,
+        )
+        return 2
+    events = _Events(_redirect_stdout_to_stderr())
+    for path in plan.get("sys_path", []):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+    import xstable
+
+    xstable.disable_tf32()
+    if plan.get("device") == "gpu" and xstable.active_device() == "cpu":
+        print(f"{NO_GPU_MARKER}: {xstable.active_backend()} sees no GPU", file=sys.stderr)
+        return 3
+    events.send(
+        "ready",
+        backend=xstable.active_backend(),
+        device=xstable.active_device(),
+        versions=xstable.library_versions(),
+        pid=os.getpid(),
+    )
+    worker = _Worker(plan, events)
+    if plan.get("build_weights"):
+        worker.build_weights()
+    for target, slug in plan["targets"]:
+        worker.run_target(target, slug)
+    events.send("trained")
+    worker.serve(sys.stdin)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
