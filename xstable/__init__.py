@@ -13,37 +13,49 @@ Modules:
     training: TrainingSpec, run_spec (pinned batch order, per-step losses).
     scenarios: the seed documents' failure cases and fixes.
     compare: cross-backend comparison (`xstable compare`).
+
+Submodules and the names below are imported on first use, so that `import xstable` (and the
+`xstable compare` parent process, which runs every backend in its own subprocess) does not
+import Keras and its backend until something needs them.
 """
 
-from xstable import (
-    callbacks,
-    diagnosis,
-    layers,
-    losses,
-    numerics,
-    optimizers,
-    training,
-)
-from xstable._version import __version__
-from xstable.diagnosis import NonFiniteLocation, diagnose, locate_nonfinite
-from xstable.errors import NonFiniteError
-from xstable.runtime import active_backend, active_device, disable_tf32, library_versions
+import importlib
 
-__all__ = [
-    "__version__",
-    "NonFiniteError",
-    "NonFiniteLocation",
-    "active_backend",
-    "active_device",
+from xstable._version import __version__
+from xstable.errors import NonFiniteError
+
+_SUBMODULES = (
     "callbacks",
-    "diagnose",
+    "compare",
     "diagnosis",
-    "disable_tf32",
     "layers",
-    "library_versions",
-    "locate_nonfinite",
     "losses",
     "numerics",
     "optimizers",
+    "runtime",
+    "scenarios",
     "training",
-]
+)
+_ATTRIBUTES = {
+    "NonFiniteLocation": "xstable.diagnosis",
+    "diagnose": "xstable.diagnosis",
+    "locate_nonfinite": "xstable.diagnosis",
+    "active_backend": "xstable.runtime",
+    "active_device": "xstable.runtime",
+    "disable_tf32": "xstable.runtime",
+    "library_versions": "xstable.runtime",
+}
+
+__all__ = ["__version__", "NonFiniteError", *_ATTRIBUTES, *_SUBMODULES]
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"xstable.{name}")
+    if name in _ATTRIBUTES:
+        return getattr(importlib.import_module(_ATTRIBUTES[name]), name)
+    raise AttributeError(f"module 'xstable' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
