@@ -127,6 +127,53 @@ def bench(session):
         session.notify(f"bench-{backend}", posargs=session.posargs)
 
 
+@nox.session(name="tests-distributed", python=False)
+def tests_distributed(session):
+    """Run only the multi-device tests (tests/distributed) on all three CPU backends.
+
+    JAX runs keras.distribution.DataParallel over virtual CPU devices, TensorFlow runs
+    MirroredStrategy over logical CPU devices, torch runs a DistributedDataParallel recipe
+    (gloo, loopback). The same tests also run inside every `tests-<backend>` session.
+
+    Usage: nox -s tests-distributed [-- pytest arguments]
+    """
+    for backend in BACKENDS:
+        session.notify(f"tests-{backend}", posargs=["tests/distributed", *session.posargs])
+
+
+def _compare(session, device):
+    _install(session, str(ROOT / "backends" / f"all-{device}.txt"), extras="report")
+    if device == "gpu":
+        for backend in BACKENDS:
+            _require_gpu(session, backend)
+    # The seed scenarios are meant to produce NaNs: only errors fail the session by default.
+    args = session.posargs or ["--fail-on", "error"]
+    out = f"reports/compare{'-gpu' if device == 'gpu' else ''}"
+    session.run("python", "-m", "xstable", "compare", "--out", out, "--device", device, *args)
+
+
+@nox.session(python=False if NO_INSTALL else None)
+def compare(session):
+    """The main job: train every seed scenario on TensorFlow, PyTorch and JAX (CPU) and compare.
+
+    One environment with all three backends (backends/all-cpu.txt); each backend runs in its
+    own subprocess from the same initial weights and batch order. Writes
+    reports/compare/report.md (the README's first table), report.json and loss plots.
+
+    Usage: nox -s compare [-- xstable compare arguments, e.g. linear_fit.unscaled --fail-on any]
+    """
+    _compare(session, "cpu")
+
+
+@nox.session(name="compare-gpu", python=False if NO_INSTALL else None)
+def compare_gpu(session):
+    """The same comparison on GPU (backends/all-gpu.txt); stops if a backend sees no GPU.
+
+    Usage: nox -s compare-gpu [-- xstable compare arguments]
+    """
+    _compare(session, "gpu")
+
+
 @nox.session
 def lint(session):
     """Lint and check formatting with ruff.
