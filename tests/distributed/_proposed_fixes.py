@@ -1,66 +1,24 @@
-"""The changes proposed to GuardedOptimizer and SafeLoss, as test-only subclasses.
+"""Names the distributed workers use for the "fixed" cases, and a counting test layer.
 
-They show, in the workers, that routing through `xstable._distribution` makes the components
-replica-consistent. Once the components carry the change, these subclasses and the strict
-xfails in the tests can go (see docs/distributed.md).
+The changes once proposed here as subclasses (deciding on all-reduced gradients, dividing by
+the global valid count, summing counters across replicas) are now in the components, so the
+first two names are the shipped classes. `ReplicaSumCountingLayer(global_count=False)` still
+reproduces the per-replica counter fork that `replica_sum` prevents.
 """
 
 import keras
 
 from xstable import _distribution
 from xstable.losses import SafeLoss
-from xstable.losses.safe_loss import _zero_nonfinite_gradient
 from xstable.optimizers import GuardedOptimizer
 
 __all__ = ["CrossReplicaGuardedOptimizer", "GlobalMeanSafeLoss", "ReplicaSumCountingLayer"]
 
 
-class CrossReplicaGuardedOptimizer(GuardedOptimizer):
-    """GuardedOptimizer with the change proposed for its TF path (see docs/distributed.md).
-
-    It decides on the all-reduced gradients through
-    `xstable._distribution.cross_replica_guarded_apply`, once, in the cross-replica context.
-    """
-
-    def _graph_apply(self, grads, trainable_variables):
-        if _distribution.replicas_in_sync() > 1:
-
-            def inner_apply(shares, lr_scale):
-                with self._scaled_inner_learning_rate(lr_scale):
-                    self.inner_optimizer.apply(shares, trainable_variables)
-
-            _distribution.cross_replica_guarded_apply(
-                grads,
-                trainable_variables,
-                guard=lambda global_grads: self._guard(global_grads, trainable_variables),
-                inner_apply=inner_apply,
-            )
-            return
-        super()._graph_apply(grads, trainable_variables)
-
-
-class GlobalMeanSafeLoss(SafeLoss):
-    """SafeLoss with the change proposed for its mean (see docs/distributed.md).
-
-    Same steps as `SafeLoss.__call__` for the default reduction without sample weights, but
-    divides by `xstable._distribution.global_mean_divisor` of the valid-sample count.
-    """
-
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        if sample_weight is not None or self.reduction != "sum_over_batch_size":
-            raise NotImplementedError("the test scenario uses neither")
-        ops = keras.ops
-        with keras.name_scope(self.name):
-            y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
-            y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
-            values = ops.cast(self.call(y_true, _zero_nonfinite_gradient(y_pred)), self.dtype)
-            finite = ops.isfinite(values)
-            self.nonfinite_counter.record(
-                ops.sum(ops.cast(ops.logical_not(finite), "int32")), like=values
-            )
-            values = ops.where(finite, values, ops.zeros_like(values))
-            count = _distribution.global_mean_divisor(ops.sum(ops.cast(finite, self.dtype)))
-            return ops.divide_no_nan(ops.sum(values), count)
+# Both changes now live in the components themselves (GuardedOptimizer._graph_apply and the
+# masked-loss reduction), so the "fixed" cases run the shipped classes under their old names.
+CrossReplicaGuardedOptimizer = GuardedOptimizer
+GlobalMeanSafeLoss = SafeLoss
 
 
 class ReplicaSumCountingLayer(keras.layers.Layer):

@@ -23,3 +23,11 @@ def test_example_table_lists_every_run(scenario_results):
     table = render_run_table(list(scenario_results.values()))
     assert len(table.splitlines()) == 2 + len(scenario_results)
     assert "| linear_fit.unscaled | stress | nan | nan @ step" in table
+
+
+def test_example_script_runs_a_variant_and_prints_its_table(capsys):
+    namespace = runpy.run_path(str(EXAMPLES / "linear_fit.py"), run_name="example_under_test")
+    assert namespace["main"](["--variant", "document_fix"]) == 0
+    printed = capsys.readouterr().out
+    assert "Seed document 001" in printed
+    assert "| linear_fit.unscaled | document_fix | ok |" in printed

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from xstable.diagnosis._backend_gradients import value_and_gradients
+from xstable._backend_gradients import value_and_tensor_gradients
 from xstable.diagnosis._call_recorder import CallRecorder
 from xstable.diagnosis._fixes import suggest_fix
 from xstable.diagnosis._layer_tree import is_floating, variable_owners
@@ -350,7 +350,7 @@ class _Step:
             return loss_value, [r.outputs for r in recorder.records]
 
         initial = [ops.convert_to_tensor(v) for v in self.trainable]
-        loss_value, outputs, grads = value_and_gradients(step_fn, initial + flat_probes)
+        loss_value, outputs, grads = value_and_tensor_gradients(step_fn, initial + flat_probes)
         weight_grads = grads[:n_weights]
         probe_grads = grads[n_weights:]
         in_grads, out_grads, position = [], [], 0
