@@ -1,5 +1,6 @@
 """GuardedOptimizer: skipping, policies, back-off, clipping, fit, saving and mixed precision."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -319,7 +320,17 @@ np.savez({ref!r}, *[keras.ops.convert_to_numpy(v) for v in model.optimizer.varia
 
 
 def test_keras_file_loads_across_backends(tmp_path, backend):
-    source = "tensorflow" if backend != "tensorflow" else "torch"
+    installed = [
+        b
+        for b in ("tensorflow", "torch", "jax")
+        if b != backend and importlib.util.find_spec(b) is not None
+    ]
+    if not installed:
+        pytest.skip(
+            "saving on another backend needs that backend installed; the per-backend nox "
+            "environments hold one (run in an environment with all three, backends/all-cpu.txt)"
+        )
+    source = installed[0]
     path, ref = str(tmp_path / "other.keras"), str(tmp_path / "ref.npz")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     subprocess.run(
