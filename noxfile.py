@@ -20,6 +20,8 @@ import nox
 ROOT = Path(__file__).parent
 BACKENDS = ("tensorflow", "torch", "jax")
 NO_INSTALL = os.environ.get("XSTABLE_NOX_NO_INSTALL") == "1"
+# The CPU session that also installs the other two backends for the cross-backend tests.
+CROSS_BACKEND_HOST = "jax"
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = False
@@ -67,7 +69,13 @@ def _make_test_session(backend, device):
     name = f"tests-{backend}" if device == "cpu" else f"tests-{backend}-gpu"
 
     def run_tests(session):
-        _install(session, _requirements(backend, device))
+        requirements = _requirements(backend, device)
+        if backend == CROSS_BACKEND_HOST and device == "cpu":
+            # The cross-backend tests (xstable compare's per-backend subprocesses, .keras files
+            # saved on one backend and loaded on another) need all three libraries; they run
+            # once, in this session, whose Keras backend stays jax.
+            requirements = str(ROOT / "backends" / "all-cpu.txt")
+        _install(session, requirements)
         session.env["KERAS_BACKEND"] = backend
         if device == "gpu":
             _require_gpu(session, backend)
