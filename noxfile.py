@@ -75,7 +75,9 @@ def _make_test_session(backend, device):
             # saved on one backend and loaded on another) need all three libraries; they run
             # once, in this session, whose Keras backend stays jax.
             requirements = str(ROOT / "backends" / "all-cpu.txt")
-        _install(session, requirements)
+            _install(session, requirements, extras="test,report")
+        else:
+            _install(session, requirements)
         session.env["KERAS_BACKEND"] = backend
         if device == "gpu":
             _require_gpu(session, backend)
