@@ -24,7 +24,7 @@ from keras import ops
 from xstable._backend_compile import compile_function
 from xstable._backend_gradients import value_and_probe_gradients
 from xstable.diagnosis._call_recorder import CallRecorder
-from xstable.diagnosis._layer_tree import is_floating
+from xstable.diagnosis._layer_tree import is_floating, walk_layers
 from xstable.layers.finite_check import suspend_checks
 
 __all__ = []
@@ -41,9 +41,13 @@ def instrumented_step(model, x, y, sample_weight, loss_fn):
     """Returns the (cached) `_StepProgram` for this model, batch signature and loss."""
     trainable = list(model.trainable_variables)
     non_trainable = list(model.non_trainable_variables)
-    variables_key = tuple(id(v) for v in trainable) + (None,) + tuple(
-        id(v) for v in non_trainable
-    )
+    # The traced step bakes in the layer tree and the variable list: a change in either
+    # (layers added or removed, a model rebuilt) makes every earlier trace stale.
+    # Variables are compared by id (the programs hold them, so ids are not reused while
+    # cached); layers by weak reference, so that a layer created where a dropped one lived
+    # does not look the same.
+    layers = [layer for _, layer, _ in walk_layers(model)]
+    variables_key = (tuple(id(v) for v in trainable), tuple(id(v) for v in non_trainable))
     loss_owner = _loss_owner(model, loss_fn)
     signature = (
         _signature(x),
@@ -53,9 +57,17 @@ def instrumented_step(model, x, y, sample_weight, loss_fn):
         tuple(id(o) for o in loss_owner),
     )
     programs = _PROGRAMS.get(model)
-    if programs is None or programs.get("variables") != variables_key:
-        # New model, or its variables changed (layers added, rebuilt): old traces are stale.
-        programs = {"variables": variables_key, "steps": {}}
+    if (
+        programs is None
+        or programs["variables"] != variables_key
+        or len(programs["layers"]) != len(layers)
+        or any(ref() is not layer for ref, layer in zip(programs["layers"], layers, strict=True))
+    ):
+        programs = {
+            "variables": variables_key,
+            "layers": [weakref.ref(layer) for layer in layers],
+            "steps": {},
+        }
         _PROGRAMS[model] = programs
     steps = programs["steps"]
     program = steps.get(signature)
@@ -87,7 +99,7 @@ def _signature(tree):
     return (repr(keras.tree.map_structure(lambda _: 0, tree)), leaves)
 
 
-def _max_abs_vector(tensors):
+def max_abs_vector(tensors):
     """One float32 vector of max|t| per tensor, computed where the tensors live.
 
     NaN and Inf propagate; finite values beyond float32's range (float64 models) are
@@ -124,14 +136,14 @@ class _StepProgram:
         self.records = None
         self.layout = None
         self.traces = 0
-        self._compiled = compile_function(self._step)
+        self._compiled = compile_function(
+            self._step, variable_groups=[self.trainable, self.non_trainable]
+        )
 
     def run(self, x, y, sample_weight):
-        trainable_values = [ops.convert_to_tensor(v) for v in self.trainable]
-        non_trainable_values = [ops.convert_to_tensor(v) for v in self.non_trainable]
-        outputs = self._compiled(trainable_values, non_trainable_values, x, y, sample_weight)
+        outputs = self._compiled(x, y, sample_weight)
         summary = np.asarray(ops.convert_to_numpy(outputs["summary"]), dtype=np.float64)
-        return StepResult(self, trainable_values, outputs, summary)
+        return StepResult(self, outputs, summary)
 
     def _loss(self, model, x, y, sample_weight, y_pred):
         kind, loss_object = self.loss_fn
@@ -171,9 +183,10 @@ class _StepProgram:
             return None
         return None
 
-    def _step(self, trainable_values, non_trainable_values, x, y, sample_weight):
+    def _step(self, variable_values, x, y, sample_weight):
         """The step itself; on TF/JAX its Python body runs only while tracing."""
         self.traces += 1
+        trainable_values, non_trainable_values = variable_values
         model = self._model()
         holder = {}
 
@@ -227,7 +240,7 @@ class _StepProgram:
         for name, group in groups.items():
             layout[name] = (position, position + len(group))
             position += len(group)
-        summary = _max_abs_vector([t for group in groups.values() for t in group])
+        summary = max_abs_vector([t for group in groups.values() for t in group])
         per_row = None
         if loss is not None:
             per_row = self._per_sample_loss(model, y, tensors["y_pred"])
@@ -240,6 +253,7 @@ class _StepProgram:
         self.layout = layout
         return {
             "summary": summary,
+            "weight_values": list(trainable_values),
             "tensors": tensors,
             "loss": loss,
             "per_row": per_row,
@@ -251,7 +265,7 @@ class _StepProgram:
 class StepResult:
     """What one run of the step produced: host-side maxima, device-side full tensors."""
 
-    def __init__(self, program, trainable_values, outputs, summary):
+    def __init__(self, program, outputs, summary):
         records = program.records
         layout = program.layout
         self.records = records
@@ -264,7 +278,7 @@ class StepResult:
         self.checked_weights = program.checked_weights
         self.checked_weight_max = summary[slice(*layout["weights"])]
         self.weights = program.trainable
-        self.weight_values = trainable_values
+        self.weight_values = outputs["weight_values"]
         self.weight_grads = outputs["weight_grads"]
         self.weight_grad_max = summary[slice(*layout["weight_grads"])]
 

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from xstable.diagnosis._compiled_update import updated_weights
 from xstable.diagnosis._fixes import suggest_fix
 from xstable.diagnosis._instrumented_step import instrumented_step
 from xstable.diagnosis._layer_tree import is_floating, variable_owners
@@ -436,12 +437,9 @@ def _owner_path(record, records):
 
 
 def _update_problem(model, optimizer, backward, owners):
-    from xstable.diagnosis._optimizer_step import apply_update_without_side_effects
-
-    new_values = apply_update_without_side_effects(
+    new_values, maxima = updated_weights(
         optimizer, backward.weights, backward.weight_values, backward.weight_grads
     )
-    maxima = _max_abs(new_values)
     for weight, value, new_value, grad_max in zip(
         backward.weights, maxima, new_values, backward.weight_grad_max, strict=True
     ):
