@@ -8,61 +8,7 @@ eager execution on torch (Keras trains eagerly on torch unless asked for `torch.
 
 import keras
 
-__all__ = ["compile_function", "is_traced", "variable_values"]
-
-
-def is_traced():
-    """True when the active backend compiles functions passed to `compile_function`."""
-    return keras.config.backend() in ("tensorflow", "jax")
-
-
-def compile_function(fn, variable_groups=None):
-    """Returns `fn` traced once per argument signature and then run compiled.
-
-    The Python body of `fn` runs only while tracing (on TensorFlow and JAX), so side effects
-    in it happen once per new signature; on torch it runs on every call.
-
-    Args:
-        fn: Function of tensors (and nested lists/dicts of tensors, or `None`) returning a
-            structure of tensors. With `variable_groups`, its first argument is the list of
-            the groups' current values (a list of tensors per group).
-        variable_groups: Optional list of lists of `keras.Variable` whose current values
-            `fn` receives first on every call. They are read inside the compiled function
-            on TensorFlow (a graph reads variables by reference, cheaper than passing
-            hundreds of tensors in) and passed in as arguments on JAX (a jitted function
-            would otherwise keep the values it saw while tracing).
-
-    Returns:
-        A callable taking the remaining arguments of `fn`.
-
-    Raises:
-        ValueError: On a Keras backend other than tensorflow, torch and jax.
-    """
-    backend = keras.config.backend()
-    groups = None if variable_groups is None else [list(g) for g in variable_groups]
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        if groups is None:
-            # Autograph on, as in Keras's own train step, so model code with Python control
-            # flow on tensors traces the same way here as in `fit`.
-            return tf.function(fn)
-        return tf.function(lambda *args: fn([variable_values(g) for g in groups], *args))
-    if backend == "jax":
-        import jax
-
-        jitted = jax.jit(fn)
-        if groups is None:
-            return jitted
-        return lambda *args: jitted([variable_values(g) for g in groups], *args)
-    if backend == "torch":
-        if groups is None:
-            return fn
-        return lambda *args: fn([variable_values(g) for g in groups], *args)
-    raise ValueError(
-        f"xstable's diagnostics support the tensorflow, torch and jax backends. "
-        f"Received: backend={backend!r}. Set KERAS_BACKEND to one of them."
-    )
+__all__ = ["CompiledFunction", "variable_values"]
 
 
 def variable_values(variables):
@@ -82,3 +28,81 @@ def variable_values(variables):
 
         return [tf.convert_to_tensor(v.value) for v in variables]
     return [keras.ops.convert_to_tensor(v) for v in variables]
+
+
+class CompiledFunction:
+    """`fn` run eagerly for its first calls, then traced once and run compiled.
+
+    Tracing a whole instrumented training step costs tens of training steps (the first
+    `fit` step pays the same), which a function called only once never wins back; a
+    function called again is traced then, and every later call runs compiled. The Python
+    body of `fn` runs on every eager call and once per trace. Compiled means a `tf.function`
+    graph on TensorFlow and `jax.jit` on JAX; torch always runs eagerly, like its `fit`.
+
+    Args:
+        fn: `fn(variable_values, *args)`: `variable_values` is a list with the current values
+            of each group of `variable_groups` (a list of tensors per group); `args` are
+            tensors, nested lists/dicts of tensors, or `None`. Returns a structure of tensors.
+        variable_groups: List of lists of `keras.Variable` read on every call. They are read
+            inside the compiled function on TensorFlow (a graph reads variables by reference,
+            cheaper than passing hundreds of tensors in) and passed in as arguments on JAX (a
+            jitted function would otherwise keep the values it saw while tracing).
+        eager_calls: How many calls run eagerly before the function is traced.
+
+    Attributes:
+        traces: How many times the function was traced (0 on torch).
+        eager_runs: How many calls ran eagerly.
+
+    Raises:
+        ValueError: On a Keras backend other than tensorflow, torch and jax.
+    """
+
+    def __init__(self, fn, variable_groups=(), eager_calls=1):
+        backend = keras.config.backend()
+        if backend not in ("tensorflow", "jax", "torch"):
+            raise ValueError(
+                f"xstable's diagnostics support the tensorflow, torch and jax backends. "
+                f"Received: backend={backend!r}. Set KERAS_BACKEND to one of them."
+            )
+        self._backend = backend
+        self._fn = fn
+        self._groups = [list(group) for group in variable_groups]
+        self._eager_left = eager_calls if backend != "torch" else float("inf")
+        self._compiled = None
+        self.traces = 0
+        self.eager_runs = 0
+
+    def __call__(self, *args):
+        if self._eager_left > 0:
+            self._eager_left -= 1
+            self.eager_runs += 1
+            return self._fn(self._read(), *args)
+        if self._compiled is None:
+            self._compiled = self._compile()
+        if self._backend == "jax":
+            return self._compiled(self._read(), *args)
+        return self._compiled(*args)
+
+    def _read(self):
+        return [variable_values(group) for group in self._groups]
+
+    def _compile(self):
+        if self._backend == "tensorflow":
+            import tensorflow as tf
+
+            def traced(*args):
+                self.traces += 1
+                return self._fn(self._read(), *args)
+
+            # Autograph off: converting xstable's and Keras's Python code took a third of
+            # the tracing time for a 50-layer MLP. Keras 3 layers use `keras.ops.cond` and
+            # `while_loop`, not Python control flow on tensors (JAX's jit could not trace
+            # that either).
+            return tf.function(traced, autograph=False)
+        import jax
+
+        def traced_jax(values, *args):
+            self.traces += 1
+            return self._fn(values, *args)
+
+        return jax.jit(traced_jax)

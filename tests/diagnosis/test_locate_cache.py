@@ -4,7 +4,6 @@ Trace counts come from the Python body of the traced function, which TensorFlow 
 only while tracing; on torch the step runs eagerly (like torch's `fit`) and has no trace.
 """
 
-import contextlib
 import gc
 import weakref
 
@@ -56,23 +55,36 @@ def _programs(model):
     return list(_instrumented_step._PROGRAMS[model]["steps"].values())
 
 
+def _counts(model):
+    return [(p.compiled.eager_runs, p.compiled.traces) for p in _programs(model)]
+
+
 @TRACED
-def test_second_call_reuses_the_trace_and_a_new_batch_shape_retraces():
+def test_first_call_is_eager_the_second_traces_later_calls_reuse_the_trace():
     model = _model()
     x, y = _data()
     assert locate_nonfinite(model, x, y) is None
-    (program,) = _programs(model)
-    assert program.traces == 1
+    assert _counts(model) == [(1, 0)]
     assert locate_nonfinite(model, x * 2.0, y) is None
+    assert _counts(model) == [(1, 1)]
     assert locate_nonfinite(model, x, y) is None
-    assert [p.traces for p in _programs(model)] == [1]
+    assert locate_nonfinite(model, x * 3.0, y) is None
+    assert _counts(model) == [(1, 1)]
 
-    x8, y8 = _data(batch=8)
-    assert locate_nonfinite(model, x8, y8) is None
-    assert [p.traces for p in _programs(model)] == [1, 1]
-    assert locate_nonfinite(model, x8, y8) is None
+    x8, y8 = _data(batch=8)  # a new batch shape is a new signature
+    for _ in range(3):
+        assert locate_nonfinite(model, x8, y8) is None
     assert locate_nonfinite(model, x, y) is None
-    assert [p.traces for p in _programs(model)] == [1, 1]
+    assert _counts(model) == [(1, 1), (1, 1)]
+
+
+def test_torch_runs_every_call_eagerly_the_others_trace_once():
+    model = _model()
+    x, y = _data()
+    for _ in range(3):
+        assert locate_nonfinite(model, x, y) is None
+    expected = [(3, 0)] if keras.config.backend() == "torch" else [(1, 1)]
+    assert _counts(model) == expected
 
 
 @TRACED
@@ -80,13 +92,14 @@ def test_the_update_is_traced_once_and_reads_the_current_optimizer_state():
     model = _model(optimizer=keras.optimizers.SGD(learning_rate=1.0))
     x, y = _data()
     model.train_on_batch(x, y)  # builds the optimizer, as fit does
-    assert locate_nonfinite(model, x, y) is None
+    assert locate_nonfinite(model, x, y) is None  # eager
+    assert locate_nonfinite(model, x, y) is None  # traced
     # The state (here the learning rate) is an input of the traced update, not a constant.
     model.optimizer.learning_rate.assign(1e38)
     loc = locate_nonfinite(model, x, y * 1e3)
     assert (loc.stage, loc.tensor) == ("update", "update")
     (update,) = _compiled_update._UPDATES[model.optimizer].values()
-    assert update.traces == 1
+    assert (update.compiled.eager_runs, update.compiled.traces) == (1, 1)
 
 
 def test_weights_changed_after_the_trace_are_seen():
@@ -132,23 +145,6 @@ def _located(model, x, y, **kwargs):
     return None if loc is None else loc.to_dict()
 
 
-@contextlib.contextmanager
-def _run_compiled_functions_eagerly():
-    if keras.config.backend() == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.run_functions_eagerly(True)
-        try:
-            yield
-        finally:
-            tf.config.run_functions_eagerly(False)
-    else:
-        import jax
-
-        with jax.disable_jit():
-            yield
-
-
 @TRACED
 @pytest.mark.parametrize("case", ["forward", "backward", "loss", "update"])
 def test_traced_and_eager_steps_give_the_same_answer(case):
@@ -167,12 +163,10 @@ def test_traced_and_eager_steps_give_the_same_answer(case):
     else:
         model = _model(optimizer=keras.optimizers.SGD(learning_rate=1e38))
         y = y * 1e3
+    eager = _located(model, x, y, **kwargs)  # the first call runs eagerly
     traced = _located(model, x, y, **kwargs)
     assert traced is not None and traced["stage"] == case
-
-    # The same functions, run op by op.
-    with _run_compiled_functions_eagerly():
-        eager = _located(model, x, y, **kwargs)
+    assert [(p.compiled.eager_runs, p.compiled.traces) for p in _programs(model)] == [(1, 1)]
 
     traced_magnitudes = traced.pop("last_finite_magnitudes")
     eager_magnitudes = eager.pop("last_finite_magnitudes")

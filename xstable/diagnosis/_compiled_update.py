@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from xstable._backend_compile import compile_function, variable_values
+from xstable._backend_compile import CompiledFunction, variable_values
 from xstable.diagnosis._instrumented_step import max_abs_vector
 from xstable.diagnosis._optimizer_step import apply_update_without_side_effects
 
@@ -61,7 +61,6 @@ def updated_weights(optimizer, weights, weight_values, grads):
 
 class _CompiledUpdate:
     def __init__(self, optimizer, weights):
-        self.traces = 0
         built = getattr(optimizer, "built", False)
         self._stateless = keras.config.backend() == "jax"
         self._copies = [
@@ -83,26 +82,24 @@ class _CompiledUpdate:
         )
         # The optimizer's state is read on each call (inside the graph on TensorFlow).
         groups = [list(optimizer.variables)] if self._use_own_state else [[]]
-        self._compiled = compile_function(
+        self.compiled = CompiledFunction(
             self._stateless_update if self._stateless else self._scratch_update,
             variable_groups=groups,
         )
 
     def run(self, weight_values, grads):
-        return self._compiled(list(grads), list(weight_values))
+        return self.compiled(list(grads), list(weight_values))
 
-    def _state(self, variable_values):
-        return variable_values[0] if self._use_own_state else self._initial_state
+    def _state(self, group_values):
+        return group_values[0] if self._use_own_state else self._initial_state
 
-    def _stateless_update(self, variable_values, grads, weight_values):
-        self.traces += 1
-        state = self._state(variable_values)
+    def _stateless_update(self, group_values, grads, weight_values):
+        state = self._state(group_values)
         new_values, _ = self._scratch.stateless_apply(state, grads, weight_values)
         return list(new_values), max_abs_vector(new_values)
 
-    def _scratch_update(self, variable_values, grads, weight_values):
-        self.traces += 1
-        state = self._state(variable_values)
+    def _scratch_update(self, group_values, grads, weight_values):
+        state = self._state(group_values)
         for copy, value in zip(self._copies, weight_values, strict=True):
             copy.assign(value)
         for variable, value in zip(self._scratch.variables, state, strict=True):

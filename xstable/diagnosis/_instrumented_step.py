@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from xstable._backend_compile import compile_function
+from xstable._backend_compile import CompiledFunction
 from xstable._backend_gradients import value_and_probe_gradients
 from xstable.diagnosis._call_recorder import CallRecorder
 from xstable.diagnosis._layer_tree import is_floating, walk_layers
@@ -135,13 +135,12 @@ class _StepProgram:
         # maximum sits in the summary vector.
         self.records = None
         self.layout = None
-        self.traces = 0
-        self._compiled = compile_function(
+        self.compiled = CompiledFunction(
             self._step, variable_groups=[self.trainable, self.non_trainable]
         )
 
     def run(self, x, y, sample_weight):
-        outputs = self._compiled(x, y, sample_weight)
+        outputs = self.compiled(x, y, sample_weight)
         summary = np.asarray(ops.convert_to_numpy(outputs["summary"]), dtype=np.float64)
         return StepResult(self, outputs, summary)
 
@@ -183,10 +182,9 @@ class _StepProgram:
             return None
         return None
 
-    def _step(self, variable_values, x, y, sample_weight):
-        """The step itself; on TF/JAX its Python body runs only while tracing."""
-        self.traces += 1
-        trainable_values, non_trainable_values = variable_values
+    def _step(self, group_values, x, y, sample_weight):
+        """The step itself: runs eagerly, or while tracing (see `CompiledFunction`)."""
+        trainable_values, non_trainable_values = group_values
         model = self._model()
         holder = {}
 
