@@ -1,10 +1,16 @@
 """`locate_nonfinite`: run one instrumented training step and say where the first NaN/Inf arose.
 
 The step is the one `fit` would take on the batch: forward pass with `training=True`, loss,
-gradients, optimizer update. It runs eagerly inside a `keras.StatelessScope`, so neither the
+gradients, optimizer update. It runs inside a `keras.StatelessScope`, so neither the
 model's variables (weights, batch-norm statistics, seed generators, metrics) nor the
 optimizer's state change. Data is checked first, then the weights, then the forward pass
 layer by layer, the loss, the backward pass layer by layer, and the update.
+
+The step itself (`_instrumented_step`, `_compiled_update`) is one forward+backward call and
+one update call that return max|value| of every recorded tensor in one vector; on
+TensorFlow and JAX they are traced on the second call for a model and batch shape and
+reused afterwards. This module only reads that vector, and the full tensors where it shows
+a non-finite value.
 """
 
 import keras
@@ -35,6 +41,13 @@ def locate_nonfinite(model, x, y=None, *, sample_weight=None, loss=None, optimiz
     Nothing is modified: the step runs in a `keras.StatelessScope`, with copies of the
     optimizer state. A model that is not built yet is built by calling it on `x` (which only
     creates its initial weights).
+
+    Cost: on TensorFlow and JAX the first call for a model and batch shape runs the step
+    eagerly, the second traces it (`tf.function` / `jax.jit`, like the first `fit` step) and
+    later calls reuse the trace, costing about two training steps; torch runs eagerly, as
+    its `fit` does. A new batch shape, loss, recompilation or change of the model's layers
+    or variables starts over. `loss=` given as a fresh `Loss` object on each call counts as
+    a new loss; pass the same object (or a name) to reuse the trace.
 
     Args:
         model: A `keras.Model` (Sequential, Functional or subclassed; nested models are
