@@ -11,9 +11,9 @@ Run per backend (one process each):
    printed (target: <= 1.10).
 2. `locate_nonfinite` on a 50-layer MLP with a clean batch (the worst case: every stage
    runs) against one steady-state `train_on_batch` step of the same model (target: <= 3
-   steps): the cached call (median), the first call (eager on TF/JAX), the second call
-   (which traces the instrumented step on TF/JAX), and, for context, the first
-   `train_on_batch` (which compiles the train step).
+   steps): the cached call (median), the first call (which traces the instrumented step on
+   JAX, and runs it eagerly on TF), the second call (which traces it on TF), and, for
+   context, the first `train_on_batch` (which compiles the train step).
 """
 
 import os
@@ -83,8 +83,9 @@ def bench_locate():
     model = mlp(256, 50, 256, 1, "deep")
     model.compile(optimizer="adam", loss="mse")
     first_step = timed(lambda: model.train_on_batch(x, y))  # traces/compiles, builds optimizer
-    # On TF and JAX the first call for a model and batch shape runs the instrumented step
-    # eagerly, the second traces it (tf.function / jax.jit), later calls reuse the trace.
+    # The first call for a model and batch shape traces the instrumented step on JAX
+    # (jax.jit) and runs it eagerly on TF, whose second call traces it (tf.function); later
+    # calls reuse the trace. torch runs every call eagerly.
     first_locate = timed(lambda: locate_nonfinite(model, x, y))
     second_locate = timed(lambda: locate_nonfinite(model, x, y))
     steps, locates = [], []
@@ -99,8 +100,8 @@ def bench_locate():
     print(
         f"  50-layer MLP (256 wide, batch {batch}): steady train step {1e3 * step:.1f} ms\n"
         + line(f"locate_nonfinite, cached (median of {REPEATS})", locate)
-        + line("locate_nonfinite, 1st call (eager on TF/JAX)", first_locate)
-        + line("locate_nonfinite, 2nd call (traces the step on TF/JAX)", second_locate)
+        + line("locate_nonfinite, 1st call (traces on JAX; eager on TF, torch)", first_locate)
+        + line("locate_nonfinite, 2nd call (traces on TF)", second_locate)
         + line("for context, the first train_on_batch (compiles the train step)", first_step),
         end="",
     )
