@@ -35,11 +35,11 @@ class CompiledFunction:
 
     Compiled means a `tf.function` graph on TensorFlow and `jax.jit` on JAX; torch always
     runs eagerly, like its `fit`. On TensorFlow, tracing a whole instrumented training step
-    of a 50-layer MLP took 4x as long as running it eagerly once (12 s against 3 s on a
-    shared 2-core CPU), so a function called only once is never traced there; the second
-    call traces it. On JAX, eager execution compiles every op on first use and was slower
-    than tracing (14 s against 5-12 s), so JAX traces on the first call. The Python body of
-    `fn` runs on every eager call and once per trace.
+    of a 50-layer MLP took 4-5x as long as running it eagerly once (12-14 s against
+    2.6-3.1 s on a shared 2-core CPU), so a function called only once is never traced
+    there; the second call traces it. On JAX, eager execution compiles every op on first
+    use and was slower than tracing (14 s against 8 s), so JAX traces on the first call.
+    The Python body of `fn` runs on every eager call and once per trace.
 
     Args:
         fn: `fn(variable_values, *args)`: `variable_values` is a list with the current values
