@@ -7,9 +7,9 @@ optimizer's state change. Data is checked first, then the weights, then the forw
 layer by layer, the loss, the backward pass layer by layer, and the update.
 
 The step itself (`_instrumented_step`, `_compiled_update`) is one forward+backward call and
-one update call that return max|value| of every recorded tensor in one vector; on
-TensorFlow and JAX they are traced on the second call for a model and batch shape and
-reused afterwards. This module only reads that vector, and the full tensors where it shows
+one update call that return max|value| of every recorded tensor in one vector; they are
+traced on the first call for a model and batch shape on JAX, on the second on TensorFlow,
+and reused afterwards (`xstable._backend_compile.CompiledFunction`). This module only reads that vector, and the full tensors where it shows
 a non-finite value.
 """
 
@@ -42,10 +42,10 @@ def locate_nonfinite(model, x, y=None, *, sample_weight=None, loss=None, optimiz
     optimizer state. A model that is not built yet is built by calling it on `x` (which only
     creates its initial weights).
 
-    Cost: on TensorFlow and JAX the first call for a model and batch shape runs the step
-    eagerly, the second traces it (`tf.function` / `jax.jit`, like the first `fit` step) and
-    later calls reuse the trace, costing about two training steps; torch runs eagerly, as
-    its `fit` does. A new batch shape, loss, recompilation or change of the model's layers
+    Cost: the step is traced (`jax.jit` / `tf.function`, about as costly as the first `fit`
+    step) on the first call for a model and batch shape on JAX and on the second on
+    TensorFlow (whose first call runs eagerly); later calls reuse the trace and cost one to
+    two training steps. torch runs eagerly, as its `fit` does. A new batch shape, loss, recompilation or change of the model's layers
     or variables starts over. `loss=` given as a fresh `Loss` object on each call counts as
     a new loss; pass the same object (or a name) to reuse the trace.
 
