@@ -2,13 +2,14 @@
 
 `keras.ops` has no gradient op, so diagnostics that need gradients outside `fit` go through
 here: `value_and_gradients` differentiates with respect to Keras variables (comparing backends
-layer by layer), `value_and_tensor_gradients` with respect to arbitrary tensors (locating a NaN
-in the backward pass with probe tensors). Both run eagerly.
+layer by layer), `value_and_probe_gradients` with respect to weights and zero probe tensors
+added to intermediate values (locating a NaN in the backward pass). `value_and_gradients` runs
+eagerly; `value_and_probe_gradients` also runs inside `tf.function` / `jax.jit`.
 """
 
 import keras
 
-__all__ = ["value_and_gradients", "value_and_tensor_gradients"]
+__all__ = ["value_and_gradients", "value_and_probe_gradients"]
 
 
 def value_and_gradients(fn, variables):
@@ -62,34 +63,62 @@ def value_and_gradients(fn, variables):
     return value, aux, grads
 
 
-def value_and_tensor_gradients(fn, differentiable):
-    """Evaluates `fn(differentiable) -> (loss, aux)` and d(loss)/d(each differentiable tensor).
+def value_and_probe_gradients(fn, weight_values):
+    """Evaluates `fn` and the gradients of its loss w.r.t. weights and zero "probe" tensors.
+
+    A probe is a zero tensor that `fn` adds to an intermediate value: the gradient of the
+    loss with respect to the probe is the gradient with respect to that value. Probes are
+    made on demand by `fn`, so their shapes need not be known beforehand. Works eagerly and
+    inside `tf.function` / `jax.jit` (see `xstable._backend_compile`).
 
     Args:
-        fn: Callable taking a list of tensors and returning `(scalar_loss, aux)`; `aux` is any
-            structure of tensors returned alongside.
-        differentiable: List of floating tensors to differentiate with respect to.
+        fn: `fn(weight_values, make_probe) -> (scalar_loss, aux)`. `make_probe(tensor)`
+            returns a zero tensor of `tensor`'s shape and dtype, to be added to it; `fn`
+            must call it the same number of times, in the same order, whenever it runs.
+        weight_values: List of floating tensors (the trainable weights' values).
 
     Returns:
-        `(loss, aux, gradients)`, with one gradient per entry of `differentiable`; tensors that
-        do not influence the loss get zero gradients.
+        `(loss, aux, weight_gradients, probe_gradients)`; a tensor that does not
+        influence the loss gets a zero gradient. `aux` is any structure of tensors.
+
+    Raises:
+        ValueError: On a Keras backend other than tensorflow, torch and jax.
     """
     backend = keras.config.backend()
+    weight_values = list(weight_values)
     if backend == "tensorflow":
         import tensorflow as tf
 
-        args = [tf.convert_to_tensor(t) for t in differentiable]
-        with tf.GradientTape() as tape:
-            tape.watch(args)
-            loss, aux = fn(args)
-        grads = tape.gradient(loss, args, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return loss, aux, list(grads)
+        weights = [tf.convert_to_tensor(t) for t in weight_values]
+        probes = []
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(weights)
+
+            def make_probe(tensor):
+                probe = tf.zeros_like(tensor)
+                tape.watch(probe)
+                probes.append(probe)
+                return probe
+
+            loss, aux = fn(weights, make_probe)
+        grads = tape.gradient(
+            loss, weights + probes, unconnected_gradients=tf.UnconnectedGradients.ZERO
+        )
+        return loss, aux, list(grads[: len(weights)]), list(grads[len(weights) :])
     if backend == "torch":
         import torch
 
-        args = [torch.as_tensor(t).detach().clone().requires_grad_(True) for t in differentiable]
+        weights = [torch.as_tensor(t).detach().requires_grad_(True) for t in weight_values]
+        probes = []
+
+        def make_probe(tensor):
+            probe = torch.zeros_like(tensor, requires_grad=True)
+            probes.append(probe)
+            return probe
+
         with torch.enable_grad():
-            loss, aux = fn(args)
+            loss, aux = fn(weights, make_probe)
+            args = weights + probes
             if loss.requires_grad:
                 grads = torch.autograd.grad(loss, args, allow_unused=True)
             else:
@@ -98,12 +127,30 @@ def value_and_tensor_gradients(fn, differentiable):
         aux = keras.tree.map_structure(
             lambda t: t.detach() if isinstance(t, torch.Tensor) else t, aux
         )
-        return loss.detach(), aux, grads
+        return loss.detach(), aux, grads[: len(weights)], grads[len(weights) :]
     if backend == "jax":
         import jax
+        import jax.numpy as jnp
 
-        (loss, aux), grads = jax.value_and_grad(fn, has_aux=True)(list(differentiable))
-        return loss, aux, list(grads)
+        # JAX differentiates only with respect to arguments: learn the probes' shapes from
+        # an abstract evaluation (no computation), then pass the probes in as arguments.
+        shapes = []
+
+        def record_probe(tensor):
+            shapes.append((tensor.shape, tensor.dtype))
+            return jnp.zeros(tensor.shape, tensor.dtype)
+
+        jax.eval_shape(lambda w: fn(w, record_probe), weight_values)
+        probes = [jnp.zeros(shape, dtype) for shape, dtype in shapes]
+
+        def with_probes(weights, probe_args):
+            supply = iter(probe_args)
+            return fn(weights, lambda tensor: next(supply))
+
+        (loss, aux), (weight_grads, probe_grads) = jax.value_and_grad(
+            with_probes, argnums=(0, 1), has_aux=True
+        )(weight_values, probes)
+        return loss, aux, list(weight_grads), list(probe_grads)
     raise ValueError(
         f"xstable's diagnostics support the tensorflow, torch and jax backends. "
         f"Received: backend={backend!r}. Set KERAS_BACKEND to one of them."

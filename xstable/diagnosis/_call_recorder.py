@@ -7,7 +7,13 @@ tensors to each call's inputs and outputs: the gradient of the loss with respect
 is the gradient with respect to that layer input or output, which is how the backward pass
 is followed layer by layer on every backend (JAX cannot differentiate with respect to an
 intermediate value any other way). Adding zero leaves every value unchanged.
+
+The recorder is plain Python, so it works the same eagerly and while `tf.function` or
+`jax.jit` traces the step; records keep only a weak reference to their layer, so a cached
+trace's records do not keep the model alive.
 """
+
+import weakref
 
 import keras
 
@@ -22,11 +28,18 @@ class CallRecord:
     def __init__(self, index, path, layer, parent):
         self.index = index
         self.path = path
-        self.layer = layer
+        self._layer = weakref.ref(layer)
         self.parent = parent
         self.end_order = None
         self.inputs = []
         self.outputs = []
+        # Positions, in probe-creation order, of the probes added to inputs and outputs.
+        self.input_probes = []
+        self.output_probes = []
+
+    @property
+    def layer(self):
+        return self._layer()
 
     def ancestors(self, records):
         parent = self.parent
@@ -44,13 +57,16 @@ class CallRecorder:
 
     Args:
         root: The model to instrument.
-        probes: Optional list, one entry per call in call order, of `(input_probes,
-            output_probes)`; each probe is added to the matching floating leaf.
+        make_probe: Optional `make_probe(tensor) -> zero tensor`, called for every floating
+            leaf of each call's first input and of its output (in that order, as the calls
+            happen); the probe is added to the leaf. See
+            `xstable._backend_gradients.value_and_probe_gradients`.
     """
 
-    def __init__(self, root, probes=None):
+    def __init__(self, root, make_probe=None):
         self.root = root
-        self.probes = probes
+        self.make_probe = make_probe
+        self.probe_count = 0
         self.records = []
         self._stack = []
         self._ends = 0
@@ -72,16 +88,15 @@ class CallRecorder:
         self._installed = []
         return False
 
-    def _add_probes(self, structure, probes):
-        if probes is None:
+    def _add_probes(self, structure, positions):
+        if self.make_probe is None:
             return structure
         flat = keras.tree.flatten(structure)
-        position = 0
         for i, leaf in enumerate(flat):
             if is_floating(leaf):
-                if position < len(probes):
-                    flat[i] = leaf + probes[position]
-                position += 1
+                flat[i] = leaf + self.make_probe(leaf)
+                positions.append(self.probe_count)
+                self.probe_count += 1
         return keras.tree.pack_sequence_as(structure, flat)
 
     def _wrap(self, layer, path, original):
@@ -92,14 +107,13 @@ class CallRecorder:
             name = path if calls_of_path == 0 else f"{path}[call {calls_of_path + 1}]"
             record = CallRecord(index, name, layer, parent)
             self.records.append(record)
-            probes = self.probes[index] if self.probes is not None else (None, None)
             self._stack.append(index)
             try:
                 if args:
-                    args = (self._add_probes(args[0], probes[0]),) + tuple(args[1:])
+                    args = (self._add_probes(args[0], record.input_probes),) + tuple(args[1:])
                     record.inputs = _floating_leaves(args[0])
                 outputs = original(*args, **kwargs)
-                outputs = self._add_probes(outputs, probes[1])
+                outputs = self._add_probes(outputs, record.output_probes)
             finally:
                 self._stack.pop()
             record.outputs = _floating_leaves(outputs)

@@ -1,22 +1,27 @@
 """`locate_nonfinite`: run one instrumented training step and say where the first NaN/Inf arose.
 
 The step is the one `fit` would take on the batch: forward pass with `training=True`, loss,
-gradients, optimizer update. It runs eagerly inside a `keras.StatelessScope`, so neither the
+gradients, optimizer update. It runs inside a `keras.StatelessScope`, so neither the
 model's variables (weights, batch-norm statistics, seed generators, metrics) nor the
 optimizer's state change. Data is checked first, then the weights, then the forward pass
 layer by layer, the loss, the backward pass layer by layer, and the update.
+
+The step itself (`_instrumented_step`, `_compiled_update`) is one forward+backward call and
+one update call that return max|value| of every recorded tensor in one vector; they are
+traced on the first call for a model and batch shape on JAX, on the second on TensorFlow,
+and reused afterwards (`xstable._backend_compile.CompiledFunction`). This module only reads that vector, and the full tensors where it shows
+a non-finite value.
 """
 
 import keras
 import numpy as np
 from keras import ops
 
-from xstable._backend_gradients import value_and_tensor_gradients
-from xstable.diagnosis._call_recorder import CallRecorder
+from xstable.diagnosis._compiled_update import updated_weights
 from xstable.diagnosis._fixes import suggest_fix
+from xstable.diagnosis._instrumented_step import instrumented_step
 from xstable.diagnosis._layer_tree import is_floating, variable_owners
 from xstable.diagnosis._location import NonFiniteLocation
-from xstable.layers.finite_check import suspend_checks
 
 __all__ = ["locate_nonfinite", "NonFiniteLocation"]
 
@@ -36,6 +41,13 @@ def locate_nonfinite(model, x, y=None, *, sample_weight=None, loss=None, optimiz
     Nothing is modified: the step runs in a `keras.StatelessScope`, with copies of the
     optimizer state. A model that is not built yet is built by calling it on `x` (which only
     creates its initial weights).
+
+    Cost: the step is traced (`jax.jit` / `tf.function`, about as costly as the first `fit`
+    step) on the first call for a model and batch shape on JAX and on the second on
+    TensorFlow (whose first call runs eagerly); later calls reuse the trace and cost one to
+    two training steps. torch runs eagerly, as its `fit` does. A new batch shape, loss, recompilation or change of the model's layers
+    or variables starts over. `loss=` given as a fresh `Loss` object on each call counts as
+    a new loss; pass the same object (or a name) to reuse the trace.
 
     Args:
         model: A `keras.Model` (Sequential, Functional or subclassed; nested models are
@@ -84,35 +96,29 @@ def locate_nonfinite(model, x, y=None, *, sample_weight=None, loss=None, optimiz
         sample_weight = _to_tensor(sample_weight)
     if not model.built:
         model(x)
-    owners = variable_owners(model)
+    loss_fn = _resolve_loss(model, loss, y)
+    program = instrumented_step(model, x, y, sample_weight, loss_fn)
+    step = program.run(x, y, sample_weight)
 
-    weight_problem = _check_weights(model, owners)
+    owners = variable_owners(model)
+    weight_problem = _weight_problem(model, step, owners)
     if weight_problem is not None:
         return weight_problem
-
-    loss_fn = _resolve_loss(model, loss, y)
-    step = _Step(model, x, y, sample_weight, loss_fn)
-
-    # Pass 1: forward and loss only; cheap, and tells the shapes the backward probes need.
-    forward = step.forward()
-    problem = _forward_culprit(forward)
+    problem = _forward_culprit(step)
     if problem is not None:
         return problem
     if loss_fn is None:
         return None
-    if not np.isfinite(forward.loss_value):
-        return _loss_problem(step, forward)
-
-    # Pass 2: forward + backward with probes on every layer input and output.
-    backward = step.backward(forward)
-    problem = _backward_culprit(backward, owners, model)
+    if not np.isfinite(step.loss_value):
+        return _loss_problem(step)
+    problem = _backward_culprit(step, owners, model)
     if problem is not None:
         return problem
 
     optimizer = optimizer if optimizer is not None else getattr(model, "optimizer", None)
     if optimizer is None:
         return None
-    return _update_problem(model, optimizer, backward, owners)
+    return _update_problem(model, optimizer, step, owners)
 
 
 def _to_tensor(value):
@@ -203,10 +209,8 @@ def _describe(tensor):
     return values, bad
 
 
-def _check_weights(model, owners):
-    weights = [w for w in model.weights if is_floating(w)]
-    maxima = _max_abs([ops.convert_to_tensor(w) for w in weights])
-    for weight, value in zip(weights, maxima, strict=True):
+def _weight_problem(model, step, owners):
+    for weight, value in zip(step.checked_weights, step.checked_weight_max, strict=True):
         if not np.isfinite(value):
             _, bad = _describe(ops.convert_to_tensor(weight))
             return NonFiniteLocation(
@@ -240,151 +244,6 @@ def _resolve_loss(model, loss, y):
     )
 
 
-class _Pass:
-    """What one instrumented pass produced, with host-side summaries."""
-
-    def __init__(self, records, inputs, outputs, y_pred, loss_value):
-        self.records = records
-        self.inputs = inputs
-        self.outputs = outputs
-        self.y_pred = y_pred
-        self.loss_value = loss_value
-        self.in_max = [_max_abs(t) for t in inputs]
-        self.out_max = [_max_abs(t) for t in outputs]
-
-
-class _Step:
-    def __init__(self, model, x, y, sample_weight, loss_fn):
-        self.model = model
-        self.x = x
-        self.y = y
-        self.sample_weight = sample_weight
-        self.loss_fn = loss_fn
-        self.trainable = list(model.trainable_variables)
-
-    def _loss(self, y_pred):
-        kind, loss_object = self.loss_fn
-        if kind == "compiled":
-            return self.model.compute_loss(
-                x=self.x, y=self.y, y_pred=y_pred, sample_weight=self.sample_weight, training=True
-            )
-        value = self._weighted_mean(loss_object, y_pred)
-        extra = self.model.losses
-        if extra:
-            value = value + ops.sum(ops.stack([ops.cast(e, value.dtype) for e in extra]))
-        return value
-
-    def _weighted_mean(self, loss_object, y_pred):
-        if isinstance(loss_object, keras.losses.Loss):
-            return loss_object(self.y, y_pred, sample_weight=self.sample_weight)
-        per_sample = loss_object(self.y, y_pred)
-        if self.sample_weight is not None:
-            weights = ops.cast(self.sample_weight, per_sample.dtype)
-            return ops.sum(per_sample * weights) / ops.maximum(ops.sum(weights), 1e-12)
-        return ops.mean(per_sample)
-
-    def per_sample_loss(self, y_pred):
-        """Unreduced loss per row where the loss allows it, else None."""
-        kind, loss_object = self.loss_fn
-        if kind == "compiled":
-            loss_object = self.model.loss
-            if isinstance(loss_object, (list, tuple, dict)):
-                return None
-            loss_object = keras.losses.get(loss_object)
-        if isinstance(loss_object, keras.losses.Loss):
-            return loss_object.call(self.y, y_pred)
-        if callable(loss_object):
-            return loss_object(self.y, y_pred)
-        return None
-
-    def _run(self, trainable_values, probes):
-        mapping = []
-        if trainable_values is not None:
-            mapping = list(zip(self.trainable, trainable_values, strict=True))
-        recorder = CallRecorder(self.model, probes)
-        # FiniteCheck layers in the model would raise/count on the diagnostic step itself.
-        with suspend_checks(), keras.StatelessScope(state_mapping=mapping, collect_losses=True):
-            with recorder:
-                y_pred = self.model(self.x, training=True)
-            loss_value = self._loss(y_pred) if self.loss_fn is not None else None
-        return recorder, y_pred, loss_value
-
-    def forward(self):
-        recorder, y_pred, loss_value = self._run(None, None)
-        self.records = recorder.records
-        loss_host = None
-        if loss_value is not None:
-            loss_host = float(np.asarray(ops.convert_to_numpy(loss_value), dtype=np.float64))
-        return _Pass(
-            recorder.records,
-            [r.inputs for r in recorder.records],
-            [r.outputs for r in recorder.records],
-            y_pred,
-            loss_host,
-        )
-
-    def backward(self, forward):
-        probes = [
-            (
-                [ops.zeros(t.shape, t.dtype) for t in inputs],
-                [ops.zeros(t.shape, t.dtype) for t in outputs],
-            )
-            for inputs, outputs in zip(forward.inputs, forward.outputs, strict=True)
-        ]
-        flat_probes = [p for ins, outs in probes for p in ins + outs]
-        n_weights = len(self.trainable)
-        holder = {}
-
-        def step_fn(differentiable):
-            values = differentiable[:n_weights]
-            flat = differentiable[n_weights:]
-            rebuilt, position = [], 0
-            for ins, outs in probes:
-                new_ins = flat[position : position + len(ins)]
-                position += len(ins)
-                new_outs = flat[position : position + len(outs)]
-                position += len(outs)
-                rebuilt.append((new_ins, new_outs))
-            recorder, y_pred, loss_value = self._run(values, rebuilt)
-            holder["records"] = recorder.records
-            return loss_value, [r.outputs for r in recorder.records]
-
-        initial = [ops.convert_to_tensor(v) for v in self.trainable]
-        loss_value, outputs, grads = value_and_tensor_gradients(step_fn, initial + flat_probes)
-        weight_grads = grads[:n_weights]
-        probe_grads = grads[n_weights:]
-        in_grads, out_grads, position = [], [], 0
-        for ins, outs in probes:
-            in_grads.append(probe_grads[position : position + len(ins)])
-            position += len(ins)
-            out_grads.append(probe_grads[position : position + len(outs)])
-            position += len(outs)
-        return _Backward(
-            records=holder["records"],
-            weights=self.trainable,
-            weight_values=initial,
-            weight_grads=weight_grads,
-            in_grads=in_grads,
-            out_grads=out_grads,
-            loss_value=loss_value,
-        )
-
-
-class _Backward:
-    def __init__(self, records, weights, weight_values, weight_grads, in_grads, out_grads,
-                 loss_value):
-        self.records = records
-        self.weights = weights
-        self.weight_values = weight_values
-        self.weight_grads = weight_grads
-        self.in_grads = in_grads
-        self.out_grads = out_grads
-        self.loss_value = loss_value
-        self.weight_grad_max = _max_abs(weight_grads)
-        self.in_grad_max = [_max_abs(g) for g in in_grads]
-        self.out_grad_max = [_max_abs(g) for g in out_grads]
-
-
 def _keep_innermost(candidates, records):
     """Drops candidates that contain another candidate: the inner layer is the more precise."""
     chosen = set(candidates)
@@ -414,6 +273,8 @@ def _batch_size_of(records, y_pred):
 
 def _forward_culprit(forward):
     records = forward.records
+    if not any(not np.all(np.isfinite(m)) for m in forward.out_max):
+        return None
     candidates = [
         r.index
         for r in records
@@ -424,9 +285,9 @@ def _forward_culprit(forward):
         return None
     culprit = records[_keep_innermost(candidates, records)[0]]
     batch_size = _batch_size_of(records, forward.y_pred)
-    rows, count = _bad_rows(culprit.outputs, batch_size)
+    rows, count = _bad_rows(forward.outputs[culprit.index], batch_size)
     before = sorted(
-        (r for r in records if r.end_order < culprit.end_order and r.outputs),
+        (r for r in records if r.end_order < culprit.end_order and forward.outputs[r.index]),
         key=lambda r: r.end_order,
     )
     magnitudes = [(r.path, float(np.max(forward.out_max[r.index]))) for r in before]
@@ -459,21 +320,19 @@ def _forward_culprit(forward):
     )
 
 
-def _loss_problem(step, forward):
+def _loss_problem(forward):
     rows = []
     count = 1
-    try:
-        with keras.StatelessScope():
-            per_sample = step.per_sample_loss(forward.y_pred)
-    except Exception:  # noqa: BLE001 - rows are a bonus; the stage is already known
-        per_sample = None
+    per_sample = forward.per_row
     batch_size = _batch_size_of(forward.records, forward.y_pred)
     if per_sample is not None:
         rows, count = _bad_rows([per_sample], batch_size)
         count = max(count, 1)
     outputs = [r for r in forward.records if r.parent is None]
     magnitudes = [
-        (r.path, float(np.max(forward.out_max[r.index]))) for r in outputs if r.outputs
+        (r.path, float(np.max(forward.out_max[r.index])))
+        for r in outputs
+        if forward.outputs[r.index]
     ]
     return NonFiniteLocation(
         stage="loss",
@@ -529,7 +388,7 @@ def _backward_culprit(backward, owners, model):
             count=count,
             fix=suggest_fix("backward", "gradient", None),
             detail=(
-                f"The loss ({backward_loss(backward)}) is finite but its gradient with respect "
+                f"The loss ({backward.loss_value}) is finite but its gradient with respect "
                 "to the model output is not."
             ),
         )
@@ -541,7 +400,7 @@ def _backward_culprit(backward, owners, model):
         grad = backward.weight_grads[_index_of(backward.weights, weight)]
         count += int(_describe(grad)[1].sum())
     after = sorted(
-        (r for r in records if r.end_order > culprit.end_order and r.outputs),
+        (r for r in records if r.end_order > culprit.end_order and backward.outputs[r.index]),
         key=lambda r: -r.end_order,
     )
     magnitudes = [(r.path, float(np.max(backward.out_grad_max[r.index]))) for r in after]
@@ -571,10 +430,6 @@ def _backward_culprit(backward, owners, model):
     )
 
 
-def backward_loss(backward):
-    return float(np.asarray(ops.convert_to_numpy(backward.loss_value), dtype=np.float64))
-
-
 def _first_dim(groups):
     for group in groups:
         for t in group:
@@ -595,12 +450,9 @@ def _owner_path(record, records):
 
 
 def _update_problem(model, optimizer, backward, owners):
-    from xstable.diagnosis._optimizer_step import apply_update_without_side_effects
-
-    new_values = apply_update_without_side_effects(
+    new_values, maxima = updated_weights(
         optimizer, backward.weights, backward.weight_values, backward.weight_grads
     )
-    maxima = _max_abs(new_values)
     for weight, value, new_value, grad_max in zip(
         backward.weights, maxima, new_values, backward.weight_grad_max, strict=True
     ):
