@@ -13,6 +13,7 @@ How each policy acts, per execution mode:
 |-----------|--------------------------------|------------------------------|-----------------------------|
 | "raise"   | raises in the layer call       | host callback; raises at     | raises at batch end through |
 |           |                                | batch end via the monitor    | `FiniteCheckMonitor`        |
+|           |                                | (no monitor: warns)          |                             |
 | "warn"    | warns in the layer call        | warns from a host callback   | warns at batch end (monitor)|
 | "replace" | replaces NaN/±Inf, counts      | same                         | same                        |
 | "count"   | counts; `<name>_nonfinite` log | same (exact in epoch logs)   | same                        |
@@ -132,9 +133,9 @@ class FiniteCheck(keras.layers.Layer):
         - `"raise"`: raise `xstable.NonFiniteError` naming the layer and the count. In eager
           execution the layer call raises; in compiled code (XLA, `jax.jit`,
           `torch.compile`) the error is raised when the batch ends by a
-          `FiniteCheckMonitor` callback (pass it to `fit`). On JAX without a monitor, the
-          error is raised from the host callback and surfaces as a JAX runtime error whose
-          message holds the same text.
+          `FiniteCheckMonitor` callback (pass it to `fit`). Inside `jax.jit` without a
+          monitor it warns instead (`RuntimeWarning` with the same text): an exception
+          there would fail a step that owns the model's donated weights, losing them.
         - `"warn"`: emit a `RuntimeWarning` with the same message, keep training.
         - `"replace"`: replace NaN by `nan`, +Inf by `posinf` and -Inf by `neginf`
           (defaults: 0, and the largest finite value of the dtype with the sign).
@@ -285,7 +286,23 @@ class FiniteCheck(keras.layers.Layer):
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     def _act_from_compiled_code(self, count):
-        self._act(float(np.asarray(count)), context="(reported from compiled JAX code)")
+        count = float(np.asarray(count))
+        context = "(reported from compiled JAX code)"
+        if self.policy == "raise" and not getattr(self, "_defer_to_monitor", False):
+            # An exception raised here fails the jitted step after Keras's JAX trainer has
+            # donated the model's state to it: the weights would be lost (measured: every
+            # variable reads None afterwards). Warn instead, and say how to get the raise.
+            message = _nonfinite_message(self.name, count, context=context)
+            warnings.warn(
+                f"{message}\npolicy='raise' cannot raise inside a jax.jit training step "
+                "without destroying the model's weights. Pass "
+                "`callbacks=[xstable.layers.FiniteCheckMonitor()]` to fit: it raises "
+                "NonFiniteError when the batch ends, with the weights kept. Training goes on.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return
+        self._act(count, context=context)
 
     def get_config(self):
         config = super().get_config()
