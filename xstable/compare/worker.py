@@ -308,6 +308,10 @@ def main(argv=None):
         versions=xstable.library_versions(),
         pid=os.getpid(),
     )
+    if plan.get("compilation_cache_dir"):
+        from xstable.compare._backend_jit import share_compiled_programs
+
+        share_compiled_programs(plan["compilation_cache_dir"])
     worker = _Worker(plan, events)
     if plan.get("build_weights"):
         worker.build_weights()
