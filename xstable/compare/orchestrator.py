@@ -36,6 +36,7 @@ __all__ = [
     "inspect_step",
     "release_workers",
     "run_backends",
+    "worker_env",
 ]
 
 BACKENDS = ("tensorflow", "torch", "jax")
@@ -126,6 +127,32 @@ def _looks_like_missing_backend(log_tail, backend):
     )
 
 
+def worker_env(plan, backend):
+    """Returns the environment variables of a worker process of `backend`.
+
+    Args:
+        plan: `RunPlan`.
+        backend: backend name.
+
+    Returns:
+        A dict: this process's environment, `plan.env`, `KERAS_BACKEND` and the settings
+        every worker gets (GPUs hidden for `device="cpu"`, quiet TensorFlow logs, OpenMP
+        threads that wait passively, unbuffered output).
+    """
+    env = {**os.environ, **plan.env, "KERAS_BACKEND": backend}
+    if plan.device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+        env["JAX_PLATFORMS"] = "cpu"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Workers share the cores. OpenMP threads (PyTorch's CPU kernels) otherwise spin
+    # while they wait for work, burning the time another worker needs: on 2 cores this
+    # halved the CPU time of the torch worker over the seed scenarios. Waiting passively
+    # changes no result (the work is split among the same threads).
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 class _Worker:
     """One live worker process of a backend and what it is doing."""
 
@@ -166,17 +193,7 @@ class _Worker:
                 },
                 f,
             )
-        env = {**os.environ, **plan.env, "KERAS_BACKEND": backend}
-        if plan.device == "cpu":
-            env["CUDA_VISIBLE_DEVICES"] = ""
-            env["JAX_PLATFORMS"] = "cpu"
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        # Workers share the cores. OpenMP threads (PyTorch's CPU kernels) otherwise spin
-        # while they wait for work, burning the time another worker needs: on 2 cores this
-        # halved the CPU time of the torch worker over the seed scenarios. Waiting passively
-        # changes no result (the work is split among the same threads).
-        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        env["PYTHONUNBUFFERED"] = "1"
+        env = worker_env(plan, backend)
         with open(log_path, "a") as log:
             log.write(f"\n===== worker start {time.strftime('%H:%M:%S')} targets={targets}\n")
             log.flush()
