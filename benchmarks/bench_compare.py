@@ -3,9 +3,12 @@
 "By hand" is what a user would do without xstable compare: one process per backend that
 imports Keras and trains every target with `run_spec` from the same initial weights
 (`KERAS_BACKEND=<b> python -c ...`), one backend after the other, and the same processes run
-side by side with the same number of parallel jobs as compare. The compare run does the same
-training plus shared-weight building, NaN location, per-layer inspection and the report.
-Runs are interleaved (by hand, compare, by hand, ...) and the median is reported, as ratios.
+side by side with the same number of parallel jobs as compare; once more with the
+environment compare gives its workers (`OMP_WAIT_POLICY=PASSIVE`, so that PyTorch's OpenMP
+threads do not spin on shared cores), which isolates what compare itself adds. The compare
+run does the same training plus shared-weight building, NaN location, per-layer inspection,
+plots and the report. Runs are interleaved (by hand, compare, by hand, ...) and the median
+is reported, as ratios.
 
 Usage (needs every backend to compare installed, e.g. the `nox -s compare` environment):
     python benchmarks/bench_compare.py [--repeats 3] [--targets t1 t2 ...] [--jobs 2]
@@ -39,7 +42,7 @@ def _installed_backends():
     return [b for b in ("tensorflow", "torch", "jax") if importlib.util.find_spec(b)]
 
 
-def _by_hand(backends, targets, jobs):
+def _by_hand(backends, targets, jobs, extra_env=None):
     """Wall time of one plain process per backend, `jobs` of them at a time."""
     start = time.perf_counter()
     pending = list(backends)
@@ -51,7 +54,8 @@ def _by_hand(backends, targets, jobs):
                 subprocess.Popen(
                     [sys.executable, "-c", _BY_HAND, *targets],
                     env={**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": "",
-                         "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2"},
+                         "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2",
+                         **(extra_env or {})},
                     cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )
             )
@@ -92,20 +96,24 @@ def main():
         targets = default_targets()
     print(f"{len(targets)} targets x {backends}, jobs={args.jobs}, {args.repeats} repeats, "
           f"{os.cpu_count()} CPUs")
-    times = {"by hand, sequential": [], f"by hand, {args.jobs} jobs": [], "compare": []}
+    passive = {"OMP_WAIT_POLICY": "PASSIVE"}
     runs = {
         "by hand, sequential": lambda: _by_hand(backends, targets, 1),
         f"by hand, {args.jobs} jobs": lambda: _by_hand(backends, targets, args.jobs),
+        f"by hand, {args.jobs} jobs, compare's env": lambda: _by_hand(
+            backends, targets, args.jobs, passive
+        ),
         "compare": lambda: _compare(backends, targets, args.jobs),
     }
+    times = {name: [] for name in runs}
     for repeat in range(args.repeats):
         for name, measure in runs.items():
             times[name].append(measure())
             print(f"repeat {repeat + 1}: {name} {times[name][-1]:.1f}s", flush=True)
     medians = {k: statistics.median(v) for k, v in times.items()}
     for name, value in medians.items():
-        print(f"median {name:<22} {value:7.1f}s")
-    for name in list(medians)[:2]:
+        print(f"median {name:<36} {value:7.1f}s")
+    for name in list(medians)[:-1]:
         print(f"compare / {name}: {medians['compare'] / medians[name]:.2f}")
 
 

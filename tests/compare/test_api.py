@@ -119,3 +119,11 @@ def test_exit_status_follows_fail_on(report):
     assert result["summary"]["fail_on"] == ["divergence", "error"]
     assert result["summary"]["exit_status"] == 1
     assert result["summary"]["findings"]["divergence"] >= 3
+
+
+def test_jax_workers_share_compiled_programs_within_the_run(report):
+    # Two JAX workers ran (one restarted after the hang); both used the run's own cache.
+    _, out = report
+    cache = out / "work" / "compiled-jax"
+    assert cache.is_dir() and any(cache.iterdir())
+    assert not (out / "work" / "compiled-torch").exists()

@@ -125,3 +125,15 @@ def test_recorder_keeps_only_the_latest_states_past_its_budget(benign_run):
     assert not recorder.complete and recorder.states == {}
     assert recorder.state_at(3)["step"] == 3 and recorder.state_at(2)["step"] == 2
     assert recorder.state_at(1) is None
+
+
+def test_inspecting_a_model_again_uses_the_new_state(benign_run):
+    # The probe and (on JAX) the compiled function are built once per model; a later
+    # inspection of another step must still see that step's weights and batch.
+    spec, recorder, _ = benign_run
+    first = inspect_model(recorder.model, recorder.state_at(3))
+    later = inspect_model(recorder.model, recorder.state_at(12))
+    fresh = inspect_state(spec, recorder.state_at(12))
+    assert later["loss"] == fresh["loss"] != first["loss"]
+    for a, b in zip(later["gradients"], fresh["gradients"]):
+        np.testing.assert_array_equal(a["value"], b["value"])

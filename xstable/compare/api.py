@@ -16,6 +16,7 @@ from xstable.compare.orchestrator import (
     RunPlan,
     close_workers,
     inspect_step,
+    release_workers,
     run_backends,
 )
 from xstable.compare.plots import MATPLOTLIB_MISSING, LossPlotter, matplotlib_available
@@ -175,26 +176,83 @@ def compare(
         env=dict(env or {}),
         locate_nan=locate,
     )
-    runs, workers, say = run_backends(plan, progress)
-    try:
-        target_reports = [
-            _target_report(target, runs, workers, plan, reference, tolerances, locate, say)
-            for target in targets
-        ]
-    finally:
-        close_workers(workers)
-
     plots_note = None
+    drawer = None
     if plots:
         if matplotlib_available():
-            with LossPlotter() as plotter:
-                for entry in target_reports:
-                    entry["plot"] = _plot(plotter, entry, out_dir)
+            drawer = _PlotsAsTargetsFinish(out_dir)
         else:
             plots_note = MATPLOTLIB_MISSING
             if progress is not None:
                 progress.write(MATPLOTLIB_MISSING + "\n")
 
+    def plot_finished_target(target, runs):
+        # The plot needs only the loss curves and where they part, not the per-layer
+        # comparison, so it is drawn while the slowest backend still trains.
+        drawer.plot(_target_report(target, runs, {}, plan, reference, tolerances, False, None))
+
+    try:
+        runs, workers, say = run_backends(
+            plan, progress, plot_finished_target if drawer is not None else None
+        )
+        try:
+            target_reports = [
+                _target_report(target, runs, workers, plan, reference, tolerances, locate, say)
+                for target in targets
+            ]
+        finally:
+            release_workers(workers)  # They wind down while the report is written.
+        try:
+            if drawer is not None:
+                for entry in target_reports:
+                    entry["plot"] = drawer.plot(entry)
+            report = _write(
+                target_reports, runs, plan, reference, tolerances, fail_on, plots_note, started
+            )
+        finally:
+            close_workers(workers)
+    finally:
+        if drawer is not None:
+            drawer.close()
+    if progress is not None:
+        # The time printed is the whole run, the workers' exit included (the report's
+        # `wall_time_s` ends when the report is assembled).
+        progress.write(
+            f"compare: {len(targets)} targets x {len(backends)} backends in "
+            f"{time.monotonic() - started:.1f}s; findings "
+            f"{report['summary']['findings'] or 'none'}; report in "
+            f"{os.path.join(out_dir, 'report.md')}\n"
+        )
+        progress.flush()
+    return report
+
+
+class _PlotsAsTargetsFinish:
+    """Draws each target's loss plot once, on one reused figure created at the first plot."""
+
+    def __init__(self, out_dir):
+        self.out_dir = out_dir
+        self.paths = {}
+        self._plotter = None
+
+    def plot(self, entry):
+        target = entry["target"]
+        if target not in self.paths:
+            if self._plotter is None:
+                self._plotter = LossPlotter().__enter__()
+            self.paths[target] = _plot(self._plotter, entry, self.out_dir)
+        return self.paths[target]
+
+    def close(self):
+        if self._plotter is not None:
+            self._plotter.__exit__(None, None, None)
+            self._plotter = None
+
+
+def _write(target_reports, runs, plan, reference, tolerances, fail_on, plots_note, started):
+    """Assembles the report dict, writes report.json and report.md, and returns the dict."""
+    backends, device, out_dir = plan.backends, plan.device, plan.out_dir
+    timeout_s = plan.target_timeout_s
     findings = [f for entry in target_reports for f in entry["findings"]]
     counts = {}
     for finding in findings:
@@ -235,13 +293,6 @@ def compare(
     }
     report = _clean(report)
     report_module.write_report(report, out_dir)
-    if progress is not None:
-        progress.write(
-            f"compare: {len(targets)} targets x {len(backends)} backends in "
-            f"{report['summary']['wall_time_s']:.1f}s; findings {counts or 'none'}; report in "
-            f"{os.path.join(out_dir, 'report.md')}\n"
-        )
-        progress.flush()
     return report
 
 

@@ -10,6 +10,7 @@ Used by the compare worker in two ways:
 """
 
 import math
+import weakref
 
 import keras
 import numpy as np
@@ -195,30 +196,57 @@ def layer_of_variable(path):
     return parts[-2] if len(parts) >= 2 else path
 
 
-def _forward_loss_gradients(model, probe, trainable, x, y):
-    """Layer outputs, loss and gradients of one batch, without changing any variable.
+class _Inspector:
+    """A model's layer probe and its forward/loss/gradient function, built once per model.
 
-    Runs inside a `keras.StatelessScope`, so batch-statistics updates of the forward pass are
-    discarded, and as one compiled function on JAX (`jit_if_jax`).
+    Locating a NaN takes up to three steps of one trained model apart; building the probe
+    and (on JAX) compiling the function once saves a compilation per further step.
     """
-    variables = list(model.variables)
 
-    def compute(values, x, y):
-        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-            outputs = probe(x, training=True) if probe is not None else []
+    def __init__(self, model):
+        self.notes = []
+        self.layers, self.probe = _layer_probe(model, self.notes)
+        self.trainable = list(model.trainable_variables)
+        self.variables = list(model.variables)
+        self.function = jit_if_jax(self._compute_function(model))
 
-            def loss_fn():
-                # The model itself, not the probe, feeds the loss: on TensorFlow the loss
-                # recovers logits from the model's own sigmoid/softmax (BACKEND-NOTES 2).
-                y_pred = model(x, training=True)
-                return model.compute_loss(x=x, y=y, y_pred=y_pred, training=True), None
+    def _compute_function(self, model):
+        probe, trainable, variables = self.probe, self.trainable, self.variables
 
-            loss, _, gradients = value_and_gradients(loss_fn, trainable)
-        if probe is not None and len(probe.outputs) == 1:
-            outputs = [outputs]
-        return outputs, loss, gradients
+        def compute(values, x, y):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                outputs = probe(x, training=True) if probe is not None else []
 
-    return jit_if_jax(compute)([v.value for v in variables], x, y)
+                def loss_fn():
+                    # The model itself, not the probe, feeds the loss: on TensorFlow the loss
+                    # recovers logits from the model's own sigmoid/softmax (BACKEND-NOTES 2).
+                    y_pred = model(x, training=True)
+                    return model.compute_loss(x=x, y=y, y_pred=y_pred, training=True), None
+
+                loss, _, gradients = value_and_gradients(loss_fn, trainable)
+            if probe is not None and len(probe.outputs) == 1:
+                outputs = [outputs]
+            return outputs, loss, gradients
+
+        return compute
+
+    def forward_loss_gradients(self, x, y):
+        """Layer outputs, loss and gradients of one batch, without changing any variable.
+
+        Runs inside a `keras.StatelessScope`, so batch-statistics updates of the forward pass
+        are discarded, and as one compiled function on JAX (`jit_if_jax`).
+        """
+        return self.function([v.value for v in self.variables], x, y)
+
+
+_INSPECTORS = weakref.WeakKeyDictionary()
+
+
+def _inspector(model):
+    inspector = _INSPECTORS.get(model)
+    if inspector is None:
+        inspector = _INSPECTORS[model] = _Inspector(model)
+    return inspector
 
 
 def inspect_state(spec, state, include_update=True):
@@ -252,10 +280,11 @@ def inspect_model(model, state, include_update=True):
     notes = []
     _restore(model, state, notes)
     x, y = state["x"], state["y"]
-    layers, probe = _layer_probe(model, notes)
+    inspector = _inspector(model)
+    notes.extend(inspector.notes)
+    layers, trainable = inspector.layers, inspector.trainable
     layer_records = []
-    trainable = list(model.trainable_variables)
-    outputs, loss, gradients = _forward_loss_gradients(model, probe, trainable, x, y)
+    outputs, loss, gradients = inspector.forward_loss_gradients(x, y)
     for layer, output in zip(layers, outputs):
         layer_records.append(
             {"name": layer.name, "class": type(layer).__name__, "outputs": _flat_arrays(output)}

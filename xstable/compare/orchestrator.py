@@ -27,7 +27,17 @@ from xstable.compare.protocol import (
 )
 from xstable.compare.targets import target_slug
 
-__all__ = ["BACKENDS", "DEVICES", "RunPlan", "BackendRuns", "run_backends", "inspect_step"]
+__all__ = [
+    "BACKENDS",
+    "DEVICES",
+    "RunPlan",
+    "BackendRuns",
+    "close_workers",
+    "inspect_step",
+    "release_workers",
+    "run_backends",
+    "worker_env",
+]
 
 BACKENDS = ("tensorflow", "torch", "jax")
 DEVICES = ("cpu", "gpu")
@@ -53,6 +63,8 @@ class RunPlan:
         locate_nan: whether workers locate the stage and layer of a NaN onset.
         state_budget_bytes: memory per target the reference worker may use to keep the state
             of every step (past it, the per-layer comparison replays the run instead).
+        share_compiled_programs: let a worker reuse a compiled program that an earlier target
+            of the same run compiled (JAX's compilation cache, in `out_dir/work`).
     """
 
     targets: list
@@ -65,6 +77,7 @@ class RunPlan:
     env: dict = dataclasses.field(default_factory=dict)
     locate_nan: bool = True
     state_budget_bytes: int = 64 * 2**20
+    share_compiled_programs: bool = True
 
 
 @dataclasses.dataclass
@@ -114,6 +127,32 @@ def _looks_like_missing_backend(log_tail, backend):
     )
 
 
+def worker_env(plan, backend):
+    """Returns the environment variables of a worker process of `backend`.
+
+    Args:
+        plan: `RunPlan`.
+        backend: backend name.
+
+    Returns:
+        A dict: this process's environment, `plan.env`, `KERAS_BACKEND` and the settings
+        every worker gets (GPUs hidden for `device="cpu"`, quiet TensorFlow logs, OpenMP
+        threads that wait passively, unbuffered output).
+    """
+    env = {**os.environ, **plan.env, "KERAS_BACKEND": backend}
+    if plan.device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+        env["JAX_PLATFORMS"] = "cpu"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Workers share the cores. OpenMP threads (PyTorch's CPU kernels) otherwise spin
+    # while they wait for work, burning the time another worker needs: on 2 cores this
+    # halved the CPU time of the torch worker over the seed scenarios. Waiting passively
+    # changes no result (the work is split among the same threads).
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 class _Worker:
     """One live worker process of a backend and what it is doing."""
 
@@ -148,15 +187,13 @@ class _Worker:
                     "state_budget_bytes": plan.state_budget_bytes if backend == plan.backends[0]
                     else 0,
                     "sys_path": [os.getcwd()],
+                    "compilation_cache_dir": os.path.join(
+                        plan.out_dir, "work", f"compiled-{backend}"
+                    ) if plan.share_compiled_programs else None,
                 },
                 f,
             )
-        env = {**os.environ, **plan.env, "KERAS_BACKEND": backend}
-        if plan.device == "cpu":
-            env["CUDA_VISIBLE_DEVICES"] = ""
-            env["JAX_PLATFORMS"] = "cpu"
-        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        env["PYTHONUNBUFFERED"] = "1"
+        env = worker_env(plan, backend)
         with open(log_path, "a") as log:
             log.write(f"\n===== worker start {time.strftime('%H:%M:%S')} targets={targets}\n")
             log.flush()
@@ -191,13 +228,18 @@ class _Worker:
         self.process.wait()
         self.finished = True
 
-    def close(self, timeout=30.0):
-        if self.process.poll() is None:
+    def release(self):
+        """Asks the worker to exit; does not wait."""
+        if self.process.poll() is None and not self.process.stdin.closed:
             self.send({"cmd": "exit"})
             try:
                 self.process.stdin.close()
             except OSError:
                 pass
+
+    def close(self, timeout=30.0):
+        if self.process.poll() is None:
+            self.release()
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -238,8 +280,9 @@ class _Progress:
 
 
 class _Runner:
-    def __init__(self, plan, progress_stream):
+    def __init__(self, plan, progress_stream, on_target_done=None):
         self.plan = plan
+        self.on_target_done = on_target_done
         os.makedirs(os.path.join(plan.out_dir, "work", "weights"), exist_ok=True)
         os.makedirs(os.path.join(plan.out_dir, "logs"), exist_ok=True)
         self.progress = _Progress(progress_stream, len(plan.targets) * len(plan.backends))
@@ -254,6 +297,13 @@ class _Runner:
 
     def _record(self, backend, target, record):
         self.runs[backend].records[target] = record
+        self._print_progress(backend, target, record)
+        if self.on_target_done is not None and all(
+            target in self.runs[b].records for b in self.plan.backends
+        ):
+            self.on_target_done(target, self.runs)
+
+    def _print_progress(self, backend, target, record):
         status = record["status"]
         if status == "completed":
             result = record["result"]
@@ -450,18 +500,22 @@ class _Runner:
             self._start(backend, worker.pending)
 
 
-def run_backends(plan, progress_stream=sys.stderr):
+def run_backends(plan, progress_stream=sys.stderr, on_target_done=None):
     """Trains every target of `plan` on every backend, one worker process per backend.
 
     Args:
         plan: `RunPlan`.
         progress_stream: text stream for progress lines, or `None` for silence.
+        on_target_done: optional `(target, runs) -> None`, called in this process as soon as
+            every backend has a record for `target` (while the others still train), e.g. to
+            draw its loss plot in the time a finished backend leaves free.
 
     Returns:
-        `(runs, workers)`: dict backend -> `BackendRuns`, and the live workers (waiting for
-        inspection commands; close them with `close_workers`).
+        `(runs, workers, progress)`: dict backend -> `BackendRuns`, the live workers (waiting
+        for inspection commands; let them go with `release_workers` and `close_workers`) and
+        the progress printer.
     """
-    runner = _Runner(plan, progress_stream)
+    runner = _Runner(plan, progress_stream, on_target_done)
     try:
         runs = runner.run()
     except BaseException:  # Ctrl-C included: workers run in their own sessions.
@@ -472,10 +526,27 @@ def run_backends(plan, progress_stream=sys.stderr):
     return runs, live, runner.progress
 
 
-def close_workers(workers):
-    """Asks every live worker to exit, killing those that do not."""
+def release_workers(workers):
+    """Asks every live worker to exit without waiting, so that they wind down together.
+
+    A worker's exit (interpreter teardown with its backend loaded) takes seconds; asking all
+    of them at once, and before the report is written, keeps that off the wall time.
+    """
     for worker in workers.values():
-        worker.close()
+        worker.release()
+
+
+def close_workers(workers, timeout_s=30.0):
+    """Asks every live worker to exit and waits for them, killing those that do not.
+
+    Args:
+        workers: dict backend -> live worker from `run_backends`.
+        timeout_s: float, seconds all of them together may take to exit.
+    """
+    release_workers(workers)
+    deadline = time.monotonic() + timeout_s
+    for worker in workers.values():
+        worker.close(max(0.0, deadline - time.monotonic()))
 
 
 def _await(worker, kind, timeout_s):

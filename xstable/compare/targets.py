@@ -19,8 +19,6 @@ import os
 import re
 import sys
 
-from xstable.training import TrainingSpec
-
 __all__ = [
     "DICT_SPEC_KEYS",
     "REQUIRED_DICT_SPEC_KEYS",
@@ -100,6 +98,8 @@ def spec_from_dict(data):
             "Put fit-time settings in `epochs`/`batch_size`/`shuffle`/`seed` and compile "
             "arguments in `make_compile_args`."
         )
+    from xstable.training import TrainingSpec  # Imports Keras: only where a spec is built.
+
     return TrainingSpec(**data)
 
 
@@ -144,6 +144,8 @@ def _load_user_spec(target):
             f"Target {target!r}: module {module_part!r} has no attribute {attribute!r}. "
             f"Its public names are {public}."
         )
+    from xstable.training import TrainingSpec
+
     value = getattr(module, attribute)
     if callable(value) and not isinstance(value, (TrainingSpec, dict)):
         value = value()
