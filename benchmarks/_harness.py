@@ -9,8 +9,8 @@ each round so no variant always runs first (or right after a given neighbour).
 
 Method, per `measure()` call:
 1. Warm-up: every variant runs a few blocks (compilation, tracing, first-call allocations).
-2. Calibration: the baseline runs 1, 2, 4, ... steps until a block takes >= 50 ms; the block
-   length is then set so that one block takes about `block_seconds` (0.3 s by default), well
+2. Calibration: the baseline runs 1, 2, 4, ... steps until a block takes >= 50 ms; from the
+   median of three blocks of that length the block length is set so that one block takes about `block_seconds` (0.3 s by default), well
    above timer resolution and scheduler time slices. All variants use the same step count.
 3. `rounds` rounds; per round and variant, wall time (`perf_counter`) and process CPU time
    (`process_time`, all threads) of one block, and the ratios to the baseline's block.
@@ -173,7 +173,9 @@ def _calibrate(run, block_seconds):
         if wall >= CALIBRATION_FLOOR_SECONDS or steps >= 1 << 16:
             break
         steps *= 2
-    per_step = wall / steps
+    # One block can land in a burst of load from other processes: take the median of three.
+    walls = sorted([wall] + [_timed(run, steps)[0] for _ in range(2)])
+    per_step = walls[1] / steps
     return max(1, math.ceil(block_seconds / per_step))
 
 
