@@ -14,7 +14,9 @@ Method, per `measure()` call:
    above timer resolution and scheduler time slices. All variants use the same step count.
 3. `rounds` rounds; per round and variant, wall time (`perf_counter`) and process CPU time
    (`process_time`, all threads) of one block, and the ratios to the baseline's block.
-4. Reported: the median paired ratio with its interquartile range (IQR), for wall and CPU time,
+4. An A/A control (a second copy of the baseline, `Variant(control=True)`) is timed like the
+   others: its ratio is 1 by construction, so its IQR shows how much spread the machine adds.
+5. Reported: the median paired ratio with its interquartile range (IQR), for wall and CPU time,
    plus the load average before and after. A ratio target (e.g. <= 1.05) is "met" when the whole
    IQR is at or below it, "missed" when the whole IQR is above it, and otherwise "undecided at
    this load": the round-to-round spread is wider than the effect being judged.
@@ -57,17 +59,21 @@ class Variant:
         run: `run(steps)` runs `steps` steps and returns when they are finished.
         target: Largest acceptable ratio to the baseline (e.g. 1.05), or None for a
             reference variant that has no target.
+        control: True for an A/A control: a second, identical copy of the baseline. Its true
+            ratio is 1, so its spread is the noise floor of this run.
     """
 
     name: str
     run: object
     target: float | None = None
+    control: bool = False
 
 
 @dataclasses.dataclass
 class VariantResult:
     name: str
     target: float | None
+    control: bool
     wall_ratios: list
     cpu_ratios: list
     wall_seconds: list
@@ -219,6 +225,7 @@ def measure(title, variants, baseline, rounds=15, block_seconds=0.3, steps_per_b
             VariantResult(
                 name=variant.name,
                 target=variant.target,
+                control=variant.control,
                 wall_ratios=[w / b for w, b in zip(wall[variant.name], wall[baseline])],
                 cpu_ratios=[c / b for c, b in zip(cpu[variant.name], cpu[baseline])],
                 wall_seconds=wall[variant.name],
@@ -279,7 +286,7 @@ def print_measurement(m):
         if r.name == m.baseline:
             print(f"{r.name + ' (baseline)':38s} {ms:8.2f}  {'1':>22s}  {'1':>22s}")
             continue
-        decided = ""
+        decided = "A/A control: true ratio 1, spread = noise" if r.control else ""
         if r.target is not None:
             decided = f"{verdict(r.wall_ratios, r.target)} | {verdict(r.cpu_ratios, r.target)}"
         print(

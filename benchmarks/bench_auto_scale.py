@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 from xstable.layers import AutoScale  # noqa: E402
 
 TARGET = 1.05
+CONTROL = "Normalization again (A/A control)"
 POOL_BATCHES = 8
 
 FEATURES = 20
@@ -60,7 +61,9 @@ def bench_training_step(args, batch_size=256):
     y = rng.normal(size=(len(x), 1)).astype("float32")
     normalization = keras.layers.Normalization()
     normalization.adapt(x)
-    layers = {"Normalization": (normalization, None)}
+    control = keras.layers.Normalization()
+    control.adapt(x)
+    layers = {"Normalization": (normalization, None), CONTROL: (control, None)}
     for method in ("robust", "auto"):
         layer = AutoScale(method=method)
         layer.adapt(x)
@@ -75,9 +78,8 @@ def bench_training_step(args, batch_size=256):
         for variable, value in zip(dense, dense_weights, strict=True):
             variable.assign(value)
         model.compile(keras.optimizers.Adam(1e-3), "mse")
-        variants.append(
-            _harness.Variant(name, _harness.train_step_runner(model, x, y, batch_size), target)
-        )
+        run = _harness.train_step_runner(model, x, y, batch_size)
+        variants.append(_harness.Variant(name, run, target, control=name == CONTROL))
     measurement = _harness.measure(
         f"training step vs Normalization: MLP {FEATURES}-64-64-1, batch {batch_size}, Adam",
         variants,

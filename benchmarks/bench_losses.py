@@ -113,12 +113,17 @@ def compare(name, keras_loss, safe_loss, units, activation, y, args):
     keras.utils.set_random_seed(1)
     weights = _model(units, activation).get_weights()
     variants = []
-    for label, loss, target in (("keras", keras_loss, None), ("safe", safe_loss, TARGET)):
+    keras_again = keras_loss.__class__.from_config(keras_loss.get_config())
+    for label, loss, target in (
+        ("keras", keras_loss, None),
+        ("keras again (A/A control)", keras_again, None),
+        ("safe", safe_loss, TARGET),
+    ):
         model = _model(units, activation)
         model.set_weights(weights)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
-        variants.append(_harness.Variant(label, _harness.train_step_runner(model, x, y, BATCH),
-                                         target))
+        run = _harness.train_step_runner(model, x, y, BATCH)
+        variants.append(_harness.Variant(label, run, target, control="control" in label))
     measurement = _harness.measure(
         name, variants, baseline="keras", rounds=args.rounds, block_seconds=args.block_seconds
     )

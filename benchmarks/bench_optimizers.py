@@ -10,7 +10,8 @@ variant's `train_on_batch` steps over the same batches (about 0.3 s per block, o
 round each variant's time is divided by plain Adam's time of that round. Printed: the median
 paired ratio and its interquartile range, for wall-clock and process CPU time, and whether the
 <= 1.05 target (issue #3/#4) is met, missed or undecided at the current load. Keras's own
-`global_clipnorm` and `LossScaleOptimizer` are measured as references (no target).
+`global_clipnorm` and `LossScaleOptimizer` are measured as references (no target), and a second
+plain Adam model as an A/A control (its spread is the noise floor of the run).
 """
 
 import argparse
@@ -30,6 +31,7 @@ import numpy as np  # noqa: E402
 from xstable.optimizers import GuardedOptimizer  # noqa: E402
 
 TARGET = 1.05
+CONTROL = "adam again (A/A control)"
 BATCH = 256
 POOL_BATCHES = 8
 
@@ -37,6 +39,7 @@ POOL_BATCHES = 8
 def variants():
     found = [
         ("adam", lambda: keras.optimizers.Adam(1e-3), None),
+        (CONTROL, lambda: keras.optimizers.Adam(1e-3), None),
         ("keras global_clipnorm", lambda: keras.optimizers.Adam(1e-3, global_clipnorm=1.0), None),
         (
             "keras LossScaleOptimizer",
@@ -90,7 +93,8 @@ def main():
     for name, make_optimizer, target in variants():
         model = make_model(weights)
         model.compile(optimizer=make_optimizer(), loss="mse")
-        timed.append(_harness.Variant(name, _harness.train_step_runner(model, x, y, BATCH), target))
+        run = _harness.train_step_runner(model, x, y, BATCH)
+        timed.append(_harness.Variant(name, run, target, control=name == CONTROL))
 
     _harness.print_header("bench_optimizers")
     measurement = _harness.measure(
