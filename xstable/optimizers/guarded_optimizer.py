@@ -75,10 +75,11 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
     they had. Otherwise the gradients are clipped (at most one clip mode) and handed to the
     inner optimizer.
 
-    The decision is made with a select (`where`), not with a branch, where that is cheaper:
-    on JAX and PyTorch the inner update is computed functionally and blended with the old
-    values, so no host synchronisation happens per step (on PyTorch a Python `if` on a tensor
-    would wait for the device). On TensorFlow the update runs inside a graph `cond`.
+    The decision never waits for the host where that would cost a sync: on JAX the inner
+    optimizer's `stateless_apply` runs inside a device-side conditional (`lax.cond` under
+    jit); on PyTorch accelerators (`skip_mode="select"`) the inner update is computed
+    functionally and blended with the old values (a Python `if` on a tensor would wait for
+    the device); on TensorFlow the update runs inside a graph `cond`.
 
     `iterations` is the inner optimizer's counter: it counts applied steps only, so learning
     rate schedules do not advance on skipped steps. Attempted steps are
@@ -126,7 +127,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             rewritten). `"branch"` runs the inner optimizer's own fused update behind a
             Python `if` on the finite flag (a device sync on GPU, free on CPU). `"auto"`:
             branch on CPU, select on accelerators. TensorFlow always uses a graph `cond`,
-            JAX always a select.
+            JAX a device-side `lax.cond`.
         name: String, the optimizer's name.
 
     Raises:
@@ -572,12 +573,20 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             weights = [v.value for v in self._trainable_variables]
             inner_values = [v.value for v in inner.variables]
             grads, apply, lr_scale = self._guard(list(grads), weights)
-            with self._scaled_inner_learning_rate(lr_scale):
-                new_weights, new_inner = inner.stateless_apply(inner_values, grads, weights)
+
+            def inner_step():
+                with self._scaled_inner_learning_rate(lr_scale):
+                    return inner.stateless_apply(inner_values, grads, weights)
+
+            # A device-side conditional (`lax.cond` under jit), not a select over every
+            # weight and slot: with `where(apply, new, old)` the old buffers stay alive next
+            # to the new ones, and XLA copies the donated weights and slots each step
+            # (measured +30 % bytes and 1.09x a plain Adam train step on CPU).
+            new_weights, new_inner = ops.cond(
+                apply, inner_step, lambda: (list(weights), list(inner_values))
+            )
             new_own = [scope.get_current_value(v) for v in own]
-        new_weights = [ops.where(apply, n, o) for n, o in zip(new_weights, weights, strict=True)]
-        new_inner = [ops.where(apply, n, o) for n, o in zip(new_inner, inner_values, strict=True)]
-        return new_weights, new_own + new_inner
+        return list(new_weights), new_own + list(new_inner)
 
     # ------------------------------------------------------------ reporting
 
