@@ -3,11 +3,14 @@
 Usage:
     KERAS_BACKEND=jax python benchmarks/bench_auto_scale.py            # both parts
     KERAS_BACKEND=torch python benchmarks/bench_auto_scale.py --rows 1000000 --skip-train
+    options: [--rounds 15] [--block-seconds 0.3] [--threads N]
 
-Part 1 (training step): the same MLP (20 -> 64 -> 64 -> 1) with Normalization, AutoScale("robust")
-or AutoScale("auto") first, trained with Adam on batches of 256 rows. The three are timed in
-interleaved rounds in one process; each round times one epoch of `--steps` steps after warm-up.
-Prints the median ratio of AutoScale to Normalization (ratios, not absolute times).
+Part 1 (training step): the same MLP (20 -> 64 -> 64 -> 1, same initial weights) with
+Normalization, AutoScale("robust") or AutoScale("auto") first, trained with Adam on batches of
+256 rows (`compile` defaults, `train_on_batch`). Timed with `benchmarks/_harness.py`: paired
+rounds of ~0.3 s blocks, order rotated, each AutoScale block divided by the Normalization block
+of the same round. Prints the median paired ratio with its IQR and whether the <= 1.05 target
+(issue #6) is met, missed or undecided at the current load.
 
 Part 2 (adapt): AutoScale.adapt over `--rows` rows x 20 features produced by a generator in
 batches of 100 000 rows, so the data never exists as one array. Reports peak traced memory
@@ -15,14 +18,26 @@ batches of 100 000 rows, so the data never exists as one array. Reports peak tra
 """
 
 import argparse
-import statistics
+import os
+import sys
 import time
 import tracemalloc
 
-import keras
-import numpy as np
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from xstable.layers import AutoScale
+import _harness  # noqa: E402
+
+_harness.limit_threads_from_argv()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from xstable.layers import AutoScale  # noqa: E402
+
+TARGET = 1.05
+CONTROL = "Normalization again (A/A control)"
+POOL_BATCHES = 8
 
 FEATURES = 20
 
@@ -39,38 +54,40 @@ def _model(first_layer):
     )
 
 
-def bench_training_step(steps, rounds, batch_size=256):
+def bench_training_step(args, batch_size=256):
     rng = np.random.default_rng(0)
-    x = rng.lognormal(0, 2, size=(steps * batch_size, FEATURES)).astype("float32")
+    x = rng.lognormal(0, 2, size=(POOL_BATCHES * batch_size, FEATURES)).astype("float32")
     x[:, :5] *= 1e6
     y = rng.normal(size=(len(x), 1)).astype("float32")
     normalization = keras.layers.Normalization()
     normalization.adapt(x)
-    variants = {"Normalization": normalization}
+    control = keras.layers.Normalization()
+    control.adapt(x)
+    layers = {"Normalization": (normalization, None), CONTROL: (control, None)}
     for method in ("robust", "auto"):
         layer = AutoScale(method=method)
         layer.adapt(x)
-        variants[f"AutoScale({method})"] = layer
-    models = {}
-    for name, layer in variants.items():
+        layers[f"AutoScale({method})"] = (layer, TARGET)
+    keras.utils.set_random_seed(0)
+    dense_weights = _model(keras.layers.Identity()).get_weights()
+    variants = []
+    for name, (layer, target) in layers.items():
         model = _model(layer)
+        # Same initial Dense weights in every model; the scaling layers keep their own state.
+        dense = [w for lyr in model.layers[1:] for w in lyr.weights]
+        for variable, value in zip(dense, dense_weights, strict=True):
+            variable.assign(value)
         model.compile(keras.optimizers.Adam(1e-3), "mse")
-        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)  # warm-up
-        models[name] = model
-    times = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, model in models.items():
-            start = time.perf_counter()
-            model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False)
-            times[name].append((time.perf_counter() - start) / steps)
-    base = statistics.median(times["Normalization"])
-    print(f"training step, batch {batch_size} x {FEATURES}, {steps} steps x {rounds} rounds")
-    for name, samples in times.items():
-        ratios = [t / b for t, b in zip(samples, times["Normalization"], strict=True)]
-        print(
-            f"  {name:20s} median ratio to Normalization {statistics.median(ratios):.3f} "
-            f"(ratio of medians {statistics.median(samples) / base:.3f})"
-        )
+        run = _harness.train_step_runner(model, x, y, batch_size)
+        variants.append(_harness.Variant(name, run, target, control=name == CONTROL))
+    measurement = _harness.measure(
+        f"training step vs Normalization: MLP {FEATURES}-64-64-1, batch {batch_size}, Adam",
+        variants,
+        baseline="Normalization",
+        rounds=args.rounds,
+        block_seconds=args.block_seconds,
+    )
+    _harness.print_measurement(measurement)
 
 
 def _batches(rows, batch_rows=100_000, seed=0):
@@ -115,14 +132,13 @@ def bench_adapt(rows):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=7)
+    _harness.add_arguments(parser)
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-adapt", action="store_true")
     args = parser.parse_args()
-    print(f"backend {keras.config.backend()}, keras {keras.__version__}")
+    _harness.print_header("bench_auto_scale")
     if not args.skip_train:
-        bench_training_step(args.steps, args.rounds)
+        bench_training_step(args)
     if not args.skip_adapt:
         bench_adapt(args.rows)
 

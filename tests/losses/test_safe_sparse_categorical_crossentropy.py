@@ -60,3 +60,17 @@ def test_compiled_fit_counts_out_of_range_labels(backend):
         return
     history = model.fit(x, labels, epochs=1, batch_size=8, verbose=0, shuffle=False)
     assert history.history["safe_sparse_categorical_crossentropy_invalid_targets"] == [1.0]
+
+
+def test_float_labels_equal_integer_labels_and_fractional_or_nan_labels_raise():
+    # Integer and float labels take different validity paths (floats also need an
+    # integrality test); both must give the same losses, and bad float labels must raise.
+    p = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [0.3, 0.4, 0.3]], np.float32)
+    as_int = SafeSparseCategoricalCrossentropy(reduction=None)(np.array([0, 2, 1]), p)
+    as_float = SafeSparseCategoricalCrossentropy(reduction=None)(
+        np.array([0.0, 2.0, 1.0], np.float32), p
+    )
+    assert_matches_reference(as_float, to_numpy(as_int), "exact", "float vs int labels")
+    for bad in (1.5, float("nan")):
+        with pytest.raises(ValueError, match="1 of 3"):
+            SafeSparseCategoricalCrossentropy()(np.array([0.0, bad, 1.0], np.float32), p)

@@ -146,6 +146,36 @@ def test_finite_steps_match_the_plain_inner_optimizer(skip_mode):
         assert_matches_reference(got, to_numpy(ref), "float32", f"slot {ref.path}")
 
 
+@SKIP_MODES
+def test_global_clipnorm_within_the_limit_gives_the_plain_step_exactly(skip_mode):
+    # Within the limit the clip scale is exactly 1 (torch's CPU branch skips multiplying by
+    # it): steps must equal the plain optimizer's bit for bit, also right after a skipped NaN
+    # step, and a gradient above the limit must still be clipped.
+    rng = np.random.default_rng(3)
+    init = rng.normal(size=(4, 3)).astype("float32")
+    plain_weight, guarded_weight = keras.Variable(init), keras.Variable(init)
+    plain = keras.optimizers.Adam(0.01)
+    guarded = GuardedOptimizer(
+        keras.optimizers.Adam(0.01), global_clipnorm=10.0, skip_mode=skip_mode
+    )
+    for step in range(4):
+        grad = rng.normal(size=(4, 3)).astype("float32")
+        if step == 2:
+            _step(guarded, guarded_weight, np.full((4, 3), NAN, "float32"))
+            assert _counters(guarded)[:2] == (1, 1)
+        _step(plain, plain_weight, grad)
+        _step(guarded, guarded_weight, grad)
+        assert_matches_reference(guarded_weight, to_numpy(plain_weight), "exact", "weights")
+        assert_matches_reference(
+            guarded.stats()["grad_norm"], np.linalg.norm(grad), "float32", "grad_norm"
+        )
+    assert _counters(guarded) == (1, 0, 4)
+    big = (rng.normal(size=(4, 3)) * 100).astype("float32")
+    _step(plain, plain_weight, big * (10.0 / np.linalg.norm(big.astype("float64"))))
+    _step(guarded, guarded_weight, big)
+    assert_matches_reference(guarded_weight, to_numpy(plain_weight), "float32", "clipped step")
+
+
 @pytest.mark.parametrize(
     "clip_kwargs, reference",
     [

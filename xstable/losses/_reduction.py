@@ -36,7 +36,11 @@ def reduce_masked(values, valid, sample_weight, reduction):
     weights = valid_float
     if sample_weight is not None:
         weights = weights * _align(sample_weight, values)
-    weighted = values * weights
+        weighted = values * weights
+    else:
+        # `values` is already 0 where not valid: multiplying by the 0/1 mask would change no
+        # bit of the value or of its gradient, and costs a dispatch on eager torch.
+        weighted = values
     if reduction is None or reduction == "none" or len(values.shape) == 0:
         return weighted
     total = ops.sum(weighted)

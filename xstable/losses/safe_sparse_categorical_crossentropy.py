@@ -25,7 +25,8 @@ def _check_ignore_class(ignore_class):
 
 
 def _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis):
-    """Per-sample losses (0 where invalid or ignored), the invalid mask and the ignored mask."""
+    """Per-sample losses (0 where invalid or ignored), the invalid mask and the ignored mask
+    (`None` without `ignore_class`)."""
     y_pred = ops.convert_to_tensor(y_pred)
     if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(y_pred.dtype)):
         y_pred = ops.cast(y_pred, keras.backend.floatx())
@@ -33,21 +34,30 @@ def _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis):
     if len(labels.shape) == len(y_pred.shape) and labels.shape[axis] == 1:
         labels = ops.squeeze(labels, axis=axis)
     num_classes = y_pred.shape[axis]
-    labels_float = ops.cast(labels, "float32")
-    in_range = (
-        ops.greater_equal(labels_float, 0)
-        & ops.less(labels_float, num_classes)
-        & ops.equal(labels_float, ops.floor(labels_float))
-    )
-    if ignore_class is not None:
-        ignored = ops.equal(labels_float, float(ignore_class))
+    # Each keras.ops call is a separate dispatch on eager torch: integer labels skip the
+    # float cast and the integrality test (always true for them), and without
+    # `ignore_class` there is no ignored mask to combine.
+    if keras.backend.is_int_dtype(keras.backend.standardize_dtype(labels.dtype)):
+        label_values = labels
+        in_range = ops.greater_equal(labels, 0) & ops.less(labels, num_classes)
     else:
-        ignored = ops.zeros_like(in_range, dtype="bool")
-    invalid = ops.logical_not(in_range) & ops.logical_not(ignored)
-    usable = in_range & ops.logical_not(ignored)
+        label_values = ops.cast(labels, "float32")
+        in_range = (
+            ops.greater_equal(label_values, 0)
+            & ops.less(label_values, num_classes)
+            & ops.equal(label_values, ops.floor(label_values))
+        )
+    if ignore_class is not None:
+        ignored = ops.equal(label_values, ignore_class)
+        invalid = ops.logical_not(in_range) & ops.logical_not(ignored)
+        usable = in_range & ops.logical_not(ignored)
+    else:
+        ignored = None
+        invalid = ops.logical_not(in_range)
+        usable = in_range
     # Out-of-range labels are replaced before the lookup: JAX's one_hot would silently give
     # an all-zero row (loss 0) and torch would fail inside the kernel.
-    safe_labels = ops.cast(ops.where(usable, labels_float, ops.zeros_like(labels_float)), "int32")
+    safe_labels = ops.cast(ops.where(usable, label_values, ops.zeros_like(label_values)), "int32")
     log_p = _log_probabilities.categorical_log_probabilities(y_pred, from_logits, axis)
     log_p = ops.moveaxis(log_p, axis, -1)
     picked = ops.squeeze(

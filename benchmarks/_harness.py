@@ -1,0 +1,325 @@
+"""Paired, interleaved timing: the ratio of each variant to a baseline measured in the same round.
+
+Why paired rounds: on a shared machine the load drifts over seconds. Timing each variant
+separately and dividing the medians mixes load levels (the 17:14 run that made "skip + clip"
+look cheaper than "skip only" did exactly that). Here every round runs every variant once, back
+to back, for a block of the same number of steps, and each variant's ratio is taken against the
+baseline's block *of that round*, so drift slower than a round cancels. The order is rotated
+each round so no variant always runs first (or right after a given neighbour).
+
+Method, per `measure()` call:
+1. Warm-up: every variant runs a few blocks (compilation, tracing, first-call allocations).
+2. Calibration: the baseline runs 1, 2, 4, ... steps until a block takes >= 50 ms; from the
+   median of three blocks of that length the block length is set so that one block takes about `block_seconds` (0.3 s by default), well
+   above timer resolution and scheduler time slices. All variants use the same step count.
+3. `rounds` rounds; per round and variant, wall time (`perf_counter`) and process CPU time
+   (`process_time`, all threads) of one block, and the ratios to the baseline's block.
+4. An A/A control (a second copy of the baseline, `Variant(control=True)`) is timed like the
+   others: its ratio is 1 by construction, so its IQR shows how much spread the machine adds.
+5. Reported: the median paired ratio with its interquartile range (IQR), for wall and CPU time,
+   plus the load average before and after. A ratio target (e.g. <= 1.05) is "met" when the whole
+   IQR is at or below it, "missed" when the whole IQR is above it, and otherwise "undecided at
+   this load": the round-to-round spread is wider than the effect being judged.
+
+A variant is a callable `run(steps)` that runs `steps` training steps and returns only once the
+work is done (JAX dispatches asynchronously: read a result back before returning).
+"""
+
+import dataclasses
+import gc
+import math
+import os
+import statistics
+import sys
+import time
+
+__all__ = [
+    "Variant",
+    "VariantResult",
+    "Measurement",
+    "add_arguments",
+    "limit_threads_from_argv",
+    "measure",
+    "print_measurement",
+    "print_header",
+    "train_step_runner",
+    "verdict",
+]
+
+CALIBRATION_FLOOR_SECONDS = 0.05
+WARMUP_BLOCKS = 2
+
+
+@dataclasses.dataclass
+class Variant:
+    """One thing to time.
+
+    Attributes:
+        name: Label printed in the table.
+        run: `run(steps)` runs `steps` steps and returns when they are finished.
+        target: Largest acceptable ratio to the baseline (e.g. 1.05), or None for a
+            reference variant that has no target.
+        control: True for an A/A control: a second, identical copy of the baseline. Its true
+            ratio is 1, so its spread is the noise floor of this run.
+    """
+
+    name: str
+    run: object
+    target: float | None = None
+    control: bool = False
+
+
+@dataclasses.dataclass
+class VariantResult:
+    name: str
+    target: float | None
+    control: bool
+    wall_ratios: list
+    cpu_ratios: list
+    wall_seconds: list
+    cpu_seconds: list
+
+
+@dataclasses.dataclass
+class Measurement:
+    title: str
+    baseline: str
+    steps_per_block: int
+    rounds: int
+    load_before: tuple
+    load_after: tuple
+    elapsed_seconds: float
+    results: list
+
+
+def limit_threads_from_argv(argv=None):
+    """Applies `--threads N` from the command line; call it before importing keras.
+
+    Every backend sizes its CPU thread pools at import. On a machine whose load exceeds its
+    cores, a pool as wide as the machine spends most of its time waiting at barriers for
+    threads that are not scheduled (torch's MLP step went from 42 ms with one thread to 188 ms
+    with two at load 4 on 2 cores), which swamps the differences being measured. `--threads`
+    sets the same limit for every variant, baseline included; without it the backends'
+    defaults are used.
+
+    Returns:
+        The thread count applied, or None.
+    """
+    argv = sys.argv if argv is None else argv
+    threads = None
+    for i, arg in enumerate(argv):
+        if arg == "--threads" and i + 1 < len(argv):
+            threads = argv[i + 1]
+        elif arg.startswith("--threads="):
+            threads = arg.split("=", 1)[1]
+    if threads is None:
+        return None
+    threads = str(int(threads))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+        os.environ[var] = threads
+    os.environ["TF_NUM_INTEROP_THREADS"] = threads
+    if threads == "1":
+        flags = os.environ.get("XLA_FLAGS", "")
+        os.environ["XLA_FLAGS"] = (
+            flags + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        ).strip()
+    return int(threads)
+
+
+def add_arguments(parser, rounds=15, block_seconds=0.3):
+    """Adds `--rounds`, `--block-seconds` and `--threads` to an argparse parser."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads per backend pool, same for every variant (default: backend's own); "
+        "applied at import by limit_threads_from_argv",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=rounds, help=f"paired rounds (default {rounds})"
+    )
+    parser.add_argument(
+        "--block-seconds",
+        type=float,
+        default=block_seconds,
+        help=f"target duration of one variant's block of steps (default {block_seconds})",
+    )
+
+
+def _quartiles(values):
+    if len(values) < 2:
+        return values[0], values[0]
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3
+
+
+def verdict(ratios, target):
+    """'met', 'missed' or 'undecided at this load' for a ratio target, from the IQR."""
+    if target is None:
+        return ""
+    low, high = _quartiles(ratios)
+    if high <= target:
+        return f"met (<= {target:g})"
+    if low > target:
+        return f"missed (> {target:g})"
+    return "undecided at this load"
+
+
+def _timed(run, steps):
+    gc.collect()
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    run(steps)
+    return time.perf_counter() - start_wall, time.process_time() - start_cpu
+
+
+def _calibrate(run, block_seconds):
+    steps = 1
+    while True:
+        wall, _ = _timed(run, steps)
+        if wall >= CALIBRATION_FLOOR_SECONDS or steps >= 1 << 16:
+            break
+        steps *= 2
+    # One block can land in a burst of load from other processes: take the median of three.
+    walls = sorted([wall] + [_timed(run, steps)[0] for _ in range(2)])
+    per_step = walls[1] / steps
+    return max(1, math.ceil(block_seconds / per_step))
+
+
+def measure(title, variants, baseline, rounds=15, block_seconds=0.3, steps_per_block=None):
+    """Times `variants` in paired, rotated rounds; returns a `Measurement`.
+
+    Args:
+        title: Printed heading.
+        variants: List of `Variant`; one of them is named `baseline`.
+        baseline: Name of the variant every ratio is taken against.
+        rounds: Number of paired rounds.
+        block_seconds: Target duration of one block; sets the step count from a calibration.
+        steps_per_block: Fixed step count instead of calibrating.
+    """
+    names = [v.name for v in variants]
+    if baseline not in names:
+        raise ValueError(f"`baseline` must name a variant. Received: baseline={baseline!r}")
+    by_name = {v.name: v for v in variants}
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    for variant in variants:
+        for _ in range(WARMUP_BLOCKS):
+            variant.run(2)
+    if steps_per_block is None:
+        steps_per_block = _calibrate(by_name[baseline].run, block_seconds)
+    # One untimed block each at the final length: first runs of a longer loop can still
+    # allocate (e.g. a larger in-memory dataset) or retrace.
+    for variant in variants:
+        variant.run(steps_per_block)
+    wall = {name: [] for name in names}
+    cpu = {name: [] for name in names}
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            w, c = _timed(by_name[name].run, steps_per_block)
+            wall[name].append(w)
+            cpu[name].append(c)
+    results = []
+    for variant in variants:
+        results.append(
+            VariantResult(
+                name=variant.name,
+                target=variant.target,
+                control=variant.control,
+                wall_ratios=[w / b for w, b in zip(wall[variant.name], wall[baseline])],
+                cpu_ratios=[c / b for c, b in zip(cpu[variant.name], cpu[baseline])],
+                wall_seconds=wall[variant.name],
+                cpu_seconds=cpu[variant.name],
+            )
+        )
+    return Measurement(
+        title=title,
+        baseline=baseline,
+        steps_per_block=steps_per_block,
+        rounds=rounds,
+        load_before=load_before,
+        load_after=os.getloadavg(),
+        elapsed_seconds=time.perf_counter() - start,
+        results=results,
+    )
+
+
+def print_header(script, extra=""):
+    """Prints the versions, the machine and the load: the context every number needs."""
+    import keras
+
+    backend = keras.config.backend()
+    module = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}.get(backend)
+    version = getattr(sys.modules.get(module), "__version__", "?") if module else "?"
+    load = os.getloadavg()
+    threads = os.environ.get("OMP_NUM_THREADS", "backend default")
+    print(
+        f"{script}: backend={backend} {version}, keras {keras.__version__}, "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, threads {threads}, "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+        + (f"\n{extra}" if extra else ""),
+        flush=True,
+    )
+
+
+def _fmt(ratios):
+    low, high = _quartiles(ratios)
+    return f"{statistics.median(ratios):.3f} [{low:.3f}-{high:.3f}]"
+
+
+def print_measurement(m):
+    """Prints one measurement as a table of median paired ratios with their IQR."""
+    block = statistics.median(m.results[0].wall_seconds + m.results[-1].wall_seconds)
+    print(
+        f"\n## {m.title}\n{m.rounds} paired rounds, {m.steps_per_block} steps per block "
+        f"(~{block:.2f} s), order rotated; load average (1 min) {m.load_before[0]:.2f} -> "
+        f"{m.load_after[0]:.2f}; {m.elapsed_seconds:.0f} s in all"
+    )
+    header = (
+        f"{'variant':38s} {'ms/step':>8s}  {'wall ratio [IQR]':>22s}  {'cpu ratio [IQR]':>22s}"
+        "  verdict (wall | cpu)"
+    )
+    print(header)
+    for r in m.results:
+        ms = statistics.median(r.wall_seconds) / m.steps_per_block * 1e3
+        if r.name == m.baseline:
+            print(f"{r.name + ' (baseline)':38s} {ms:8.2f}  {'1':>22s}  {'1':>22s}")
+            continue
+        decided = "A/A control: true ratio 1, spread = noise" if r.control else ""
+        if r.target is not None:
+            decided = f"{verdict(r.wall_ratios, r.target)} | {verdict(r.cpu_ratios, r.target)}"
+        print(
+            f"{r.name:38s} {ms:8.2f}  {_fmt(r.wall_ratios):>22s}  {_fmt(r.cpu_ratios):>22s}"
+            f"  {decided}"
+        )
+    sys.stdout.flush()
+
+
+def train_step_runner(model, x, y, batch_size):
+    """Returns `run(steps)`: `steps` calls of `model.train_on_batch`, cycling a fixed batch pool.
+
+    Why not `fit`: one `fit` call costs 150-300 ms of setup on TensorFlow (data adapter,
+    iterator, callbacks; measured on this project's 2-core CPU machine, about ten MLP steps),
+    so a block of `fit` would be timing Keras's setup as much as the step. `train_on_batch`
+    runs the same compiled train function (`tf.function` / `jax.jit` / eager torch) one batch
+    at a time. The batches are converted to backend tensors once, outside the timing. The
+    last weight is read back at the end so asynchronous backends (JAX) have finished.
+    """
+    import keras
+
+    batches = [
+        (
+            keras.ops.convert_to_tensor(x[start : start + batch_size]),
+            keras.ops.convert_to_tensor(y[start : start + batch_size]),
+        )
+        for start in range(0, len(x) - batch_size + 1, batch_size)
+    ]
+
+    def run(steps):
+        for step in range(steps):
+            xb, yb = batches[step % len(batches)]
+            model.train_on_batch(xb, yb)
+        keras.ops.convert_to_numpy(model.trainable_weights[-1])
+
+    return run
