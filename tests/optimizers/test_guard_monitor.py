@@ -1,5 +1,7 @@
 """GuardMonitor: counters in fit logs, the "raise" policy enforced from the host."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -60,3 +62,37 @@ def test_finds_the_guard_inside_a_loss_scale_optimizer():
 def test_every_batch_must_be_a_bool():
     with pytest.raises(TypeError, match="every_batch=1"):
         GuardMonitor(every_batch=1)
+
+
+def _unchecked_warnings(caught):
+    return [w for w in caught if "a compiled training step cannot raise" in str(w.message)]
+
+
+def test_raise_policy_without_a_monitor_warns_once_that_it_cannot_raise():
+    x, y = _data()
+    x[:] = np.nan
+    model = _model()
+    model.compile(optimizer=GuardedOptimizer("sgd", max_consecutive_skips=2), loss="mse")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    messages = _unchecked_warnings(caught)
+    assert len(messages) == 1, [str(w.message) for w in caught]
+    assert "GuardMonitor" in str(messages[0].message)
+    assert int(model.optimizer.stats()["skipped_steps"]) > 2  # skipped, as the warning said
+
+
+@pytest.mark.parametrize(
+    "optimizer_kwargs",
+    [{}, {"on_max_skips": "accept"}, {"max_consecutive_skips": None}],
+    ids=["with-monitor", "accept-policy", "no-limit"],
+)
+def test_no_cannot_raise_warning_when_nothing_needs_raising(optimizer_kwargs):
+    x, y = _data()
+    model = _model()
+    model.compile(optimizer=GuardedOptimizer("sgd", **optimizer_kwargs), loss="mse")
+    callbacks = [GuardMonitor()] if not optimizer_kwargs else []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=callbacks)
+    assert _unchecked_warnings(caught) == []

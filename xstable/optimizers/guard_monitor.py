@@ -76,7 +76,8 @@ class GuardMonitor(keras.callbacks.Callback):
         guard.check()
 
     def on_train_begin(self, logs=None):
-        self._guard()
+        # Before the first step is traced: tells the optimizer its "raise" policy is served.
+        self._guard()._host_checks = True
 
     def on_train_batch_end(self, batch, logs=None):
         if self.every_batch:

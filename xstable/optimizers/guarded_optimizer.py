@@ -4,6 +4,7 @@ import contextlib
 import copy
 import math
 import numbers
+import warnings
 
 import keras
 from keras import ops
@@ -34,6 +35,13 @@ it, or use `on_max_skips="backoff"` to back it off automatically.
 4. Mixed precision: float16 overflows above 65504; keep the loss and the last layer in float32.
 To keep training anyway, pass `on_max_skips="accept"` (applies the non-finite step) or \
 `max_consecutive_skips=None` (skips forever)."""
+
+_UNCHECKED_MESSAGE = """\
+GuardedOptimizer '{name}' has on_max_skips="raise", but a compiled training step cannot raise: \
+the error comes from the host, from `xstable.optimizers.GuardMonitor` (pass \
+`callbacks=[xstable.optimizers.GuardMonitor()]` to `fit`) or from calling `optimizer.check()` \
+in your own loop. Without either, steps past max_consecutive_skips={limit} are skipped without \
+an error. Pass on_max_skips="accept" or "backoff" to choose that behaviour explicitly."""
 
 
 def _check_positive_number(name, value, allow_none=True):
@@ -226,6 +234,9 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         self.lr_backoff_on_skip = lr_backoff_on_skip
         self.lr_recovery_steps = lr_recovery_steps
         self.skip_mode = skip_mode
+        # Whether something on the host calls `check()` (GuardMonitor sets it); see `apply`.
+        self._host_checks = False
+        self._warned_unchecked = False
 
     @staticmethod
     def _resolve_inner(inner_optimizer):
@@ -420,10 +431,26 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
 
     # ------------------------------------------------------------- applying
 
+    def _warn_if_raise_cannot_happen(self):
+        # Runs in Python: once per trace on TF and JAX, every step on torch.
+        if (
+            self.on_max_skips == "raise"
+            and self.max_consecutive_skips is not None
+            and not self._host_checks
+            and not self._warned_unchecked
+        ):
+            self._warned_unchecked = True
+            warnings.warn(
+                _UNCHECKED_MESSAGE.format(name=self.name, limit=self.max_consecutive_skips),
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
     def apply(self, grads, trainable_variables=None):
         grads = list(grads)
         if not grads:
             return
+        self._warn_if_raise_cannot_happen()
         if trainable_variables is None:
             if not self.built:
                 raise ValueError(
@@ -555,6 +582,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             variable.assign(value)
 
     def stateless_apply(self, optimizer_variables, grads, trainable_variables):
+        self._warn_if_raise_cannot_happen()
         if not self.built:
             raise ValueError(
                 "To call `stateless_apply`, GuardedOptimizer must be built (its variables "
@@ -625,6 +653,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             NonFiniteError: When `on_max_skips="raise"` and more than
                 `max_consecutive_skips` non-finite steps came in a row.
         """
+        self._host_checks = True
         if self.on_max_skips != "raise" or not self.gave_up():
             return
         stats = self.stats()
