@@ -4,11 +4,12 @@ Run per backend (one process each):
 
     KERAS_BACKEND=jax python benchmarks/bench_finite_check.py
 
-1. The 3x512 MLP: `fit` on 24 batches of 256 rows, plain model vs the same model with
-   `insert_finite_checks` (policies "raise" and "count"), all compiled the backend's default
-   way (`jit_compile="auto"`: XLA on JAX, tf.function on TF/CPU, eager on torch) and, on TF
-   and JAX, also with `jit_compile=True`. Runs are interleaved; the ratio of medians is
-   printed (target: <= 1.10).
+1. The 3x512 MLP (batch 256, Adam, `train_on_batch`): the plain model vs copies with the
+   same initial weights and `insert_finite_checks` (policies "raise" and "count"), compiled
+   the backend's default way (`jit_compile="auto"`: XLA on JAX, tf.function on TF/CPU, eager
+   on torch) and, on TF and JAX, also with `jit_compile=True`. Paired rounds with an A/A
+   control (benchmarks/_harness.py, docs/benchmarks.md): median paired ratio and IQR, verdict
+   against the <= 1.10 target. `--threads N`, `--rounds`, `--block-seconds` as in the harness.
 2. `locate_nonfinite` on a 50-layer MLP with a clean batch (the worst case: every stage
    runs) against one steady-state `train_on_batch` step of the same model (target: <= 3
    steps): the cached call (median), the first call (which traces the instrumented step on
@@ -16,12 +17,18 @@ Run per backend (one process each):
    context, the first `train_on_batch` (which compiles the train step).
 """
 
+import argparse
 import os
 import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _harness  # noqa: E402
+
+_harness.limit_threads_from_argv()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -30,6 +37,8 @@ from xstable.diagnosis import locate_nonfinite  # noqa: E402
 from xstable.layers import insert_finite_checks  # noqa: E402
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "7"))
+TARGET = 1.10
+CONTROL = "plain again (A/A control)"
 # "checks", "locate" or "all": which of the two measurements to run.
 PART = os.environ.get("BENCH_PART", "all")
 
@@ -47,32 +56,44 @@ def timed(fn):
     return time.perf_counter() - start
 
 
-def bench_checks(jit_compile):
+def bench_checks(jit_compile, args):
+    """FiniteCheck after every layer vs the plain model: paired rounds (benchmarks/_harness.py)."""
     rng = np.random.default_rng(0)
-    batch, steps = 256, 24
-    x = rng.normal(size=(batch * steps, 512)).astype("float32")
-    y = rng.normal(size=(batch * steps, 10)).astype("float32")
-    plain = mlp(512, 3, 512, 10, "plain")
-    variants = {
-        "plain": plain,
-        "raise": insert_finite_checks(plain, policy="raise"),
-        "count": insert_finite_checks(plain, policy="count"),
+    batch, pool = 256, 8
+    x = rng.normal(size=(batch * pool, 512)).astype("float32")
+    y = rng.normal(size=(batch * pool, 10)).astype("float32")
+    weights = mlp(512, 3, 512, 10, "init").get_weights()
+
+    def fresh(name):
+        model = mlp(512, 3, 512, 10, name)
+        model.set_weights(weights)
+        return model
+
+    models = {
+        "plain": fresh("plain"),
+        CONTROL: fresh("plain_again"),
+        "FiniteCheck after every layer, raise": insert_finite_checks(
+            fresh("for_raise"), policy="raise"
+        ),
+        "FiniteCheck after every layer, count": insert_finite_checks(
+            fresh("for_count"), policy="count"
+        ),
     }
-    for model in variants.values():
+    timed = []
+    for name, model in models.items():
         model.compile(optimizer="adam", loss="mse", jit_compile=jit_compile)
-        model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)  # compile
-    times = {name: [] for name in variants}
-    for _ in range(REPEATS):
-        for name, model in variants.items():
-            times[name].append(
-                timed(lambda m=model: m.fit(x, y, batch_size=batch, epochs=1, verbose=0,
-                                            shuffle=False))
-            )
-    base = statistics.median(times["plain"])
-    print(f"  jit_compile={jit_compile!r}: plain step {1e3 * base / steps:.2f} ms")
-    for name in ("raise", "count"):
-        ratio = statistics.median(times[name]) / base
-        print(f"    FiniteCheck after every layer, policy={name!r}: {ratio:.3f}x plain")
+        target = TARGET if name.startswith("FiniteCheck") else None
+        run = _harness.train_step_runner(model, x, y, batch)
+        timed.append(_harness.Variant(name, run, target, control=name == CONTROL))
+    measurement = _harness.measure(
+        f"FiniteCheck cost, jit_compile={jit_compile!r}: MLP 512-3x512-10, batch {batch}, Adam, "
+        "train_on_batch",
+        timed,
+        baseline="plain",
+        rounds=args.rounds,
+        block_seconds=args.block_seconds,
+    )
+    _harness.print_measurement(measurement)
 
 
 def bench_locate():
@@ -108,14 +129,15 @@ def bench_locate():
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _harness.add_arguments(parser)
+    args = parser.parse_args()
     backend = keras.config.backend()
-    print(f"bench_finite_check: backend={backend}, keras {keras.__version__}, "
-          f"repeats={REPEATS}, cpus={os.cpu_count()}")
+    _harness.print_header("bench_finite_check", f"part={PART}, locate repeats={REPEATS}")
     if PART in ("all", "checks"):
-        print("FiniteCheck cost (3x512 MLP, batch 256):")
-        bench_checks("auto")
+        bench_checks("auto", args)
         if backend in ("jax", "tensorflow"):
-            bench_checks(True)
+            bench_checks(True, args)
     if PART in ("all", "locate"):
         print("locate_nonfinite cost (clean batch, every stage runs):")
         bench_locate()
