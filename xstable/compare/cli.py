@@ -2,6 +2,7 @@
 
 import os
 import sys
+import warnings
 
 from xstable.compare.findings import DEFAULT_FAIL_ON, FINDING_KINDS
 from xstable.compare.orchestrator import BACKENDS
@@ -86,8 +87,15 @@ def run_compare(args):
         # the report; each backend trains in its own worker process. Keras's NumPy backend
         # imports in about half the time of TensorFlow's, Keras's default.
         os.environ["KERAS_BACKEND"] = "numpy"
-    from xstable.compare.api import compare
-    from xstable.compare.targets import default_targets
+    with warnings.catch_warnings():
+        # The NumPy backend warns when a module defines a custom gradient at import (the
+        # parent never differentiates anything); not a message for the user.
+        warnings.filterwarnings("ignore", message="`custom_gradient` for the numpy backend")
+        from xstable.compare.api import compare
+        from xstable.compare.targets import default_targets
+
+        if args.list or not args.targets:
+            default_targets()  # imports the seed scenario modules inside this filter
 
     try:
         if args.list:
