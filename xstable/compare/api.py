@@ -341,13 +341,39 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
                     located[backend] = localize_divergence(
                         inspections[reference], inspection, tolerances
                     )
+        # A backend that parts later than the first one is also taken apart at its own step:
+        # agreeing at the earlier step says nothing about its own divergence.
+        later = {}
+        for backend, div in divergence.items():
+            own = div["first_divergent_step"]
+            if own is not None and backend in located:
+                own = _step_to_inspect(own, run_entries)
+                if own != step:
+                    later.setdefault(own, []).append(backend)
+        for own_step, backends in sorted(later.items()):
+            say(reference, f"{target}: taking step {own_step} apart for {', '.join(backends)}")
+            subset = {b: w for b, w in workers.items() if b in backends or b == reference}
+            own_inspections, own_errors = inspect_step(
+                subset, reference, target, own_step, work_dir, max(plan.target_timeout_s, 60.0)
+            )
+            errors.update(own_errors)
+            for backend in backends:
+                if reference in own_inspections and backend in own_inspections:
+                    located[backend] = {
+                        **localize_divergence(
+                            own_inspections[reference], own_inspections[backend], tolerances
+                        ),
+                        "step": own_step,
+                    }
+                else:
+                    located.pop(backend, None)
         localization = {
             "step": step,
             "reference": reference,
             "backends": located,
             "errors": {b: str(e) for b, e in errors.items()},
         }
-    findings = report_module.target_findings(run_entries, divergence, reference)
+    findings = report_module.target_findings(run_entries, divergence, reference, localization)
     return {
         "target": target,
         "name": name,

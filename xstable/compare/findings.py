@@ -3,7 +3,10 @@
 __all__ = ["FINDING_KINDS", "DEFAULT_FAIL_ON", "parse_fail_on", "exit_status"]
 
 FINDING_KINDS = {
-    "divergence": "a backend's loss parts from the reference beyond the tolerance",
+    "divergence": "a backend's loss parts from the reference beyond the tolerance, and the "
+    "per-layer check names where (or could not run)",
+    "drift": "a backend's loss parts from the reference beyond the tolerance, but from "
+    "identical state the step agrees: float32 rounding amplified by the training, no op to blame",
     "nan": "a backend's run hit a non-finite loss or weight",
     "error": "the spec raised, the worker crashed, or a target timed out",
     "unavailable": "a backend is not installed or its worker could not start",

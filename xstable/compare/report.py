@@ -69,8 +69,13 @@ def run_summary(record):
     }
 
 
-def target_findings(runs, divergence, reference):
-    """Lists the findings of one target (see `xstable.compare.findings.FINDING_KINDS`)."""
+def target_findings(runs, divergence, reference, localization=None):
+    """Lists the findings of one target (see `xstable.compare.findings.FINDING_KINDS`).
+
+    A divergence whose per-layer check found every part of the step agreeing from identical
+    state (stage `none`) is a `drift`: the runs parted through accumulated rounding.
+    """
+    located = (localization or {}).get("backends") or {}
     findings = []
     for backend, run in runs.items():
         if run["status"] == "unavailable":
@@ -89,13 +94,21 @@ def target_findings(runs, divergence, reference):
             )
     for backend, div in divergence.items():
         if div["first_divergent_step"] is not None:
+            location = located.get(backend) or {}
+            # Only a check at this backend's own divergent step can clear it of an op difference.
+            checked_at = location.get("step", (localization or {}).get("step"))
+            drift = location.get("stage") == "none" and checked_at in (
+                div["first_divergent_step"],
+                div["first_divergent_step"] - 1,
+            )
+            message = (
+                f"loss parts from {reference} at step {div['first_divergent_step']}"
+                f" ({div['kind']}: {div['reference_loss']!r} vs {div['loss']!r})"
+            )
+            if drift:
+                message += "; from identical state the step agrees (accumulated rounding)"
             findings.append(
-                {
-                    "kind": "divergence",
-                    "backend": backend,
-                    "message": f"loss parts from {reference} at step {div['first_divergent_step']}"
-                    f" ({div['kind']}: {div['reference_loss']!r} vs {div['loss']!r})",
-                }
+                {"kind": "drift" if drift else "divergence", "backend": backend, "message": message}
             )
     return findings
 
@@ -194,7 +207,8 @@ def render_markdown(report):
         if localization:
             for backend, location in localization["backends"].items():
                 items.append(
-                    f"- at step {localization['step']}, {backend} vs {localization['reference']}: "
+                    f"- at step {location.get('step', localization['step'])}, {backend} vs "
+                    f"{localization['reference']}: "
                     f"{location['detail']}"
                 )
             for backend, error in localization["errors"].items():

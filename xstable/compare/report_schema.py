@@ -92,7 +92,7 @@ _FINDING = {
     "required": ["kind", "backend", "message"],
     "additionalProperties": False,
     "properties": {
-        "kind": {"enum": ["divergence", "nan", "error", "unavailable"]},
+        "kind": {"enum": ["divergence", "drift", "nan", "error", "unavailable"]},
         "backend": {"type": "string"},
         "message": {"type": "string"},
     },

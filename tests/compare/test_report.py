@@ -1,0 +1,75 @@
+"""Findings of one target: a divergence is a `drift` only when its own step was cleared."""
+
+from xstable.compare.report import target_findings
+
+
+def _run():
+    return {"status": "completed", "outcome": "ok", "first_nonfinite_step": None}
+
+
+def _div(step):
+    return {"first_divergent_step": step, "kind": "loss", "reference_loss": 1.0, "loss": 1.2}
+
+
+def _location(stage, step=None):
+    location = {"stage": stage, "layer": None, "detail": "-", "layers": []}
+    if step is not None:
+        location["step"] = step
+    return location
+
+
+def _kinds(findings):
+    return {f["backend"]: f["kind"] for f in findings}
+
+
+def test_agreeing_step_is_drift_and_a_named_part_is_divergence():
+    localization = {
+        "step": 7,
+        "reference": "tensorflow",
+        "backends": {"torch": _location("none"), "jax": _location("backward")},
+        "errors": {},
+    }
+    findings = target_findings(
+        {"tensorflow": _run(), "torch": _run(), "jax": _run()},
+        {"torch": _div(7), "jax": _div(7)},
+        "tensorflow",
+        localization,
+    )
+    assert _kinds(findings) == {"torch": "drift", "jax": "divergence"}
+    assert "identical state" in [f for f in findings if f["kind"] == "drift"][0]["message"]
+
+
+def test_agreeing_at_an_earlier_step_does_not_clear_a_later_divergence():
+    localization = {
+        "step": 18,
+        "reference": "tensorflow",
+        "backends": {"torch": _location("none"), "jax": _location("none")},
+        "errors": {},
+    }
+    findings = target_findings(
+        {"tensorflow": _run(), "torch": _run(), "jax": _run()},
+        {"torch": _div(18), "jax": _div(22)},
+        "tensorflow",
+        localization,
+    )
+    assert _kinds(findings) == {"torch": "drift", "jax": "divergence"}
+
+
+def test_a_check_at_the_backends_own_step_clears_it():
+    localization = {
+        "step": 18,
+        "reference": "tensorflow",
+        "backends": {"jax": _location("none", step=22)},
+        "errors": {},
+    }
+    findings = target_findings(
+        {"tensorflow": _run(), "jax": _run()}, {"jax": _div(22)}, "tensorflow", localization
+    )
+    assert _kinds(findings) == {"jax": "drift"}
+
+
+def test_without_a_per_layer_check_a_divergence_stays_a_divergence():
+    findings = target_findings(
+        {"tensorflow": _run(), "torch": _run()}, {"torch": _div(3)}, "tensorflow", None
+    )
+    assert _kinds(findings) == {"torch": "divergence"}
