@@ -137,3 +137,35 @@ def test_inspecting_a_model_again_uses_the_new_state(benign_run):
     assert later["loss"] == fresh["loss"] != first["loss"]
     for a, b in zip(later["gradients"], fresh["gradients"]):
         np.testing.assert_array_equal(a["value"], b["value"])
+
+
+def test_a_sequential_without_input_still_gets_per_layer_outputs():
+    # Seed documents build `Sequential([Dense(...), ...])` without `keras.Input`: such a model
+    # has no symbolic graph, so the layers are run one after the other.
+    def build_model():
+        return keras.Sequential(
+            [keras.layers.Dense(8, activation="relu", name="hidden"),
+             keras.layers.Dense(1, name="head")]
+        )
+
+    def make_data():
+        x = np.random.default_rng(0).normal(size=(32, 3)).astype("float32")
+        return x, x[:, :1] * 2.0
+
+    spec = TrainingSpec(
+        "sequential_without_input",
+        build_model,
+        make_data,
+        lambda: {"optimizer": keras.optimizers.SGD(1e-2), "loss": "mse"},
+        epochs=1,
+        batch_size=8,
+    )
+    recorder = StateRecorder()
+    run_spec(spec, before_step=recorder)
+    state = recorder.state_at(2)
+    inspection = inspect_model(recorder.model, state, include_update=False)
+    assert [r["name"] for r in inspection["layers"]] == ["hidden", "head"]
+    assert not any("unavailable" in note for note in inspection["notes"])
+    # The last layer's output is the model's prediction: its loss is the inspected loss.
+    prediction = inspection["layers"][-1]["outputs"][0]
+    assert np.mean((prediction - state["y"]) ** 2) == pytest.approx(inspection["loss"], rel=1e-5)

@@ -175,11 +175,30 @@ def _layer_probe(model, notes):
         outputs = [layer.output for layer in layers]
         return layers, keras.Model(model.input, outputs)
     except Exception as error:  # Subclassed models and shared layers have no single output.
+        if isinstance(model, keras.Sequential) and layers:
+            # A Sequential built without `keras.Input` has no symbolic graph, but its layers
+            # still run one after the other.
+            return layers, _SequentialProbe(layers)
         notes.append(
             f"per-layer forward outputs unavailable for this model ({type(error).__name__}: "
             f"{error}); comparing the loss and gradients only"
         )
         return [], None
+
+
+class _SequentialProbe:
+    """Every layer output of a Sequential model, by calling its layers in order."""
+
+    def __init__(self, layers):
+        self.layers = layers
+        self.outputs = layers  # one output per layer, as `keras.Model(...).outputs` has
+
+    def __call__(self, x, training=False):
+        outputs = []
+        for layer in self.layers:
+            x = layer(x, training=training)
+            outputs.append(x)
+        return outputs
 
 
 def _flat_arrays(value):
