@@ -93,6 +93,23 @@ def _sgd(learning_rate):
     return lambda: keras.optimizers.SGD(learning_rate=learning_rate)
 
 
+def _unscaled_auto_scale_fix():
+    """The xstable fix of examples 1 and 2: their SGD stress case with AutoScale first."""
+    return Variant(
+        kind="xstable_fix",
+        make_spec=lambda: fixes.with_auto_scale(
+            _spec("unscaled.stress", _scales_data, _sgd(0.01)),
+            "linear_fit.unscaled.xstable_fix",
+            method="standard",
+        ),
+        summary="the stress case (SGD 0.01, raw x) with AutoScale(method='standard') first in "
+        "the model",
+        origin="ours",
+        changes=_COMMON + (p.stress_sgd(0.01), _AUTO_SCALE_STANDARD),
+        expected=expect("ok"),
+    )
+
+
 def _unscaled_scenario():
     threshold = diverged_threshold(constant_prediction_mse(_scales_data()[1]))
     return Scenario(
@@ -128,18 +145,7 @@ def _unscaled_scenario():
                 changes=_COMMON + (_STANDARD_SCALER,),
                 expected=expect("ok"),
             ),
-            "xstable_fix": Variant(
-                kind="xstable_fix",
-                make_spec=lambda: fixes.with_auto_scale(
-                    _spec("unscaled.stress", _scales_data, _sgd(0.01)),
-                    "linear_fit.unscaled.xstable_fix",
-                    method="standard",
-                ),
-                summary="the stress case (SGD 0.01, raw x) with AutoScale(method='standard') first in the model",
-                origin="ours",
-                changes=_COMMON + (p.stress_sgd(0.01), _AUTO_SCALE_STANDARD),
-                expected=expect("ok"),
-            ),
+            "xstable_fix": _unscaled_auto_scale_fix(),
         },
         diverged_threshold=threshold,
         threshold_reason=_THRESHOLD_REASON,
@@ -185,18 +191,7 @@ def _scaled_scenario():
                 changes=_COMMON + (_STANDARD_SCALER,),
                 expected=expect("ok"),
             ),
-            "xstable_fix": Variant(
-                kind="xstable_fix",
-                make_spec=lambda: fixes.with_auto_scale(
-                    _spec("unscaled.stress", _scales_data, _sgd(0.01)),
-                    "linear_fit.unscaled.xstable_fix",
-                    method="standard",
-                ),
-                summary="the stress case (SGD 0.01, raw x) with AutoScale(method='standard') first in the model",
-                origin="ours",
-                changes=_COMMON + (p.stress_sgd(0.01), _AUTO_SCALE_STANDARD),
-                expected=expect("ok"),
-            ),
+            "xstable_fix": _unscaled_auto_scale_fix(),
         },
         diverged_threshold=threshold,
         threshold_reason=_THRESHOLD_REASON,
