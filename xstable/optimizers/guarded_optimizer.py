@@ -5,13 +5,15 @@ import copy
 import math
 import numbers
 import warnings
+import weakref
 
 import keras
 from keras import ops
 
-from xstable import _distribution
+from xstable import _distribution, _model_reporting
 from xstable.errors import NonFiniteError
 from xstable.optimizers import clipping
+from xstable.optimizers.guard_counters import COUNTER_NAMES, GuardCounters
 from xstable.runtime import active_device
 
 __all__ = ["GuardedOptimizer", "ON_MAX_SKIPS_POLICIES", "SKIP_MODES"]
@@ -136,6 +138,11 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             Python `if` on the finite flag (a device sync on GPU, free on CPU). `"auto"`:
             branch on CPU, select on accelerators. TensorFlow always uses a graph `cond`,
             JAX a device-side `lax.cond`.
+        log_counters: Bool. Show `skipped_steps`, `consecutive_skips`, `grad_norm` and
+            `lr_scale` in the `fit` logs and History of the model this optimizer trains
+            (default). The optimizer attaches a `GuardCounters` metric to that model when it
+            is built for it; no callback is needed. Like any metric, they then also appear
+            in `train_on_batch`'s return value; `evaluate()` gets none (it runs no step).
         name: String, the optimizer's name.
 
     Raises:
@@ -153,8 +160,10 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         ),
         loss="mse",
     )
+    history = model.fit(x, y)
+    history.history["skipped_steps"]   # also consecutive_skips, grad_norm, lr_scale
+    # To raise at the end of the batch when on_max_skips="raise" gives up:
     model.fit(x, y, callbacks=[xstable.optimizers.GuardMonitor()])
-    # history has `skipped_steps`, `consecutive_skips` and `grad_norm` next to `loss`.
     ```
     """
 
@@ -172,6 +181,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         lr_backoff_on_skip=False,
         lr_recovery_steps=100,
         skip_mode="auto",
+        log_counters=True,
         name=None,
         **kwargs,
     ):
@@ -215,6 +225,10 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
                 f"Received: lr_backoff_on_skip={lr_backoff_on_skip!r}."
             )
         lr_recovery_steps = _check_count("lr_recovery_steps", lr_recovery_steps)
+        if not isinstance(log_counters, bool):
+            raise TypeError(
+                f"`log_counters` must be a bool. Received: log_counters={log_counters!r}."
+            )
         if skip_mode not in SKIP_MODES:
             raise ValueError(
                 f"`skip_mode` must be one of {', '.join(map(repr, SKIP_MODES))}. "
@@ -234,9 +248,15 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         self.lr_backoff_on_skip = lr_backoff_on_skip
         self.lr_recovery_steps = lr_recovery_steps
         self.skip_mode = skip_mode
+        self.log_counters = log_counters
         # Whether something on the host calls `check()` (GuardMonitor sets it); see `apply`.
         self._host_checks = False
         self._warned_unchecked = False
+        # Fit-log reporting (GuardCounters): whether a step ran since the metric last read
+        # the counters, the traced values of that step on JAX, and the model reported to.
+        object.__setattr__(self, "_counters_metric", GuardCounters(self))
+        self._set_step_counters(False, None)
+        object.__setattr__(self, "_reported_model", lambda: None)
 
     @staticmethod
     def _resolve_inner(inner_optimizer):
@@ -303,6 +323,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         if not self.inner_optimizer.built:
             self.inner_optimizer.build(var_list)
         super().build(var_list)
+        self._report_to_model()
 
     @property
     def variables(self):
@@ -451,6 +472,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         if not grads:
             return
         self._warn_if_raise_cannot_happen()
+        self._report_to_model()
         if trainable_variables is None:
             if not self.built:
                 raise ValueError(
@@ -469,6 +491,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             self._torch_apply(grads, trainable_variables)
         else:
             self._graph_apply(grads, trainable_variables)
+        self._set_step_counters(True, None)
 
     def _graph_apply(self, grads, trainable_variables, norm=None):
         # TensorFlow: its optimizers write through `tf.Variable`s (not the Keras state
@@ -583,6 +606,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
 
     def stateless_apply(self, optimizer_variables, grads, trainable_variables):
         self._warn_if_raise_cannot_happen()
+        self._report_to_model()
         if not self.built:
             raise ValueError(
                 "To call `stateless_apply`, GuardedOptimizer must be built (its variables "
@@ -614,9 +638,49 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
                 apply, inner_step, lambda: (list(weights), list(inner_values))
             )
             new_own = [scope.get_current_value(v) for v in own]
+        # The counters after this step, for GuardCounters in the same traced train step
+        # (the variables themselves hold the trainer's detached or trace-time values).
+        by_variable = {id(v): value for v, value in zip(own, new_own, strict=True)}
+        self._set_step_counters(
+            True, {name: by_variable[id(getattr(self, name))] for name in COUNTER_NAMES}
+        )
         return list(new_weights), new_own + list(new_inner)
 
     # ------------------------------------------------------------ reporting
+
+    def _report_to_model(self):
+        """Attaches `GuardCounters` to the model training with this optimizer (once).
+
+        Runs in Python: at build, and once per trace on TF and JAX, every step on torch,
+        where a model already reported to costs one identity check, not a stack walk.
+        """
+        if not self.log_counters:
+            return
+        reported = self._reported_model()
+        if reported is not None and _model_reporting.model_uses(reported, self):
+            return
+        model, _ = _model_reporting.calling_model(self)
+        if model is not None:
+            _model_reporting.report_metrics(model, [self._counters_metric], self)
+            object.__setattr__(self, "_reported_model", weakref.ref(model))
+
+    def _take_step_counters(self):
+        """The counters after the latest step, once per step; None when no step ran."""
+        if not self._step_applied or not self.built:
+            return None
+        values = self._step_values
+        self._forget_step_counters()
+        if values is None:
+            values = {name: getattr(self, name).value for name in COUNTER_NAMES}
+        return values
+
+    def _forget_step_counters(self):
+        self._set_step_counters(False, None)
+
+    def _set_step_counters(self, applied, values):
+        # Plain attributes: Keras's tracker would wrap a dict of tracers.
+        object.__setattr__(self, "_step_applied", applied)
+        object.__setattr__(self, "_step_values", values)
 
     def stats(self):
         """Returns the guard's counters as Python numbers (reads them from the device).
@@ -684,6 +748,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             "lr_backoff_on_skip": self.lr_backoff_on_skip,
             "lr_recovery_steps": self.lr_recovery_steps,
             "skip_mode": self.skip_mode,
+            "log_counters": self.log_counters,
         }
 
     @classmethod

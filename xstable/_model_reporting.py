@@ -1,0 +1,113 @@
+"""Puts an xstable optimizer's or loss's metrics into the `fit` logs of the model using it.
+
+Keras builds `fit` logs, the progress bar and `History` from `model.metrics`, and gives an
+optimizer or a loss no handle on the model that trains with it (`compile()` stores the loss
+with dependency tracking off). The model is on the call stack, though, whenever Keras builds
+or runs a training step: its own methods (`_symbolic_build`, `train_step`, ...) call the
+optimizer's `build`/`apply` and the loss. `calling_model` finds that frame, and accepts it
+only when the model really owns the object (an identity check supplied by the caller), so no
+other model is ever touched. `report_metrics` then sets the metrics on the model as a tracked
+attribute, which Keras's attribute tracking adds to `model.metrics`, exactly as for a metric a
+user assigns in a subclassed model. Where no model is found (a custom training loop, a future
+Keras that calls from elsewhere) nothing changes: the metrics can still be listed by hand in
+`compile(metrics=...)`.
+
+The one rule that matters on JAX: a metric *with variables* must not join the model while a
+jitted train step is being traced, because the trainer has already fixed the list of metric
+variables it threads through the step. Such metrics are only attached while the model builds
+itself (`_symbolic_build`, `compile_from_config`), which Keras does before the first step of
+every `fit`/`evaluate`/`train_on_batch` after `compile()`.
+"""
+
+import sys
+import weakref
+
+import keras
+
+__all__ = []
+
+_ATTRIBUTE = "_xstable_reported_metrics"
+# Frames to look through: Keras calls the optimizer/loss 3-12 frames below the model method.
+_MAX_FRAMES = 30
+# Model methods during which metric variables may still be added on JAX.
+_BUILDING_METHODS = ("_symbolic_build", "compile_from_config", "build")
+
+
+def model_uses(model, obj):
+    """True when `model` is compiled with `obj` as (or inside) its optimizer or as a loss."""
+    optimizer = getattr(model, "optimizer", None)
+    while optimizer is not None:
+        if optimizer is obj:
+            return True
+        optimizer = getattr(optimizer, "inner_optimizer", None)
+    loss = getattr(model, "loss", None)
+    if loss is None or isinstance(loss, str):
+        return False
+    return any(leaf is obj for leaf in keras.tree.flatten(loss))
+
+
+def calling_model(obj):
+    """Returns `(model, building)` for the nearest Keras model up the stack that uses `obj`.
+
+    Args:
+        obj: The optimizer or loss asking (see `model_uses`).
+
+    Returns:
+        The model, and whether one of its frames on the stack is a build method (see the
+        module docstring); `(None, False)` when no model using `obj` is on the stack.
+    """
+    frame = sys._getframe(2)
+    model, building = None, False
+    for _ in range(_MAX_FRAMES):
+        if frame is None:
+            break
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, keras.Model) and (
+            candidate is model or (model is None and model_uses(candidate, obj))
+        ):
+            model = candidate
+            building = building or frame.f_code.co_name in _BUILDING_METHODS
+        frame = frame.f_back
+    return model, building
+
+
+def _reported_metric_ids(model):
+    ids = set()
+    for metric in model.metrics:
+        ids.add(id(metric))
+        for inner in getattr(metric, "metrics", ()):  # CompileMetrics holds the listed ones
+            ids.add(id(inner))
+    return ids
+
+
+def report_metrics(model, metrics, owner):
+    """Adds `metrics` of `owner` to `model.metrics` (once), dropping stale earlier ones.
+
+    Metrics attached earlier for an optimizer or loss the model no longer uses (after a
+    re-`compile`) are removed first, so they do not linger in the logs.
+
+    Args:
+        model: The `keras.Model` (from `calling_model`).
+        metrics: `keras.metrics.Metric` instances to show in the model's logs.
+        owner: The optimizer or loss the metrics belong to.
+
+    Returns:
+        True if a metric was added.
+    """
+    reported = getattr(model, _ATTRIBUTE, None)
+    if reported is None:
+        setattr(model, _ATTRIBUTE, [])  # Keras wraps it in a tracked list
+        reported = getattr(model, _ATTRIBUTE)
+    for old in list(reported):
+        old_owner = getattr(old, "_xstable_owner", lambda: None)()
+        if old_owner is None or not model_uses(model, old_owner):
+            reported.remove(old)
+    present = _reported_metric_ids(model)
+    added = False
+    for metric in metrics:
+        if id(metric) not in present:
+            object.__setattr__(metric, "_xstable_owner", weakref.ref(owner))
+            reported.append(metric)
+            present.add(id(metric))
+            added = True
+    return added
