@@ -5,10 +5,10 @@ optimizer or a loss no handle on the model that trains with it (`compile()` stor
 with dependency tracking off). The model is on the call stack, though, whenever Keras builds
 or runs a training step: its own methods (`_symbolic_build`, `train_step`, ...) call the
 optimizer's `build`/`apply` and the loss. `calling_model` finds that frame, and accepts it
-only when the model really owns the object (an identity check supplied by the caller), so no
-other model is ever touched. `report_metrics` then sets the metrics on the model as a tracked
-attribute, which Keras's attribute tracking adds to `model.metrics`, exactly as for a metric a
-user assigns in a subclassed model. Where no model is found (a custom training loop, a future
+only when the model really uses the object (an identity check, `model_uses`), so no other
+model is ever touched. `report_metrics` then adds the metrics to one `ReportedMetrics`
+container set on the model as an attribute, which Keras's attribute tracking adds to
+`model.metrics`, exactly as for a metric a user assigns in a subclassed model. Where no model is found (a custom training loop, a future
 Keras that calls from elsewhere) nothing changes: the metrics can still be listed by hand in
 `compile(metrics=...)`.
 
@@ -71,20 +71,81 @@ def calling_model(obj):
     return model, building
 
 
-def _reported_metric_ids(model):
-    ids = set()
+class ReportedMetrics(keras.metrics.Metric):
+    """The metrics xstable objects report on one model, shown in its logs as their own keys.
+
+    One per model, set as a model attribute once. Its `variables` are those of the metrics
+    it holds (so the JAX trainer carries them through the step), `result()` merges their
+    results, `reset_state()` resets them. Holding the list itself (not as attributes Keras
+    tracks) lets a metric be dropped again when the model is re-compiled without its owner.
+    """
+
+    def __init__(self, name="xstable_reported_metrics"):
+        super().__init__(name=name)
+        object.__setattr__(self, "_reported", [])
+
+    @property
+    def reported(self):
+        return list(self._reported)
+
+    @property
+    def variables(self):
+        return [variable for metric in self._reported for variable in metric.variables]
+
+    def update_state(self, *args, **kwargs):
+        """Does nothing: each held metric is updated by its owner."""
+        del args, kwargs
+
+    def reset_state(self):
+        for metric in self._reported:
+            metric.reset_state()
+
+    def result(self):
+        results = {}
+        for metric in self._reported:
+            value = metric.result()
+            if isinstance(value, dict):
+                results.update(value)
+            else:
+                results[metric.name] = value
+        return results
+
+    def get_config(self):
+        return {"name": self.name}
+
+
+def _reported_metric_ids(model, container):
+    ids = set(id(metric) for metric in container.reported)
     for metric in model.metrics:
+        if metric is container:
+            continue
         ids.add(id(metric))
         for inner in getattr(metric, "metrics", ()):  # CompileMetrics holds the listed ones
             ids.add(id(inner))
     return ids
 
 
-def report_metrics(model, metrics, owner):
-    """Adds `metrics` of `owner` to `model.metrics` (once), dropping stale earlier ones.
+def _container(model):
+    container = getattr(model, _ATTRIBUTE, None)
+    if container is not None and any(metric is container for metric in model.metrics):
+        return container
+    if container is not None:
+        # Set while Keras had attribute tracking off (e.g. inside LossScaleOptimizer.build).
+        delattr(model, _ATTRIBUTE)
+    container = ReportedMetrics()
+    setattr(model, _ATTRIBUTE, container)
+    if not any(metric is container for metric in model.metrics):
+        delattr(model, _ATTRIBUTE)
+        return None
+    return container
 
-    Metrics attached earlier for an optimizer or loss the model no longer uses (after a
-    re-`compile`) are removed first, so they do not linger in the logs.
+
+def report_metrics(model, metrics, owner):
+    """Adds `metrics` of `owner` to the logs of `model` (once), dropping stale earlier ones.
+
+    Metrics reported earlier for an optimizer or loss the model no longer uses (after a
+    re-`compile`) are dropped first, so they do not linger in the logs. Metrics the user
+    already listed in `compile(metrics=...)` are not added twice.
 
     Args:
         model: The `keras.Model` (from `calling_model`).
@@ -92,22 +153,23 @@ def report_metrics(model, metrics, owner):
         owner: The optimizer or loss the metrics belong to.
 
     Returns:
-        True if a metric was added.
+        True when every metric now reaches the model's logs. False when Keras had attribute
+        tracking switched off at this moment (e.g. inside `LossScaleOptimizer.build`): call
+        again later, from a training step.
     """
-    reported = getattr(model, _ATTRIBUTE, None)
-    if reported is None:
-        setattr(model, _ATTRIBUTE, [])  # Keras wraps it in a tracked list
-        reported = getattr(model, _ATTRIBUTE)
-    for old in list(reported):
+    container = _container(model)
+    if container is None:
+        return False
+    kept = []
+    for old in container.reported:
         old_owner = getattr(old, "_xstable_owner", lambda: None)()
-        if old_owner is None or not model_uses(model, old_owner):
-            reported.remove(old)
-    present = _reported_metric_ids(model)
-    added = False
+        if old_owner is not None and model_uses(model, old_owner):
+            kept.append(old)
+    present = _reported_metric_ids(model, container)
     for metric in metrics:
         if id(metric) not in present:
             object.__setattr__(metric, "_xstable_owner", weakref.ref(owner))
-            reported.append(metric)
+            kept.append(metric)
             present.add(id(metric))
-            added = True
-    return added
+    object.__setattr__(container, "_reported", kept)
+    return True

@@ -143,6 +143,9 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             (default). The optimizer attaches a `GuardCounters` metric to that model when it
             is built for it; no callback is needed. Like any metric, they then also appear
             in `train_on_batch`'s return value; `evaluate()` gets none (it runs no step).
+            Inside a `LossScaleOptimizer` (mixed precision) on JAX the guard runs inside the
+            loss scaler's own `lax.cond`, where its values cannot reach the step's logs:
+            there use `GuardMonitor`.
         name: String, the optimizer's name.
 
     Raises:
@@ -257,6 +260,9 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         object.__setattr__(self, "_counters_metric", GuardCounters(self))
         self._set_step_counters(False, None)
         object.__setattr__(self, "_reported_model", lambda: None)
+        # Inside a LossScaleOptimizer (mixed precision), which may skip a step before the
+        # guard runs, and on JAX runs the guard inside its own `lax.cond`.
+        object.__setattr__(self, "_wrapped", False)
 
     @staticmethod
     def _resolve_inner(inner_optimizer):
@@ -640,10 +646,13 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             new_own = [scope.get_current_value(v) for v in own]
         # The counters after this step, for GuardCounters in the same traced train step
         # (the variables themselves hold the trainer's detached or trace-time values).
-        by_variable = {id(v): value for v, value in zip(own, new_own, strict=True)}
-        self._set_step_counters(
-            True, {name: by_variable[id(getattr(self, name))] for name in COUNTER_NAMES}
-        )
+        # Not inside a LossScaleOptimizer: there this runs inside its `lax.cond`, and the
+        # values would be tracers of that branch, not of the step.
+        if not self._wrapped:
+            by_variable = {id(v): value for v, value in zip(own, new_own, strict=True)}
+            self._set_step_counters(
+                True, {name: by_variable[id(getattr(self, name))] for name in COUNTER_NAMES}
+            )
         return list(new_weights), new_own + list(new_inner)
 
     # ------------------------------------------------------------ reporting
@@ -660,13 +669,23 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         if reported is not None and _model_reporting.model_uses(reported, self):
             return
         model, _ = _model_reporting.calling_model(self)
-        if model is not None:
-            _model_reporting.report_metrics(model, [self._counters_metric], self)
+        if model is not None and _model_reporting.report_metrics(
+            model, [self._counters_metric], self
+        ):
             object.__setattr__(self, "_reported_model", weakref.ref(model))
+            object.__setattr__(self, "_wrapped", model.optimizer is not self)
 
     def _take_step_counters(self):
         """The counters after the latest step, once per step; None when no step ran."""
-        if not self._step_applied or not self.built:
+        if not self.built:
+            return None
+        applied = self._step_applied
+        if not applied and self._wrapped and keras.config.backend() == "torch":
+            # A LossScaleOptimizer skipped this step before the guard ran. Torch fit trains
+            # in train mode and evaluates in eval mode: report what the counters hold.
+            model = self._reported_model()
+            applied = model is not None and bool(getattr(model, "training", False))
+        if not applied:
             return None
         values = self._step_values
         self._forget_step_counters()
