@@ -80,29 +80,34 @@ class ReportedMetrics(keras.metrics.Metric):
     tracks) lets a metric be dropped again when the model is re-compiled without its owner.
     """
 
-    def __init__(self, name="xstable_reported_metrics"):
+    def __init__(self, model=None, name="xstable_reported_metrics"):
         super().__init__(name=name)
         object.__setattr__(self, "_reported", [])
+        object.__setattr__(self, "_model", weakref.ref(model) if model is not None else None)
 
     @property
     def reported(self):
-        return list(self._reported)
+        """The held metrics whose owner the model still uses (re-`compile` drops others)."""
+        model = self._model() if self._model is not None else None
+        if model is None:
+            return list(self._reported)
+        return [metric for metric in self._reported if _owner_used(model, metric)]
 
     @property
     def variables(self):
-        return [variable for metric in self._reported for variable in metric.variables]
+        return [variable for metric in self.reported for variable in metric.variables]
 
     def update_state(self, *args, **kwargs):
         """Does nothing: each held metric is updated by its owner."""
         del args, kwargs
 
     def reset_state(self):
-        for metric in self._reported:
+        for metric in self.reported:
             metric.reset_state()
 
     def result(self):
         results = {}
-        for metric in self._reported:
+        for metric in self.reported:
             value = metric.result()
             if isinstance(value, dict):
                 results.update(value)
@@ -112,6 +117,11 @@ class ReportedMetrics(keras.metrics.Metric):
 
     def get_config(self):
         return {"name": self.name}
+
+
+def _owner_used(model, metric):
+    owner = getattr(metric, "_xstable_owner", lambda: None)()
+    return owner is not None and model_uses(model, owner)
 
 
 def _reported_metric_ids(model, container):
@@ -132,7 +142,7 @@ def _container(model):
     if container is not None:
         # Set while Keras had attribute tracking off (e.g. inside LossScaleOptimizer.build).
         delattr(model, _ATTRIBUTE)
-    container = ReportedMetrics()
+    container = ReportedMetrics(model)
     setattr(model, _ATTRIBUTE, container)
     if not any(metric is container for metric in model.metrics):
         delattr(model, _ATTRIBUTE)
@@ -160,11 +170,7 @@ def report_metrics(model, metrics, owner):
     container = _container(model)
     if container is None:
         return False
-    kept = []
-    for old in container.reported:
-        old_owner = getattr(old, "_xstable_owner", lambda: None)()
-        if old_owner is not None and model_uses(model, old_owner):
-            kept.append(old)
+    kept = container.reported
     present = _reported_metric_ids(model, container)
     for metric in metrics:
         if id(metric) not in present:
@@ -173,3 +179,47 @@ def report_metrics(model, metrics, owner):
             present.add(id(metric))
     object.__setattr__(container, "_reported", kept)
     return True
+
+
+class ModelReporter:
+    """Keeps an optimizer's or loss's metrics reported on the model that uses it.
+
+    `report()` is cheap once it has succeeded: it checks that the model it reported to still
+    uses the owner (an identity check) instead of walking the stack again, so it can run on
+    every eager step.
+
+    Args:
+        owner: The optimizer or loss.
+        metrics: Callable returning the `keras.metrics.Metric`s to report.
+        stateful: Whether the metrics have variables. On JAX those may only join a model
+            while it builds (see the module docstring); elsewhere at any time.
+    """
+
+    def __init__(self, owner, metrics, stateful):
+        self._owner = weakref.ref(owner)
+        self._metrics = metrics
+        self._stateful = stateful
+        self._model = lambda: None
+
+    @property
+    def model(self):
+        """The model reported to, or None."""
+        return self._model()
+
+    def report(self):
+        """Reports the metrics on the calling model if not done yet; returns that model."""
+        owner = self._owner()
+        model = self._model()
+        if owner is None:
+            return None
+        if model is not None and model_uses(model, owner):
+            return model
+        model, building = calling_model(owner)
+        if model is None:
+            return None
+        if self._stateful and keras.config.backend() == "jax" and not building:
+            return None
+        if not report_metrics(model, self._metrics(), owner):
+            return None
+        self._model = weakref.ref(model)
+        return model

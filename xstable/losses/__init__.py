@@ -1,7 +1,7 @@
 """Safe losses: finite values and gradients, the same on TensorFlow, PyTorch and JAX.
 
 Each loss owns counters (`loss.metrics`) for the events it handled (invalid targets,
-non-finite samples); list them in `model.compile(metrics=loss.metrics)` to see them in logs.
+non-finite samples); they show in the `fit` logs and History of the model compiling the loss.
 """
 
 from xstable.losses.loss_event_count import LossEventCount

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from xstable import _model_reporting
 from xstable.losses import _backend_tracing, _reduction
 from xstable.losses.loss_event_count import LossEventCount
 
@@ -41,10 +42,11 @@ class SafeCrossentropyBase(keras.losses.Loss):
         _reduction.check_reduction(reduction)
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.invalid_target_counter = LossEventCount(name=f"{self.name}_invalid_targets")
+        self._reporter = _model_reporting.ModelReporter(self, lambda: self.metrics, stateful=True)
 
     @property
     def metrics(self):
-        """Metrics to list in `compile(metrics=...)` to see the invalid-target count in logs."""
+        """The loss's counters; reported in the `fit` logs of the model compiling it."""
         return [self.invalid_target_counter]
 
     def per_sample(self, y_true, y_pred):
@@ -65,6 +67,7 @@ class SafeCrossentropyBase(keras.losses.Loss):
         return values
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        self._reporter.report()
         with keras.name_scope(self.name):
             y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
             y_true = ops.convert_to_tensor(y_true)

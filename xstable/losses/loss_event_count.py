@@ -12,11 +12,11 @@ __all__ = ["LossEventCount"]
 class LossEventCount(keras.metrics.Metric):
     """Counts events reported by a loss (masked non-finite losses, invalid targets).
 
-    A loss cannot add a metric to `model.metrics` by itself: `Model.compile` stores the loss
-    with dependency tracking off. So each xstable loss owns one of these counters and you list
-    it in `compile(metrics=...)` (all of a loss's counters are in `loss.metrics`); Keras then
-    resets it every epoch, reports it in the progress bar and in `fit` history, and on JAX
-    carries its variable through the stateless train step, so the loss's updates persist.
+    Each xstable loss owns these counters (`loss.metrics`) and reports them to the model that
+    compiles it, when that model builds its training step (`xstable._model_reporting`): Keras
+    then resets them every epoch, shows them in the progress bar and in `fit` history, and on
+    JAX carries their variables through the stateless train step, so the loss's updates
+    persist. Listing them in `compile(metrics=...)` too is harmless (counted once).
 
     `update_state(y_true, y_pred)` does nothing: the owning loss calls `record(count)` while it
     computes, which avoids computing the loss twice.
@@ -28,8 +28,7 @@ class LossEventCount(keras.metrics.Metric):
     Example:
 
     ```python
-    loss = xstable.losses.SafeLoss("mse")
-    model.compile(optimizer="adam", loss=loss, metrics=loss.metrics)
+    model.compile(optimizer="adam", loss=xstable.losses.SafeLoss("mse"))
     history = model.fit(x, y)
     history.history["mean_squared_error_nonfinite_count"]
     ```

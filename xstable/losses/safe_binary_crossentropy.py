@@ -134,9 +134,9 @@ class SafeBinaryCrossentropy(SafeCrossentropyBase):
 
     Targets outside [0, 1] (and NaN targets) raise `ValueError` in eager code. In compiled
     code (`fit` on TF and JAX) they are left out of the mean and counted in
-    `invalid_target_counter`; list `loss.metrics` in `compile(metrics=...)` to see the count
-    in `fit` history. If the counter cannot record (JAX, counter not listed), those samples
-    are NaN instead of a silent 0.
+    `invalid_target_counter`, which shows in `fit` logs and History by itself (the loss
+    reports it to the model that compiles it). If the counter cannot record (JAX, the loss
+    called outside a model's `fit`), those samples are NaN instead of a silent 0.
 
     Args:
         from_logits: Bool. Whether `y_pred` holds logits rather than probabilities.
@@ -155,8 +155,9 @@ class SafeBinaryCrossentropy(SafeCrossentropyBase):
     Example:
 
     ```python
-    loss = xstable.losses.SafeBinaryCrossentropy()
-    model.compile(optimizer="adam", loss=loss, metrics=loss.metrics)
+    model.compile(optimizer="adam", loss=xstable.losses.SafeBinaryCrossentropy())
+    history = model.fit(x, y)
+    history.history["safe_binary_crossentropy_invalid_targets"]   # per-epoch counts
     ```
     """
 

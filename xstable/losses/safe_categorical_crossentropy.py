@@ -112,8 +112,8 @@ class SafeCategoricalCrossentropy(SafeCrossentropyBase):
     exactly 0, and a loss that would overflow is capped at the largest float.
 
     Targets outside [0, 1] or NaN: `ValueError` in eager code; in compiled code the sample is
-    left out of the mean and counted in `invalid_target_counter` (list `loss.metrics` in
-    `compile(metrics=...)`), or made NaN where the counter cannot record (JAX, not listed).
+    left out of the mean and counted in `invalid_target_counter` (in `fit` logs by itself),
+    or made NaN where the counter cannot record (JAX, the loss called outside a model).
 
     Args:
         from_logits: Bool. Whether `y_pred` holds logits.
@@ -130,8 +130,7 @@ class SafeCategoricalCrossentropy(SafeCrossentropyBase):
     Example:
 
     ```python
-    loss = xstable.losses.SafeCategoricalCrossentropy()
-    model.compile(optimizer="adam", loss=loss, metrics=loss.metrics)
+    model.compile(optimizer="adam", loss=xstable.losses.SafeCategoricalCrossentropy())
     ```
     """
 

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from xstable import _model_reporting
 from xstable.losses import _reduction
 from xstable.losses.loss_event_count import LossEventCount
 
@@ -61,11 +62,12 @@ class SafeLoss(keras.losses.Loss):
     `y_pred` that are NaN or infinite (the backward pass of a dropped sample computes
     `0 * inf`) are set to 0, so the finite samples still train the model.
 
-    The count appears in `fit` history if you list `loss.metrics` in
-    `compile(metrics=...)`: Keras gives a loss no way to register a metric itself
-    (`compile()` stores the loss with dependency tracking off). On TF and torch the counter
-    also counts when not listed (read `loss.nonfinite_counter.result()`); on JAX a jitted
-    step only keeps updates of metrics the model tracks, so there it must be listed.
+    The count appears in `fit` logs and History as `<name>_nonfinite` with no extra code:
+    when the model that compiles this loss builds its training step, the loss reports its
+    counter to it (`xstable._model_reporting`). Listing `loss.metrics` in
+    `compile(metrics=...)` as well does no harm. Called outside a model, the counter still
+    counts on TF and torch (read `loss.nonfinite_counter.result()`); a jitted JAX function
+    keeps no metric update it was not given as state.
 
     Formula:
 
@@ -93,8 +95,7 @@ class SafeLoss(keras.losses.Loss):
     Example:
 
     ```python
-    loss = xstable.losses.SafeLoss("mse")
-    model.compile(optimizer="adam", loss=loss, metrics=loss.metrics)
+    model.compile(optimizer="adam", loss=xstable.losses.SafeLoss("mse"))
     history = model.fit(x, y_with_some_nan_labels)
     history.history["safe_mean_squared_error_nonfinite"]  # per-epoch counts
     ```
@@ -106,10 +107,11 @@ class SafeLoss(keras.losses.Loss):
         _reduction.check_reduction(reduction)
         super().__init__(name=name or f"safe_{inner_name}", reduction=reduction, dtype=dtype)
         self.nonfinite_counter = LossEventCount(name=f"{self.name}_nonfinite")
+        self._reporter = _model_reporting.ModelReporter(self, lambda: self.metrics, stateful=True)
 
     @property
     def metrics(self):
-        """Metrics to list in `compile(metrics=...)` to see the count in `fit` history."""
+        """The loss's counters; reported in the `fit` logs of the model compiling it."""
         return [self.nonfinite_counter]
 
     def call(self, y_true, y_pred):
@@ -120,6 +122,7 @@ class SafeLoss(keras.losses.Loss):
         return self._inner(y_true, y_pred)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
+        self._reporter.report()
         with keras.name_scope(self.name):
             y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
             y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)

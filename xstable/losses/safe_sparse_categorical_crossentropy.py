@@ -133,8 +133,8 @@ class SafeSparseCategoricalCrossentropy(SafeCrossentropyBase):
     backend: TF raises on CPU and gives NaN on GPU, torch fails in the kernel, JAX's one-hot
     gives an all-zero row and a silent loss of 0. Here they raise `ValueError` in eager code;
     in compiled code the sample is left out of the mean and counted in
-    `invalid_target_counter` (list `loss.metrics` in `compile(metrics=...)`), or made NaN
-    where the counter cannot record. `ignore_class` labels are left out of the mean, as in
+    `invalid_target_counter` (in `fit` logs by itself), or made NaN where the counter
+    cannot record. `ignore_class` labels are left out of the mean, as in
     Keras, and are not counted as invalid.
 
     Args:
@@ -153,7 +153,7 @@ class SafeSparseCategoricalCrossentropy(SafeCrossentropyBase):
 
     ```python
     loss = xstable.losses.SafeSparseCategoricalCrossentropy(from_logits=True)
-    model.compile(optimizer="adam", loss=loss, metrics=loss.metrics)
+    model.compile(optimizer="adam", loss=loss)
     ```
     """
 

@@ -1,4 +1,4 @@
-"""`GuardMonitor`: puts a GuardedOptimizer's counters into `fit` logs and enforces its policy."""
+"""`GuardMonitor`: enforces a GuardedOptimizer's "raise" policy from the host and logs its counters."""
 
 import keras
 
@@ -24,14 +24,15 @@ def find_guarded_optimizer(optimizer):
 
 
 class GuardMonitor(keras.callbacks.Callback):
-    """Adds `skipped_steps`, `consecutive_skips`, `grad_norm` (and `lr_scale`) to `fit` logs.
+    """Raises a GuardedOptimizer's `"raise"` error at batch end, and logs its counters.
 
-    Keras builds `fit` logs from the model's metrics, and an optimizer has no handle on the
-    model, so the counters of a `GuardedOptimizer` reach the logs through this callback: after
-    every batch and epoch it reads them and writes them into the `logs` dict, so the progress
-    bar, `History`, `CSVLogger` and TensorBoard (pass this callback before them) see them. It
-    also calls `GuardedOptimizer.check()`, which raises `xstable.errors.NonFiniteError` when the
-    `"raise"` policy's limit is passed — compiled steps cannot raise by themselves.
+    The counters (`skipped_steps`, `consecutive_skips`, `grad_norm`, `lr_scale`) reach `fit`
+    logs by themselves (the optimizer attaches a `GuardCounters` metric to the model). This
+    callback adds what a compiled step cannot do: after every batch it calls
+    `GuardedOptimizer.check()`, which raises `xstable.errors.NonFiniteError` when the
+    `"raise"` policy's limit is passed, and it writes the counters into `logs` itself, which
+    also covers JAX under a `LossScaleOptimizer` (mixed precision), where the metric cannot
+    see them.
 
     On JAX, model and optimizer state live outside the Keras variables during `fit`; the
     callback asks the trainer to sync them (`model.jax_state_sync()`, as Keras's own callbacks

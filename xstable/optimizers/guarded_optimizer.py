@@ -5,7 +5,6 @@ import copy
 import math
 import numbers
 import warnings
-import weakref
 
 import keras
 from keras import ops
@@ -257,9 +256,13 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         self._warned_unchecked = False
         # Fit-log reporting (GuardCounters): whether a step ran since the metric last read
         # the counters, the traced values of that step on JAX, and the model reported to.
-        object.__setattr__(self, "_counters_metric", GuardCounters(self))
+        counters = GuardCounters(self)
+        object.__setattr__(
+            self,
+            "_reporter",
+            _model_reporting.ModelReporter(self, lambda: [counters], stateful=False),
+        )
         self._set_step_counters(False, None)
-        object.__setattr__(self, "_reported_model", lambda: None)
         # Inside a LossScaleOptimizer (mixed precision), which may skip a step before the
         # guard runs, and on JAX runs the guard inside its own `lax.cond`.
         object.__setattr__(self, "_wrapped", False)
@@ -665,14 +668,8 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         """
         if not self.log_counters:
             return
-        reported = self._reported_model()
-        if reported is not None and _model_reporting.model_uses(reported, self):
-            return
-        model, _ = _model_reporting.calling_model(self)
-        if model is not None and _model_reporting.report_metrics(
-            model, [self._counters_metric], self
-        ):
-            object.__setattr__(self, "_reported_model", weakref.ref(model))
+        model = self._reporter.report()
+        if model is not None:
             object.__setattr__(self, "_wrapped", model.optimizer is not self)
 
     def _take_step_counters(self):
@@ -683,7 +680,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         if not applied and self._wrapped and keras.config.backend() == "torch":
             # A LossScaleOptimizer skipped this step before the guard ran. Torch fit trains
             # in train mode and evaluates in eval mode: report what the counters hold.
-            model = self._reported_model()
+            model = self._reporter.model
             applied = model is not None and bool(getattr(model, "training", False))
         if not applied:
             return None
