@@ -16,10 +16,15 @@ Method, per `measure()` call:
    (`process_time`, all threads) of one block, and the ratios to the baseline's block.
 4. An A/A control (a second copy of the baseline, `Variant(control=True)`) is timed like the
    others: its ratio is 1 by construction, so its IQR shows how much spread the machine adds.
-5. Reported: the median paired ratio with its interquartile range (IQR), for wall and CPU time,
-   plus the load average before and after. A ratio target (e.g. <= 1.05) is "met" when the whole
-   IQR is at or below it, "missed" when the whole IQR is above it, and otherwise "undecided at
-   this load": the round-to-round spread is wider than the effect being judged.
+5. Reported: the median paired ratio with its 95% confidence interval (distribution-free, from
+   order statistics: `median_confidence_interval`) and its interquartile range (IQR), for wall
+   and CPU time, plus the load average before and after. A ratio target (e.g. <= 1.05) is
+   "met" when the whole confidence interval of the median is at or below it, "missed" when it
+   is wholly above, and otherwise "undecided at this load". The IQR is the spread of single
+   rounds; the interval is where the median itself lies, and narrows as rounds are added
+   (about as 1/sqrt(rounds)), so a target close to the true ratio needs more `--rounds`. At 15
+   rounds the interval spans the 4th to 12th of the sorted ratios, slightly wider than the
+   IQR.
 
 A variant is a callable `run(steps)` that runs `steps` training steps and returns only once the
 work is done (JAX dispatches asynchronously: read a result back before returning).
@@ -43,6 +48,7 @@ __all__ = [
     "print_measurement",
     "print_header",
     "train_step_runner",
+    "median_confidence_interval",
     "verdict",
 ]
 
@@ -153,11 +159,33 @@ def _quartiles(values):
     return q1, q3
 
 
+def median_confidence_interval(values, level=0.95):
+    """Distribution-free confidence interval of the median: `(low, high)` order statistics.
+
+    With n independent rounds, the number of ratios below the true median is Binomial(n, 1/2);
+    the interval [x_(k), x_(n-k+1)] of the sorted values covers the median with probability
+    at least `level` for the largest k with P(Binomial(n, 1/2) < k) <= (1 - level) / 2.
+    Fewer than 6 values cannot reach 95%: the whole range is returned.
+    """
+    ordered = sorted(values)
+    n = len(ordered)
+    tail = (1.0 - level) / 2.0
+    k, cumulative = 0, 0.0
+    while k < n:
+        cumulative += math.comb(n, k) / 2.0**n  # P(B == k)
+        if cumulative > tail:
+            break
+        k += 1
+    if k == 0:
+        return ordered[0], ordered[-1]
+    return ordered[k - 1], ordered[n - k]
+
+
 def verdict(ratios, target):
-    """'met', 'missed' or 'undecided at this load' for a ratio target, from the IQR."""
+    """'met', 'missed' or 'undecided at this load' for a ratio target, from the median's 95% CI."""
     if target is None:
         return ""
-    low, high = _quartiles(ratios)
+    low, high = median_confidence_interval(ratios)
     if high <= target:
         return f"met (<= {target:g})"
     if low > target:
@@ -264,12 +292,13 @@ def print_header(script, extra=""):
 
 
 def _fmt(ratios):
-    low, high = _quartiles(ratios)
-    return f"{statistics.median(ratios):.3f} [{low:.3f}-{high:.3f}]"
+    low, high = median_confidence_interval(ratios)
+    q1, q3 = _quartiles(ratios)
+    return f"{statistics.median(ratios):.3f} [{low:.3f}-{high:.3f}] {q1:.2f}-{q3:.2f}"
 
 
 def print_measurement(m):
-    """Prints one measurement as a table of median paired ratios with their IQR."""
+    """Prints one measurement: median paired ratios, their 95% CI [low-high] and IQR."""
     block = statistics.median(m.results[0].wall_seconds + m.results[-1].wall_seconds)
     print(
         f"\n## {m.title}\n{m.rounds} paired rounds, {m.steps_per_block} steps per block "
@@ -277,20 +306,20 @@ def print_measurement(m):
         f"{m.load_after[0]:.2f}; {m.elapsed_seconds:.0f} s in all"
     )
     header = (
-        f"{'variant':38s} {'ms/step':>8s}  {'wall ratio [IQR]':>22s}  {'cpu ratio [IQR]':>22s}"
-        "  verdict (wall | cpu)"
+        f"{'variant':38s} {'ms/step':>8s}  {'wall ratio [95% CI] IQR':>32s}  "
+        f"{'cpu ratio [95% CI] IQR':>32s}  verdict on the CI (wall | cpu)"
     )
     print(header)
     for r in m.results:
         ms = statistics.median(r.wall_seconds) / m.steps_per_block * 1e3
         if r.name == m.baseline:
-            print(f"{r.name + ' (baseline)':38s} {ms:8.2f}  {'1':>22s}  {'1':>22s}")
+            print(f"{r.name + ' (baseline)':38s} {ms:8.2f}  {'1':>32s}  {'1':>32s}")
             continue
         decided = "A/A control: true ratio 1, spread = noise" if r.control else ""
         if r.target is not None:
             decided = f"{verdict(r.wall_ratios, r.target)} | {verdict(r.cpu_ratios, r.target)}"
         print(
-            f"{r.name:38s} {ms:8.2f}  {_fmt(r.wall_ratios):>22s}  {_fmt(r.cpu_ratios):>22s}"
+            f"{r.name:38s} {ms:8.2f}  {_fmt(r.wall_ratios):>32s}  {_fmt(r.cpu_ratios):>32s}"
             f"  {decided}"
         )
     sys.stdout.flush()

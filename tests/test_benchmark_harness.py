@@ -1,0 +1,42 @@
+"""benchmarks/_harness.py: the confidence interval behind every benchmark verdict."""
+
+import math
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+import _harness  # noqa: E402
+
+
+@pytest.mark.parametrize("n", [6, 9, 15, 16, 31, 41, 100])
+def test_median_interval_has_at_least_95_percent_coverage_and_is_the_tightest(n):
+    low, high = _harness.median_confidence_interval(list(range(1, n + 1)))
+    k = low  # values are 1..n, so the bounds are the order-statistic ranks
+    assert high == n - k + 1
+
+    def coverage(k):
+        # P(x_(k) <= median <= x_(n-k+1)) = 1 - 2 P(B(n, 1/2) < k)
+        return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n
+
+    assert coverage(k) >= 0.95
+    assert k + 1 > (n + 1) / 2 or coverage(k + 1) < 0.95
+
+
+def test_median_interval_covers_the_true_median_about_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    hits = 0
+    for _ in range(2000):
+        sample = rng.lognormal(mean=0.0, sigma=0.1, size=15)  # true median exp(0) = 1
+        low, high = _harness.median_confidence_interval(sample.tolist())
+        hits += low <= 1.0 <= high
+    assert 0.95 <= hits / 2000 <= 0.99  # 96.5% for n = 15
+
+
+def test_verdicts_follow_the_interval():
+    assert _harness.verdict([1.00] * 10 + [1.01] * 5, 1.05).startswith("met")
+    assert _harness.verdict([1.10] * 10 + [1.12] * 5, 1.05).startswith("missed")
+    assert _harness.verdict(np.linspace(0.95, 1.15, 15).tolist(), 1.05) == "undecided at this load"
+    assert _harness.verdict([1.0], None) == ""
