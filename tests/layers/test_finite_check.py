@@ -91,6 +91,17 @@ def test_replace_float16_uses_float16_limits_and_custom_values(values):
     expected = np.nan_to_num(values.astype(np.float64), nan=-1.0, posinf=7.0,
                              neginf=-65504.0)
     assert_matches_reference(out, expected, "exact", what="replace float16")
+    assert float(to_numpy(layer.nonfinite_count)) == float((~np.isfinite(values)).sum())
+
+
+def test_count_is_exact_beyond_float16_integers():
+    # 3001 non-finite float16 values: a float16 sum of ones would stop at 2048.
+    values = np.zeros((5000,), np.float16)
+    values[:3001] = np.inf
+    values[:1000] = np.nan
+    layer = FiniteCheck("count", dtype="float16")
+    layer(ops.convert_to_tensor(values, dtype="float16"))
+    assert float(to_numpy(layer.nonfinite_count)) == 3001.0
 
 
 def test_integer_inputs_pass_through():
