@@ -119,6 +119,28 @@ class ReportedMetrics(keras.metrics.Metric):
         return {"name": self.name}
 
 
+_STEP_METHODS = ("train_step", "test_step", "predict_step")
+
+
+def in_model_step():
+    """True when called (at any depth) from a Keras model's `train_step`/`test_step`/`predict_step`.
+
+    These are the public, overridable step methods every Keras trainer runs each batch
+    through; on JAX they are stateless even when run eagerly, so an exception inside one
+    loses the model's state.
+    """
+    frame = sys._getframe(1)
+    for _ in range(_MAX_FRAMES * 2):
+        if frame is None:
+            return False
+        if frame.f_code.co_name in _STEP_METHODS and isinstance(
+            frame.f_locals.get("self"), keras.Model
+        ):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _owner_used(model, metric):
     owner = getattr(metric, "_xstable_owner", lambda: None)()
     return owner is not None and model_uses(model, owner)

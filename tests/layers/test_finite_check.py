@@ -189,6 +189,19 @@ def test_raise_in_jax_jit_without_monitor_warns_and_keeps_the_weights():
     assert float(to_numpy(model.get_layer("check").nonfinite_count)) == 2.0
 
 
+@pytest.mark.only_backend("jax", reason="JAX's trainer step is stateless even when eager")
+def test_raise_in_jax_eager_fit_without_monitor_warns_and_keeps_the_weights():
+    x, y = _data()
+    model = _model("raise", run_eagerly=True)
+    with pytest.warns(RuntimeWarning, match="(?s)found 1 non-finite.*FiniteCheckMonitor"):
+        model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+    assert np.all(np.isfinite(to_numpy(model.get_layer("head").kernel)))
+    model.predict(np.ones((2, FEATURES), "float32"), verbose=0)
+    # Outside a training step the layer still raises.
+    with pytest.raises(NonFiniteError, match="FiniteCheck `check`"):
+        model.get_layer("check")(ops.convert_to_tensor(x[:8]))
+
+
 @pytest.mark.only_backend(
     "tensorflow",
     reason="XLA has no host callback; JAX warns from one (tested above); torch.compile is "

@@ -11,8 +11,8 @@ How each policy acts, per execution mode:
 
 | policy    | eager (TF run_eagerly, torch)  | jax.jit (JAX)                | TF graph/XLA, torch.compile |
 |-----------|--------------------------------|------------------------------|-----------------------------|
-| "raise"   | raises in the layer call       | host callback; raises at     | raises at batch end through |
-|           |                                | batch end via the monitor    | `FiniteCheckMonitor`        |
+| "raise"   | raises in the layer call (JAX  | host callback; raises at     | raises at batch end through |
+|           | fit step, no monitor: warns)   | batch end via the monitor    | `FiniteCheckMonitor`        |
 |           |                                | (no monitor: warns)          |                             |
 | "warn"    | warns in the layer call        | warns from a host callback   | warns at batch end (monitor)|
 | "replace" | replaces NaN/±Inf, counts      | same                         | same                        |
@@ -29,7 +29,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from xstable import _distribution
+from xstable import _distribution, _model_reporting
 from xstable.errors import NonFiniteError
 from xstable.layers import _backend_host_check as host_check
 
@@ -152,9 +152,10 @@ class FiniteCheck(keras.layers.Layer):
         - `"raise"`: raise `xstable.NonFiniteError` naming the layer and the count. In eager
           execution the layer call raises; in compiled code (XLA, `jax.jit`,
           `torch.compile`) the error is raised when the batch ends by a
-          `FiniteCheckMonitor` callback (pass it to `fit`). Inside `jax.jit` without a
-          monitor it warns instead (`RuntimeWarning` with the same text): an exception
-          there would fail a step that owns the model's donated weights, losing them.
+          `FiniteCheckMonitor` callback (pass it to `fit`). Inside a JAX training step
+          (`jax.jit`, or `run_eagerly=True`) without a monitor it warns instead
+          (`RuntimeWarning` with the same text): an exception there would fail a step that
+          owns the model's state, losing every weight.
         - `"warn"`: emit a `RuntimeWarning` with the same message, keep training.
         - `"replace"`: replace NaN by `nan`, +Inf by `posinf` and -Inf by `neginf`
           (defaults: 0, and the largest finite value of the dtype with the sign).
@@ -302,8 +303,23 @@ class FiniteCheck(keras.layers.Layer):
             return
         message = _nonfinite_message(self.name, count, context=context, rows=rows)
         if self.policy == "raise":
+            if keras.config.backend() == "jax" and _model_reporting.in_model_step():
+                # A JAX trainer step run eagerly (`run_eagerly=True`) is still stateless: an
+                # exception here loses every weight, as in jitted code (measured).
+                self._warn_instead_of_raising(message, "a JAX training step")
+                return
             raise NonFiniteError(message)
         warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+    def _warn_instead_of_raising(self, message, where):
+        warnings.warn(
+            f"{message}\npolicy='raise' cannot raise inside {where} without destroying the "
+            "model's weights. Pass `callbacks=[xstable.layers.FiniteCheckMonitor()]` to fit: "
+            "it raises NonFiniteError when the batch ends, with the weights kept. Training "
+            "goes on.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
     def _act_from_compiled_code(self, count):
         count = float(np.asarray(count))
@@ -313,14 +329,7 @@ class FiniteCheck(keras.layers.Layer):
             # donated the model's state to it: the weights would be lost (measured: every
             # variable reads None afterwards). Warn instead, and say how to get the raise.
             message = _nonfinite_message(self.name, count, context=context)
-            warnings.warn(
-                f"{message}\npolicy='raise' cannot raise inside a jax.jit training step "
-                "without destroying the model's weights. Pass "
-                "`callbacks=[xstable.layers.FiniteCheckMonitor()]` to fit: it raises "
-                "NonFiniteError when the batch ends, with the weights kept. Training goes on.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+            self._warn_instead_of_raising(message, "a jax.jit training step")
             return
         self._act(count, context=context)
 
