@@ -294,3 +294,27 @@ def test_nonfinite_metric_with_finite_loss_is_reported_as_a_metric(tmp_path):
     assert (trigger["kind"], trigger["name"], trigger["value"]) == ("metric", "log_of_zero", "-inf")
     assert trigger["batch"] == 0 and sentinel.report["logs"]["loss"] is not None
     assert len(history.history["loss"]) == 1
+
+
+def test_a_step_the_guard_skipped_is_not_a_nonfinite_metric(tmp_path):
+    # Finite loss, NaN gradient (sqrt at 0): the GuardedOptimizer skips every step and logs
+    # grad_norm=NaN. That is the guard working, not training going non-finite.
+    def distance(y_true, y_pred):
+        return keras.ops.sqrt(keras.ops.square(y_pred - y_true))
+
+    x = np.ones((16, 3), "float32")
+    y = np.zeros((16, 1), "float32")
+    model = keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(1, kernel_initializer="zeros")]
+    )
+    model.compile(
+        optimizer=xstable.optimizers.GuardedOptimizer("sgd", on_max_skips="accept",
+                                                      max_consecutive_skips=None),
+        loss=distance,
+    )
+    sentinel = NaNSentinel(report_dir=None, verbose=0)
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[sentinel])
+    assert not sentinel.triggered
+    assert history.history["skipped_steps"] == [2, 4]
+    assert np.isnan(history.history["grad_norm"][-1])
+    assert history.history["loss"] == [0.0, 0.0]

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from xstable.callbacks._atomic_write import atomic_write_text
+from xstable.optimizers.guard_monitor import find_guarded_optimizer
 from xstable.errors import NonFiniteError
 from xstable.runtime import active_device, library_versions
 
@@ -72,6 +73,15 @@ def _jsonable(obj):
     if obj is None or isinstance(obj, (str, int, bool)):
         return obj
     return str(obj)
+
+
+# A GuardedOptimizer logs the gradient norm of the step it skipped: NaN there means the guard
+# did its job (weights and slots untouched), not that training went non-finite.
+_GUARD_DIAGNOSTICS = ("grad_norm",)
+
+
+def _has_guarded_optimizer(model):
+    return find_guarded_optimizer(getattr(model, "optimizer", None)) is not None
 
 
 def _log_value(value):
@@ -338,10 +348,12 @@ class NaNSentinel(keras.callbacks.Callback):
                 failing_step=None,
             )
 
-    @staticmethod
-    def _first_nonfinite(logs):
+    def _first_nonfinite(self, logs):
         # "loss" first, so that a NaN loss is reported as such rather than as a metric.
+        ignored = _GUARD_DIAGNOSTICS if _has_guarded_optimizer(self.model) else ()
         for name in sorted(logs or {}, key=lambda key: (key != "loss", key)):
+            if name in ignored:
+                continue
             value = _log_value(logs[name])
             if value is not None and not math.isfinite(value):
                 return name, value
