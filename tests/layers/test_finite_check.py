@@ -177,25 +177,19 @@ def test_raise_in_compiled_fit_with_monitor_raises_at_batch_end():
     model.predict(np.ones((2, FEATURES), "float32"), verbose=0)
 
 
-@pytest.mark.only_backend("jax", reason="only JAX has host callbacks inside compiled code")
-def test_raise_in_jax_jit_without_monitor_warns_and_keeps_the_weights():
-    # Raising from the host callback would fail a step that owns the donated model state:
-    # every variable would be lost. Without a monitor the check warns and names the fix.
+@pytest.mark.only_backend(
+    "jax", reason="JAX's trainer step is stateless, jitted (host callback) or eager alike"
+)
+@pytest.mark.parametrize("mode", [{"jit_compile": True}, {"run_eagerly": True}], ids=["jit", "eager"])
+def test_raise_in_a_jax_fit_step_without_monitor_warns_and_keeps_the_weights(mode):
+    # Raising would fail a step that owns the model state (donated under jit): every
+    # variable would be lost. Without a monitor the check warns and names the fix.
     x, y = _data()
-    model = _model("raise", jit_compile=True)
+    model = _model("raise", **mode)
     with pytest.warns(RuntimeWarning, match="(?s)found 1 non-finite.*FiniteCheckMonitor"):
         model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
     assert np.all(np.isfinite(to_numpy(model.get_layer("head").kernel)))
     assert float(to_numpy(model.get_layer("check").nonfinite_count)) == 2.0
-
-
-@pytest.mark.only_backend("jax", reason="JAX's trainer step is stateless even when eager")
-def test_raise_in_jax_eager_fit_without_monitor_warns_and_keeps_the_weights():
-    x, y = _data()
-    model = _model("raise", run_eagerly=True)
-    with pytest.warns(RuntimeWarning, match="(?s)found 1 non-finite.*FiniteCheckMonitor"):
-        model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
-    assert np.all(np.isfinite(to_numpy(model.get_layer("head").kernel)))
     model.predict(np.ones((2, FEATURES), "float32"), verbose=0)
     # Outside a training step the layer still raises.
     with pytest.raises(NonFiniteError, match="FiniteCheck `check`"):

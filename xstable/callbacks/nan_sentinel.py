@@ -10,8 +10,8 @@ import keras
 import numpy as np
 
 from xstable.callbacks._atomic_write import atomic_write_text
-from xstable.optimizers.guard_monitor import find_guarded_optimizer
 from xstable.errors import NonFiniteError
+from xstable.optimizers.guard_monitor import find_guarded_optimizer
 from xstable.runtime import active_device, library_versions
 
 __all__ = ["NaNSentinel"]
