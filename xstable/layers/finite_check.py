@@ -87,7 +87,9 @@ def _count_nonfinite(x):
     both forms fuse into one reduction.
     """
     dtype = keras.backend.standardize_dtype(x.dtype)
-    flags = ops.nan_to_num(ops.multiply(x, ops.cast(0, dtype)), nan=1.0)
+    # No gradient: without it, eager torch would record three autograd nodes per check. The
+    # Python 0.0 keeps the tensor's dtype on every backend (float16 stays float16).
+    flags = ops.nan_to_num(ops.stop_gradient(x) * 0.0, nan=1.0)
     if dtype == "float32":
         return ops.sum(flags)
     if dtype != "float64":
@@ -252,11 +254,19 @@ class FiniteCheck(keras.layers.Layer):
         # Under tf.distribute each replica sees its shard: sum first, so every replica's
         # copy of the counter holds the global count.
         count = _distribution.replica_sum(count)
+        if self.policy in ("raise", "warn") and host_check.is_concrete(count):
+            # Eager: the count is read on the host anyway to decide; adding 0 to the counter
+            # changes nothing, so the update is only made when there is something to count.
+            value = float(ops.convert_to_numpy(count))
+            if value > 0:
+                self.nonfinite_count.assign_add(count)
+                self._act(value, rows=self._rows(leaves))
+            return inputs
         self.nonfinite_count.assign_add(count)
         if self.policy == "replace":
             return self._replace(inputs)
         if self.policy in ("raise", "warn"):
-            self._report(count, leaves)
+            self._report_from_compiled_code(count)
         return inputs
 
     def _replace(self, inputs):
@@ -277,12 +287,8 @@ class FiniteCheck(keras.layers.Layer):
 
         return keras.tree.map_structure(clean, inputs)
 
-    def _report(self, count, leaves):
-        if host_check.is_concrete(count):
-            value = float(ops.convert_to_numpy(count))
-            if value > 0:
-                self._act(value, rows=self._rows(leaves))
-        elif host_check.supports_host_callback():
+    def _report_from_compiled_code(self, count):
+        if host_check.supports_host_callback():
             host_check.call_on_host_if_positive(count, self._act_from_compiled_code)
         # Otherwise (TF graph/XLA, torch.compile): FiniteCheckMonitor reads the counter when
         # the batch ends.
