@@ -46,6 +46,23 @@ def model_uses(model, obj):
     return any(leaf is obj for leaf in keras.tree.flatten(loss))
 
 
+def _model_frames(skip, limit):
+    """Yields `(model, method name)` for the frames up the stack whose `self` is a Keras model.
+
+    Args:
+        skip: Frames to skip above the caller of this generator's caller.
+        limit: How many frames to look through at most.
+    """
+    frame = sys._getframe(skip + 1)
+    for _ in range(limit):
+        if frame is None:
+            return
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, keras.Model):
+            yield candidate, frame.f_code.co_name
+        frame = frame.f_back
+
+
 def calling_model(obj):
     """Returns `(model, building)` for the nearest Keras model up the stack that uses `obj`.
 
@@ -56,18 +73,11 @@ def calling_model(obj):
         The model, and whether one of its frames on the stack is a build method (see the
         module docstring); `(None, False)` when no model using `obj` is on the stack.
     """
-    frame = sys._getframe(2)
     model, building = None, False
-    for _ in range(_MAX_FRAMES):
-        if frame is None:
-            break
-        candidate = frame.f_locals.get("self")
-        if isinstance(candidate, keras.Model) and (
-            candidate is model or (model is None and model_uses(candidate, obj))
-        ):
+    for candidate, method in _model_frames(skip=2, limit=_MAX_FRAMES):
+        if candidate is model or (model is None and model_uses(candidate, obj)):
             model = candidate
-            building = building or frame.f_code.co_name in _BUILDING_METHODS
-        frame = frame.f_back
+            building = building or method in _BUILDING_METHODS
     return model, building
 
 
@@ -129,16 +139,9 @@ def in_model_step():
     through; on JAX they are stateless even when run eagerly, so an exception inside one
     loses the model's state.
     """
-    frame = sys._getframe(1)
-    for _ in range(_MAX_FRAMES * 2):
-        if frame is None:
-            return False
-        if frame.f_code.co_name in _STEP_METHODS and isinstance(
-            frame.f_locals.get("self"), keras.Model
-        ):
-            return True
-        frame = frame.f_back
-    return False
+    return any(
+        method in _STEP_METHODS for _, method in _model_frames(skip=1, limit=2 * _MAX_FRAMES)
+    )
 
 
 def _owner_used(model, metric):
