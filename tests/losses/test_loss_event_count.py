@@ -18,3 +18,24 @@ def test_config_round_trip():
     counter = LossEventCount(name="events")
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(counter))
     assert isinstance(restored, LossEventCount) and restored.name == "events"
+
+
+def test_counts_survive_repeated_resets_between_compiled_steps():
+    """train_on_batch resets every metric on every call; the reset must keep working after
+    compiled steps (Keras's JAX trainer donates, i.e. deletes, the state arrays it is given)
+    and each call's logs hold that call's count only."""
+    from xstable.losses import SafeLoss
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss=SafeLoss("mse"))
+    x = np.random.default_rng(0).random((8, 4)).astype("float32")
+    y = np.zeros((8, 1), "float32")
+    y[:3] = np.nan  # three non-finite per-sample losses: left out and counted
+    key = model.loss.nonfinite_counter.name
+    for _ in range(3):
+        assert model.train_on_batch(x, y, return_dict=True)[key] == 3.0
+    history = model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    assert history.history[key] == [3.0, 3.0]
+    assert model.train_on_batch(x, y, return_dict=True)[key] == 3.0
+    assert model.test_on_batch(x, y, return_dict=True)[key] == 3.0
+    assert np.isfinite(model.get_weights()[0]).all()

@@ -42,6 +42,20 @@ def test_probabilities_value_and_gradient_match_float64_reference(y, p):
     assert_matches_reference(grad, dloss / 2.0, "cross_backend", what="gradient wrt p")
 
 
+@settings(max_examples=20, deadline=None)
+@given(targets, probabilities)
+def test_gradient_wrt_soft_targets_matches_float64_reference(y, p):
+    """Soft targets produced by another network train through the loss: d/dy is
+    `(log max(1 - p, 2**-25) - log max(p, tiny)) / d`."""
+    _, grad = value_and_grad(safe_binary_crossentropy, y, p, argnum=0)
+    clipped = np.clip(p.astype(np.float64), 0.0, 1.0)
+    not_p = (np.float32(1.0) - np.clip(p, 0.0, 1.0)).astype(np.float64)
+    expected = np.log(np.maximum(not_p, ref.ONE_MINUS_FLOOR)) - np.log(
+        np.maximum(clipped, ref.TINY)
+    )
+    assert_matches_reference(grad, expected / 2.0, "cross_backend", what="gradient wrt y_true")
+
+
 LOGITS = [0.0, -0.0, 1e-3, 16.0, 16.7, 20.0, 100.0, -16.2, -87.0, -104.0, 3e38, -3e38]
 
 

@@ -53,3 +53,60 @@ def test_invalid_targets_raise_and_config_round_trips():
     ours = SafeCategoricalCrossentropy(label_smoothing=0.1)(y, p)
     theirs = keras.losses.CategoricalCrossentropy(label_smoothing=0.1)(y, p)
     assert_matches_reference(ours, to_numpy(theirs), "float32")
+
+
+def _reference_from_probabilities(y, p):
+    """Float64 value, d/dp and d/dy of the documented formula on raw probabilities."""
+    y = np.asarray(y, np.float64)
+    clipped = np.clip(np.asarray(p, np.float64), 0.0, 1.0)
+    total = clipped.sum(-1, keepdims=True)
+    normalizes = total >= ref.TINY
+    divisor = np.where(normalizes, total, 1.0)
+    q = clipped / divisor
+    floored = np.maximum(q, ref.TINY)
+    along_q = -y / floored
+    through_total = np.where(normalizes, (along_q * q).sum(-1, keepdims=True), 0.0)
+    return -(y * np.log(floored)).sum(-1), (along_q - through_total) / divisor, -np.log(floored)
+
+
+raw_probabilities = st.lists(
+    st.one_of(
+        st.sampled_from([0.0, 1e-45, 1e-30, 1.0, 1.5, -0.25, 3e38, -3e38]),
+        st.floats(0.0, 1.0, width=32),
+    ),
+    min_size=6,
+    max_size=6,
+).map(lambda v: np.asarray(v, np.float32).reshape(2, 3))
+soft_targets = st.lists(
+    st.sampled_from([0.0, 1.0, 0.25, 0.5, 0.01]), min_size=6, max_size=6
+).map(lambda v: np.asarray(v, np.float32).reshape(2, 3))
+
+
+@settings(max_examples=30, deadline=None)
+@given(soft_targets, raw_probabilities)
+def test_raw_probabilities_value_and_both_gradients_match_float64_reference(y, p):
+    """Unnormalized, out-of-range and all-zero rows: the value, d/dy_pred and d/dy_true are
+    those of the documented formula (clip in value only, normalize, floor the log).
+
+    The gradient is compared where float32 can hold it: a true-class probability of exactly
+    0 in a row summing to less than 1 has d/dy_pred = -1 / (tiny * sum) beyond the float32
+    range (overflows to -inf, as any float32 evaluation of the formula does)."""
+    value, grad_p = value_and_grad(safe_categorical_crossentropy, y, p, argnum=1)
+    _, grad_y = value_and_grad(safe_categorical_crossentropy, y, p, argnum=0)
+    # TF and XLA on CPU flush subnormal inputs to 0 (ref.TINY's documented caveat): a
+    # subnormal probability divided by a small row sum is normal again, so each element
+    # must match the reference with or without that flush.
+    exact = _reference_from_probabilities(y, p)
+    flushed = _reference_from_probabilities(y, np.where(np.abs(p) < ref.TINY, 0.0, p))
+    loss, dloss_dp, dloss_dy = (
+        np.where(np.isclose(actual, a, rtol=1e-5, atol=1e-7), a, b)
+        for actual, a, b in zip((value, grad_p, grad_y), exact, flushed)
+    )
+    assert np.isfinite(value).all(), (y, p, value)
+    assert_matches_reference(value, loss, "cross_backend")
+    representable = np.abs(dloss_dp) < np.finfo(np.float32).max
+    assert np.isfinite(grad_p[representable]).all(), (y, p, grad_p)
+    assert_matches_reference(
+        grad_p[representable], dloss_dp[representable], "cross_backend", what="d/dy_pred"
+    )
+    assert_matches_reference(grad_y, dloss_dy, "cross_backend", what="gradient wrt y_true")

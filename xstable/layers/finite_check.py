@@ -29,7 +29,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from xstable import _distribution, _model_reporting
+from xstable import _counter_reset, _distribution, _model_reporting
 from xstable.errors import NonFiniteError
 from xstable.layers import _backend_host_check as host_check
 
@@ -128,7 +128,7 @@ class _NonFiniteCountMetric(keras.metrics.Metric):
     def reset_state(self):
         counter = self._counter()
         if counter is not None and host_check.counter_value_or_none(counter) is not None:
-            counter.assign(ops.zeros((), "float32"))
+            _counter_reset.reset_to_zero(counter)
 
     def result(self):
         counter = self._counter()

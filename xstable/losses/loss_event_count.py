@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from xstable import _counter_reset
 from xstable.losses import _backend_tracing
 
 __all__ = ["LossEventCount"]
@@ -63,7 +64,7 @@ class LossEventCount(keras.metrics.Metric):
         return ops.convert_to_tensor(self.count)
 
     def reset_state(self):
-        self.count.assign(ops.zeros((), dtype=self.dtype))
+        _counter_reset.reset_to_zero(self.count)
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype}

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from xstable.losses import _log_probabilities
+from xstable.losses import _crossentropy_kernels, _log_probabilities
 from xstable.losses._safe_crossentropy_base import (
     SafeCrossentropyBase,
     invalid_target_error,
@@ -53,11 +53,16 @@ def _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis):
     target = ops.where(ops.expand_dims(invalid, axis), ops.zeros_like(y_true), y_true)
     if label_smoothing:
         target = target * (1.0 - label_smoothing) + 0.5 * label_smoothing
-    log_p, log_not_p = _log_probabilities.binary_log_probabilities(y_pred, from_logits)
-    elementwise = -(target * log_p + (1.0 - target) * log_not_p)
-    # Mean as a sum of scaled terms: finite even when each term is near the float maximum.
-    size = ops.cast(ops.shape(elementwise)[axis], elementwise.dtype)
-    values = ops.sum(elementwise / size, axis=axis)
+    if from_logits:
+        log_p, log_not_p = _log_probabilities.binary_log_probabilities(y_pred, from_logits)
+        elementwise = -(target * log_p + (1.0 - target) * log_not_p)
+        # Mean as a sum of scaled terms: finite even when each term is near the float max.
+        size = ops.cast(ops.shape(elementwise)[axis], elementwise.dtype)
+        values = ops.sum(elementwise / size, axis=axis)
+    else:
+        values = _crossentropy_kernels.binary_crossentropy_from_probabilities(
+            target, y_pred, axis
+        )
     values = ops.where(invalid, ops.zeros_like(values), values)
     return values, invalid
 

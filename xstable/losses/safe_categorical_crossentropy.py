@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from xstable.losses import _log_probabilities
+from xstable.losses import _crossentropy_kernels, _log_probabilities
 from xstable.losses._safe_crossentropy_base import (
     SafeCrossentropyBase,
     invalid_target_error,
@@ -41,8 +41,13 @@ def _categorical_parts(y_true, y_pred, from_logits, label_smoothing, axis):
     if label_smoothing:
         num_classes = ops.cast(ops.shape(y_true)[axis], y_pred.dtype)
         target = target * (1.0 - label_smoothing) + label_smoothing / num_classes
-    log_p = _log_probabilities.categorical_log_probabilities(y_pred, from_logits, axis)
-    values = categorical_terms(target, log_p, axis)
+    if from_logits:
+        log_p = _log_probabilities.categorical_log_probabilities(y_pred, from_logits, axis)
+        values = categorical_terms(target, log_p, axis)
+    else:
+        values = _crossentropy_kernels.categorical_crossentropy_from_probabilities(
+            target, y_pred, axis
+        )
     return ops.where(invalid, ops.zeros_like(values), values), invalid
 
 

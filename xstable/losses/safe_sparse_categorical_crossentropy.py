@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from xstable.losses import _log_probabilities
+from xstable.losses import _crossentropy_kernels, _log_probabilities
 from xstable.losses._safe_crossentropy_base import (
     SafeCrossentropyBase,
     invalid_target_error,
@@ -58,14 +58,31 @@ def _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis):
     # Out-of-range labels are replaced before the lookup: JAX's one_hot would silently give
     # an all-zero row (loss 0) and torch would fail inside the kernel.
     safe_labels = ops.cast(ops.where(usable, label_values, ops.zeros_like(label_values)), "int32")
+    if num_classes is None:  # class count unknown until run time: gather instead
+        values = _picked_by_gather(y_pred, safe_labels, from_logits, axis)
+    else:
+        # A one-hot selection, not take_along_axis: Keras's TF take_along_axis is ~40 graph
+        # ops of index broadcasting, one_hot is one.
+        one_hot = ops.one_hot(safe_labels, num_classes, axis=axis, dtype=y_pred.dtype)
+        if from_logits:
+            log_p = _log_probabilities.categorical_log_probabilities(y_pred, from_logits, axis)
+            # Select, not multiply: log_softmax can be -inf where logits overflow.
+            picked = ops.where(ops.greater(one_hot, 0), log_p, ops.zeros_like(log_p))
+            values = ops.minimum(-ops.sum(picked, axis=axis), _limits.max_value(y_pred.dtype))
+        else:
+            values = _crossentropy_kernels.categorical_crossentropy_from_probabilities(
+                one_hot, y_pred, axis
+            )
+    return ops.where(usable, values, ops.zeros_like(values)), invalid, ignored
+
+
+def _picked_by_gather(y_pred, safe_labels, from_logits, axis):
     log_p = _log_probabilities.categorical_log_probabilities(y_pred, from_logits, axis)
     log_p = ops.moveaxis(log_p, axis, -1)
     picked = ops.squeeze(
         ops.take_along_axis(log_p, ops.expand_dims(safe_labels, -1), axis=-1), axis=-1
     )
-    largest = _limits.max_value(picked.dtype)
-    values = ops.minimum(-picked, largest)
-    return ops.where(usable, values, ops.zeros_like(values)), invalid, ignored
+    return ops.minimum(-picked, _limits.max_value(picked.dtype))
 
 
 def _invalid_error(y_true, num_classes, count):

@@ -1,0 +1,124 @@
+"""Cross-entropy on probabilities in one step each way: value and hand-written gradient.
+
+The safe cross-entropies define their value through floors and value-only clips (see
+`_log_probabilities`). Written with `stop_gradient` tricks and left to autodiff, that is ~30
+elementwise ops forward and as many backward, each a separate kernel launch in a TF graph
+and a separate dispatch on eager torch, where the Keras twin is a handful (measured with
+`benchmarks/bench_losses.py`). These kernels compute the same value with the fewest ops and
+give the gradient of that very formula in closed form through `keras.ops.custom_gradient`,
+so the arithmetic stays elementwise float and identical on every backend.
+
+Gradients with respect to the target are returned as well (soft targets produced by another
+network can be trained through the loss); TF and XLA prune them when nothing uses them, and
+on torch they are only computed for a target that requires a gradient.
+"""
+
+from keras import ops
+
+from xstable.numerics import _limits
+
+
+def _needs_gradient(x):
+    # Only eager torch tensors say whether anyone wants their gradient; TF and JAX prune
+    # unused gradient computations from the traced step themselves.
+    return getattr(x, "requires_grad", True)
+
+
+def _upstream(args, upstream):
+    # keras.ops.custom_gradient passes the upstream gradient positionally on TF and JAX and
+    # as a keyword (after the inputs) on torch.
+    if upstream is None:
+        (upstream,) = args
+    return upstream
+
+
+def binary_crossentropy_from_probabilities(target, y_pred, axis):
+    """Per-sample `mean(-(t log p + (1 - t) log(1 - p)), axis)` on clipped, floored `p`.
+
+    `p = clip(y_pred, 0, 1)`; the logs are taken of `max(p, tiny)` and `max(1 - p,
+    epsneg / 2)`. The gradient is that of the unclipped, unfloored formula evaluated at the
+    floored values: `d/dy_pred = ((1 - t) / max(1 - p, epsneg/2) - t / max(p, tiny)) / d`,
+    never zero and never infinite for finite inputs.
+
+    Args:
+        target: Targets in [0, 1], same shape and dtype as `y_pred`.
+        y_pred: Probabilities.
+        axis: Int. The axis averaged over (of static size `d`).
+    """
+    dtype = y_pred.dtype
+    size = y_pred.shape[axis]
+    if size is None:  # unknown until run time (a TF graph traced with a None dimension)
+        size = ops.shape(y_pred)[axis]
+
+    @ops.custom_gradient
+    def kernel(target, y_pred):
+        p = ops.clip(y_pred, 0.0, 1.0)
+        floored_p = ops.maximum(p, _limits.tiny(dtype))
+        floored_not_p = ops.maximum(1.0 - p, _limits.epsneg(dtype) / 2)
+        log_p = ops.log(floored_p)
+        log_not_p = ops.log(floored_not_p)
+        not_target = 1.0 - target
+        elementwise = -(target * log_p + not_target * log_not_p)
+        if not isinstance(size, int) or size != 1:
+            # A mean as a sum of scaled terms: finite even when each term is near the max.
+            elementwise = elementwise / ops.cast(size, dtype)
+        values = ops.sum(elementwise, axis=axis)
+        needs_target_gradient = _needs_gradient(target)
+
+        def grad(*args, upstream=None):
+            scale = ops.expand_dims(_upstream(args, upstream), axis)
+            if not isinstance(size, int) or size != 1:
+                scale = scale / ops.cast(size, dtype)
+            pred_gradient = scale * (not_target / floored_not_p - target / floored_p)
+            target_gradient = scale * (log_not_p - log_p) if needs_target_gradient else None
+            return target_gradient, pred_gradient
+
+        return values, grad
+
+    return kernel(target, y_pred)
+
+
+def categorical_crossentropy_from_probabilities(target, y_pred, axis):
+    """Per-sample `-sum(t * log(max(q, tiny)), axis)`, `q` the normalized clipped `y_pred`.
+
+    `p = clip(y_pred, 0, 1)` and `q = p / sum(p, axis)` (no normalization where that sum is
+    below `tiny`, e.g. all zeros). The gradient is that of `-sum(t * log q)` through the
+    normalization with `1 / max(q, tiny)` for the log: with `a = -t / max(q, tiny)`,
+    `d/dy_pred = (a - sum(a * q, axis)) / sum(p, axis)`; through a softmax that is the exact
+    `softmax - t` wherever the true class's probability is not exactly 0.
+
+    The value is always finite for finite `y_pred`: every log is at least `log(tiny)` and
+    targets are in [0, 1].
+
+    Args:
+        target: Targets in [0, 1], same shape and dtype as `y_pred`.
+        y_pred: Probabilities.
+        axis: Int. The class axis.
+    """
+    dtype = y_pred.dtype
+    tiny = _limits.tiny(dtype)
+
+    @ops.custom_gradient
+    def kernel(target, y_pred):
+        p = ops.clip(y_pred, 0.0, 1.0)
+        total = ops.sum(p, axis=axis, keepdims=True)
+        normalizes = ops.greater_equal(total, tiny)
+        divisor = ops.where(normalizes, total, ops.ones_like(total))
+        q = p / divisor
+        floored_q = ops.maximum(q, tiny)
+        log_q = ops.log(floored_q)
+        values = -ops.sum(target * log_q, axis=axis)
+        needs_target_gradient = _needs_gradient(target)
+
+        def grad(*args, upstream=None):
+            scale = ops.expand_dims(_upstream(args, upstream), axis)
+            along_q = -(target * scale) / floored_q
+            through_total = ops.sum(along_q * q, axis=axis, keepdims=True)
+            through_total = ops.where(normalizes, through_total, ops.zeros_like(through_total))
+            pred_gradient = (along_q - through_total) / divisor
+            target_gradient = -scale * log_q if needs_target_gradient else None
+            return target_gradient, pred_gradient
+
+        return values, grad
+
+    return kernel(target, y_pred)
