@@ -55,18 +55,34 @@ def test_invalid_targets_raise_and_config_round_trips():
     assert_matches_reference(ours, to_numpy(theirs), "float32")
 
 
-def _reference_from_probabilities(y, p):
-    """Float64 value, d/dp and d/dy of the documented formula on raw probabilities."""
+def _flush(x):
+    return np.where(np.abs(x) < ref.TINY, 0.0, x)
+
+
+def _reference_from_probabilities(y, p, flush=False):
+    """Float64 value, d/dp and d/dy of the documented formula on raw probabilities.
+
+    `flush=True` flushes subnormal inputs and the subnormal normalized probabilities to 0
+    as TF and XLA on CPU do (the floor then acts on 0 instead of the subnormal).
+    """
     y = np.asarray(y, np.float64)
     clipped = np.clip(np.asarray(p, np.float64), 0.0, 1.0)
+    if flush:
+        clipped = _flush(clipped)
     total = clipped.sum(-1, keepdims=True)
     normalizes = total >= ref.TINY
     divisor = np.where(normalizes, total, 1.0)
     q = clipped / divisor
+    if flush:
+        q = _flush(q)
     floored = np.maximum(q, ref.TINY)
     along_q = -y / floored
     through_total = np.where(normalizes, (along_q * q).sum(-1, keepdims=True), 0.0)
-    return -(y * np.log(floored)).sum(-1), (along_q - through_total) / divisor, -np.log(floored)
+    grad_p = (along_q - through_total) / divisor
+    # The magnitude of the two terms that cancel in d/dy_pred: float32 rounding of either
+    # is an absolute error of about eps32 times this.
+    cancelled = (np.abs(along_q) + np.abs(through_total)) / divisor
+    return -(y * np.log(floored)).sum(-1), grad_p, -np.log(floored), cancelled
 
 
 raw_probabilities = st.lists(
@@ -93,20 +109,26 @@ def test_raw_probabilities_value_and_both_gradients_match_float64_reference(y, p
     range (overflows to -inf, as any float32 evaluation of the formula does)."""
     value, grad_p = value_and_grad(safe_categorical_crossentropy, y, p, argnum=1)
     _, grad_y = value_and_grad(safe_categorical_crossentropy, y, p, argnum=0)
-    # TF and XLA on CPU flush subnormal inputs to 0 (ref.TINY's documented caveat): a
-    # subnormal probability divided by a small row sum is normal again, so each element
-    # must match the reference with or without that flush.
+    # TF and XLA on CPU flush subnormal numbers to 0 (the documented caveat of `tiny`), in
+    # the inputs and in intermediate results (a normalized probability below tiny), so each
+    # element must match the reference with or without that flush.
     exact = _reference_from_probabilities(y, p)
-    flushed = _reference_from_probabilities(y, np.where(np.abs(p) < ref.TINY, 0.0, p))
+    flushed = _reference_from_probabilities(y, p, flush=True)
+    cancelled = np.maximum(exact[3], flushed[3])
+    # d/dy_pred is a difference of two terms: allow the cross_backend tolerance plus two
+    # float32 roundings of the terms that cancel.
+    grad_atol = 1e-7 + 2.0**-22 * cancelled
     loss, dloss_dp, dloss_dy = (
-        np.where(np.isclose(actual, a, rtol=1e-5, atol=1e-7), a, b)
-        for actual, a, b in zip((value, grad_p, grad_y), exact, flushed)
+        np.where(np.abs(actual - a) <= 1e-5 * np.abs(a) + atol, a, b)
+        for actual, a, b, atol in zip(
+            (value, grad_p, grad_y), exact, flushed, (1e-7, grad_atol, 1e-7)
+        )
     )
     assert np.isfinite(value).all(), (y, p, value)
     assert_matches_reference(value, loss, "cross_backend")
     representable = np.abs(dloss_dp) < np.finfo(np.float32).max
     assert np.isfinite(grad_p[representable]).all(), (y, p, grad_p)
-    assert_matches_reference(
-        grad_p[representable], dloss_dp[representable], "cross_backend", what="d/dy_pred"
-    )
+    deviation = np.abs(grad_p - dloss_dp)[representable]
+    bound = (1e-5 * np.abs(dloss_dp) + grad_atol)[representable]
+    assert (deviation <= bound).all(), ("d/dy_pred", y, p, grad_p, dloss_dp, cancelled)
     assert_matches_reference(grad_y, dloss_dy, "cross_backend", what="gradient wrt y_true")

@@ -27,15 +27,17 @@ def _align(weight, values):
 def reduce_masked(values, valid, sample_weight, reduction):
     """Reduces per-sample `values` as Keras does, leaving out entries where `valid` is False.
 
-    `values` must already be 0 (and finite) where `valid` is False. With
+    `values` must already be 0 (and finite) where `valid` is False; `valid=None` means all
+    entries are valid. With
     `"sum_over_batch_size"`/`"mean"` the sum is divided by the number of valid entries (0 if
     there are none), as Keras does for masked losses.
     """
     dtype = values.dtype
-    valid_float = ops.cast(valid, dtype)
+    valid_float = None if valid is None else ops.cast(valid, dtype)
     weights = valid_float
     if sample_weight is not None:
-        weights = weights * _align(sample_weight, values)
+        aligned = _align(sample_weight, values)
+        weights = aligned if weights is None else weights * aligned
         weighted = values * weights
     else:
         # `values` is already 0 where not valid: multiplying by the 0/1 mask would change no
@@ -48,6 +50,8 @@ def reduce_masked(values, valid, sample_weight, reduction):
         return total
     if reduction == "mean_with_sample_weight" and sample_weight is not None:
         divisor = ops.sum(weights)
+    elif valid_float is None:
+        divisor = ops.cast(ops.size(values), dtype)
     else:
         divisor = ops.sum(valid_float)
     # Under data parallelism the shards hold different numbers of valid samples: divide by

@@ -15,24 +15,41 @@ def invalid_target_error(argument, what, count, total, details, fix):
     )
 
 
-def resolve_invalid(values, invalid, like, counter, raise_fn):
-    """Applies the invalid-target policy to per-sample `values` (0 where `invalid`).
+def eager_check(like, raise_fn):
+    """Returns `check(invalid)` for the parts functions: True when the targets were checked.
 
-    Eager: raise (via `raise_fn(count)`) if anything is invalid. Traced: if `counter` can
-    record in this computation, count the invalid samples and leave them out of the mean;
-    otherwise make them NaN, so the problem is visible rather than a silent 0.
-    Returns `(values, valid)`.
+    In eager code `check` counts the invalid samples on the host, raises `raise_fn(count)`
+    if there are any and returns True: the caller then has nothing to mask (on eager torch
+    that skips ~8 dispatches and their backward). In traced code it returns False and the
+    caller masks invalid samples (see `resolve_invalid`).
     """
+
+    def check(invalid):
+        if not _backend_tracing.is_eager(like):
+            return False
+        count = int(ops.convert_to_numpy(ops.sum(ops.cast(invalid, "int32"))))
+        if count:
+            raise raise_fn(count)
+        return True
+
+    return check
+
+
+def resolve_invalid(values, invalid, like, counter):
+    """Applies the invalid-target policy of traced code to per-sample `values`.
+
+    `values` are 0 where `invalid`. If `counter` can record in this computation, the invalid
+    samples are counted and left out of the mean; otherwise they are made NaN, so the problem
+    is visible rather than a silent 0. `invalid=None` (checked eagerly) changes nothing.
+    Returns `(values, valid)`, `valid=None` meaning every sample.
+    """
+    if invalid is None:
+        return values, None
     count = ops.sum(ops.cast(invalid, "int32"))
-    if _backend_tracing.is_eager(like):
-        count_value = int(ops.convert_to_numpy(count))
-        if count_value:
-            raise raise_fn(count_value)
-        return values, ops.logical_not(invalid)
     if counter is not None and counter.record(count, like=like):
         return values, ops.logical_not(invalid)
     nan = ops.full_like(values, float("nan"))
-    return ops.where(invalid, nan, values), ops.ones_like(invalid, dtype="bool")
+    return ops.where(invalid, nan, values), None
 
 
 class SafeCrossentropyBase(keras.losses.Loss):
@@ -49,9 +66,10 @@ class SafeCrossentropyBase(keras.losses.Loss):
         """The loss's counters; reported in the `fit` logs of the model compiling it."""
         return [self.invalid_target_counter]
 
-    def per_sample(self, y_true, y_pred):
-        """Returns `(values, invalid, excluded)`: per-sample losses (0 where invalid or
-        excluded), the invalid-target mask, and a mask of samples left out on purpose
+    def per_sample(self, y_true, y_pred, check):
+        """Returns `(values, invalid, excluded)`: per-sample losses, the invalid-target mask
+        (`None` when `check(invalid)` said the targets were checked eagerly; otherwise the
+        values are 0 where invalid) and a mask of samples left out on purpose
         (`ignore_class`) or `None`."""
         raise NotImplementedError
 
@@ -59,11 +77,12 @@ class SafeCrossentropyBase(keras.losses.Loss):
         """Returns the `ValueError` raised in eager code for `count` invalid targets."""
         raise NotImplementedError
 
+    def _check(self, y_true, y_pred):
+        return eager_check(y_pred, lambda count: self.invalid_error(y_true, y_pred, count))
+
     def call(self, y_true, y_pred):
-        values, invalid, _ = self.per_sample(y_true, y_pred)
-        values, _ = resolve_invalid(
-            values, invalid, y_pred, None, lambda count: self.invalid_error(y_true, y_pred, count)
-        )
+        values, invalid, _ = self.per_sample(y_true, y_pred, self._check(y_true, y_pred))
+        values, _ = resolve_invalid(values, invalid, y_pred, None)
         return values
 
     def __call__(self, y_true, y_pred, sample_weight=None):
@@ -71,14 +90,11 @@ class SafeCrossentropyBase(keras.losses.Loss):
         with keras.name_scope(self.name):
             y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
             y_true = ops.convert_to_tensor(y_true)
-            values, invalid, excluded = self.per_sample(y_true, y_pred)
-            values, valid = resolve_invalid(
-                values,
-                invalid,
-                y_pred,
-                self.invalid_target_counter,
-                lambda count: self.invalid_error(y_true, y_pred, count),
+            values, invalid, excluded = self.per_sample(
+                y_true, y_pred, self._check(y_true, y_pred)
             )
+            values, valid = resolve_invalid(values, invalid, y_pred, self.invalid_target_counter)
             if excluded is not None:
-                valid = valid & ops.logical_not(excluded)
+                included = ops.logical_not(excluded)
+                valid = included if valid is None else valid & included
             return _reduction.reduce_masked(values, valid, sample_weight, self.reduction)

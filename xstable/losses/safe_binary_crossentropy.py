@@ -6,6 +6,7 @@ from keras import ops
 from xstable.losses import _crossentropy_kernels, _log_probabilities
 from xstable.losses._safe_crossentropy_base import (
     SafeCrossentropyBase,
+    eager_check,
     invalid_target_error,
     resolve_invalid,
 )
@@ -37,8 +38,9 @@ def _check_axis(axis):
         raise TypeError(f"`axis` must be an int. Received: axis={axis!r}")
 
 
-def _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis):
-    """Per-sample losses (0 for invalid samples) and the per-sample invalid mask."""
+def _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis, check):
+    """Per-sample losses and the per-sample invalid mask (values 0 there), or `None` for the
+    mask when `check(invalid)` says the targets were checked eagerly."""
     y_pred = ops.convert_to_tensor(y_pred)
     if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(y_pred.dtype)):
         y_pred = ops.cast(y_pred, keras.backend.floatx())
@@ -49,8 +51,11 @@ def _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis):
         y_true = ops.squeeze(y_true, -1)
     valid_element = ops.greater_equal(y_true, 0) & ops.less_equal(y_true, 1)
     invalid = ops.any(ops.logical_not(valid_element), axis=axis)
-    # Replace invalid targets before the arithmetic so they cannot reach the gradient.
-    target = ops.where(ops.expand_dims(invalid, axis), ops.zeros_like(y_true), y_true)
+    if check(invalid):
+        invalid, target = None, y_true
+    else:
+        # Replace invalid targets before the arithmetic so they cannot reach the gradient.
+        target = ops.where(ops.expand_dims(invalid, axis), ops.zeros_like(y_true), y_true)
     if label_smoothing:
         target = target * (1.0 - label_smoothing) + 0.5 * label_smoothing
     if from_logits:
@@ -63,7 +68,8 @@ def _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis):
         values = _crossentropy_kernels.binary_crossentropy_from_probabilities(
             target, y_pred, axis
         )
-    values = ops.where(invalid, ops.zeros_like(values), values)
+    if invalid is not None:
+        values = ops.where(invalid, ops.zeros_like(values), values)
     return values, invalid
 
 
@@ -103,10 +109,10 @@ def safe_binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     """
     _check_label_smoothing(label_smoothing)
     _check_axis(axis)
-    values, invalid = _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis)
-    values, _ = resolve_invalid(
-        values, invalid, values, None, lambda count: _invalid_error(y_true, count)
-    )
+    y_pred = ops.convert_to_tensor(y_pred)
+    check = eager_check(y_pred, lambda count: _invalid_error(y_true, count))
+    values, invalid = _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis, check)
+    values, _ = resolve_invalid(values, invalid, values, None)
     return values
 
 
@@ -182,9 +188,11 @@ class SafeBinaryCrossentropy(SafeCrossentropyBase):
         self.label_smoothing = label_smoothing
         self.axis = axis
 
-    def per_sample(self, y_true, y_pred):
+    def per_sample(self, y_true, y_pred, check):
         return (
-            *_binary_parts(y_true, y_pred, self.from_logits, self.label_smoothing, self.axis),
+            *_binary_parts(
+                y_true, y_pred, self.from_logits, self.label_smoothing, self.axis, check
+            ),
             None,
         )
 

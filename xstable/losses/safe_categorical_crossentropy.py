@@ -6,6 +6,7 @@ from keras import ops
 from xstable.losses import _crossentropy_kernels, _log_probabilities
 from xstable.losses._safe_crossentropy_base import (
     SafeCrossentropyBase,
+    eager_check,
     invalid_target_error,
     resolve_invalid,
 )
@@ -30,14 +31,18 @@ def categorical_terms(target, log_p, axis):
     return ops.where(ops.less(values, largest), values, ops.full_like(values, largest))
 
 
-def _categorical_parts(y_true, y_pred, from_logits, label_smoothing, axis):
+def _categorical_parts(y_true, y_pred, from_logits, label_smoothing, axis, check):
+    """Per-sample losses and the invalid mask (values 0 there; `None` if checked eagerly)."""
     y_pred = ops.convert_to_tensor(y_pred)
     if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(y_pred.dtype)):
         y_pred = ops.cast(y_pred, keras.backend.floatx())
     y_true = ops.cast(ops.convert_to_tensor(y_true), y_pred.dtype)
     valid_element = ops.greater_equal(y_true, 0) & ops.less_equal(y_true, 1)
     invalid = ops.any(ops.logical_not(valid_element), axis=axis)
-    target = ops.where(ops.expand_dims(invalid, axis), ops.zeros_like(y_true), y_true)
+    if check(invalid):
+        invalid, target = None, y_true
+    else:
+        target = ops.where(ops.expand_dims(invalid, axis), ops.zeros_like(y_true), y_true)
     if label_smoothing:
         num_classes = ops.cast(ops.shape(y_true)[axis], y_pred.dtype)
         target = target * (1.0 - label_smoothing) + label_smoothing / num_classes
@@ -48,7 +53,9 @@ def _categorical_parts(y_true, y_pred, from_logits, label_smoothing, axis):
         values = _crossentropy_kernels.categorical_crossentropy_from_probabilities(
             target, y_pred, axis
         )
-    return ops.where(invalid, ops.zeros_like(values), values), invalid
+    if invalid is not None:
+        values = ops.where(invalid, ops.zeros_like(values), values)
+    return values, invalid
 
 
 def _invalid_error(y_true, count):
@@ -88,10 +95,12 @@ def safe_categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoot
     """
     _check_label_smoothing(label_smoothing)
     _check_axis(axis)
-    values, invalid = _categorical_parts(y_true, y_pred, from_logits, label_smoothing, axis)
-    values, _ = resolve_invalid(
-        values, invalid, values, None, lambda count: _invalid_error(y_true, count)
+    y_pred = ops.convert_to_tensor(y_pred)
+    check = eager_check(y_pred, lambda count: _invalid_error(y_true, count))
+    values, invalid = _categorical_parts(
+        y_true, y_pred, from_logits, label_smoothing, axis, check
     )
+    values, _ = resolve_invalid(values, invalid, values, None)
     return values
 
 
@@ -155,9 +164,11 @@ class SafeCategoricalCrossentropy(SafeCrossentropyBase):
         self.label_smoothing = label_smoothing
         self.axis = axis
 
-    def per_sample(self, y_true, y_pred):
+    def per_sample(self, y_true, y_pred, check):
         return (
-            *_categorical_parts(y_true, y_pred, self.from_logits, self.label_smoothing, self.axis),
+            *_categorical_parts(
+                y_true, y_pred, self.from_logits, self.label_smoothing, self.axis, check
+            ),
             None,
         )
 

@@ -6,6 +6,7 @@ from keras import ops
 from xstable.losses import _crossentropy_kernels, _log_probabilities
 from xstable.losses._safe_crossentropy_base import (
     SafeCrossentropyBase,
+    eager_check,
     invalid_target_error,
     resolve_invalid,
 )
@@ -24,9 +25,10 @@ def _check_ignore_class(ignore_class):
         )
 
 
-def _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis):
-    """Per-sample losses (0 where invalid or ignored), the invalid mask and the ignored mask
-    (`None` without `ignore_class`)."""
+def _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis, check):
+    """Per-sample losses (0 where invalid or ignored), the invalid mask (`None` when
+    `check(invalid)` says the labels were checked eagerly) and the ignored mask (`None`
+    without `ignore_class`)."""
     y_pred = ops.convert_to_tensor(y_pred)
     if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(y_pred.dtype)):
         y_pred = ops.cast(y_pred, keras.backend.floatx())
@@ -55,9 +57,19 @@ def _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis):
         ignored = None
         invalid = ops.logical_not(in_range)
         usable = in_range
-    # Out-of-range labels are replaced before the lookup: JAX's one_hot would silently give
-    # an all-zero row (loss 0) and torch would fail inside the kernel.
-    safe_labels = ops.cast(ops.where(usable, label_values, ops.zeros_like(label_values)), "int32")
+    if check(invalid):
+        invalid = None
+        if ignored is None:
+            usable = None  # every label checked and in range: nothing to replace or mask
+    if usable is None:
+        safe_labels = label_values
+        if keras.backend.standardize_dtype(safe_labels.dtype) != "int32":
+            safe_labels = ops.cast(safe_labels, "int32")
+    else:
+        # Out-of-range labels are replaced before the lookup: JAX's one_hot would silently
+        # give an all-zero row (loss 0) and torch would fail inside the kernel.
+        safe_labels = ops.where(usable, label_values, ops.zeros_like(label_values))
+        safe_labels = ops.cast(safe_labels, "int32")
     if num_classes is None:  # class count unknown until run time: gather instead
         values = _picked_by_gather(y_pred, safe_labels, from_logits, axis)
     else:
@@ -73,7 +85,9 @@ def _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis):
             values = _crossentropy_kernels.categorical_crossentropy_from_probabilities(
                 one_hot, y_pred, axis
             )
-    return ops.where(usable, values, ops.zeros_like(values)), invalid, ignored
+    if usable is not None:
+        values = ops.where(usable, values, ops.zeros_like(values))
+    return values, invalid, ignored
 
 
 def _picked_by_gather(y_pred, safe_labels, from_logits, axis):
@@ -127,11 +141,11 @@ def safe_sparse_categorical_crossentropy(
     """
     _check_axis(axis)
     _check_ignore_class(ignore_class)
-    values, invalid, _ = _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis)
-    num_classes = ops.convert_to_tensor(y_pred).shape[axis]
-    values, _ = resolve_invalid(
-        values, invalid, values, None, lambda count: _invalid_error(y_true, num_classes, count)
-    )
+    y_pred = ops.convert_to_tensor(y_pred)
+    num_classes = y_pred.shape[axis]
+    check = eager_check(y_pred, lambda count: _invalid_error(y_true, num_classes, count))
+    values, invalid, _ = _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis, check)
+    values, _ = resolve_invalid(values, invalid, values, None)
     return values
 
 
@@ -190,8 +204,10 @@ class SafeSparseCategoricalCrossentropy(SafeCrossentropyBase):
         self.ignore_class = ignore_class
         self.axis = axis
 
-    def per_sample(self, y_true, y_pred):
-        return _sparse_parts(y_true, y_pred, self.from_logits, self.ignore_class, self.axis)
+    def per_sample(self, y_true, y_pred, check):
+        return _sparse_parts(
+            y_true, y_pred, self.from_logits, self.ignore_class, self.axis, check
+        )
 
     def invalid_error(self, y_true, y_pred, count):
         return _invalid_error(y_true, y_pred.shape[self.axis], count)
