@@ -119,8 +119,8 @@ def global_mean_divisor(local_count):
     Every replica must call it at the same point of its step (it is a collective).
 
     Args:
-        local_count: Scalar float tensor, the number (or total weight) of valid samples in
-            this replica's shard.
+        local_count: Scalar float tensor (or Python float), the number (or total weight) of
+            valid samples in this replica's shard.
 
     Returns:
         Scalar float tensor of the same dtype.
@@ -132,6 +132,8 @@ def global_mean_divisor(local_count):
             return local_count
         import tensorflow as tf
 
+        if isinstance(local_count, (int, float)):
+            local_count = tf.constant(float(local_count), dtype="float32")
         return context.all_reduce(tf.distribute.ReduceOp.SUM, local_count)
     if backend == "torch":
         world_size = _torch_world_size()

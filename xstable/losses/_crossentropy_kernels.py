@@ -102,8 +102,10 @@ def categorical_crossentropy_from_probabilities(target, y_pred, axis):
     def kernel(target, y_pred):
         p = ops.clip(y_pred, 0.0, 1.0)
         total = ops.sum(p, axis=axis, keepdims=True)
-        normalizes = ops.greater_equal(total, tiny)
-        divisor = ops.where(normalizes, total, ops.ones_like(total))
+        # Operators where they serve: on eager torch `total >= tiny` is ~13 us against ~31
+        # for ops.greater_equal (which converts the scalar and resolves dtypes every call).
+        normalizes = ops.cast(total >= tiny, dtype)
+        divisor = total * normalizes + (1.0 - normalizes)  # total, or 1 below tiny
         q = p / divisor
         floored_q = ops.maximum(q, tiny)
         log_q = ops.log(floored_q)
@@ -113,8 +115,9 @@ def categorical_crossentropy_from_probabilities(target, y_pred, axis):
         def grad(*args, upstream=None):
             scale = ops.expand_dims(_upstream(args, upstream), axis)
             along_q = -(target * scale) / floored_q
-            through_total = ops.sum(along_q * q, axis=axis, keepdims=True)
-            through_total = ops.where(normalizes, through_total, ops.zeros_like(through_total))
+            # along_q * q is finite (|along_q| <= t / tiny exactly where q < tiny), so the
+            # 0/1 mask can multiply instead of select.
+            through_total = ops.sum(along_q * q, axis=axis, keepdims=True) * normalizes
             pred_gradient = (along_q - through_total) / divisor
             target_gradient = -scale * log_q if needs_target_gradient else None
             return target_gradient, pred_gradient

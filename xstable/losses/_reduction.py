@@ -51,10 +51,24 @@ def reduce_masked(values, valid, sample_weight, reduction):
     if reduction == "mean_with_sample_weight" and sample_weight is not None:
         divisor = ops.sum(weights)
     elif valid_float is None:
-        divisor = ops.cast(ops.size(values), dtype)
+        # Every entry counts: a static size is a Python number (ops.size and divide_no_nan
+        # cost ~130 and ~90 us on eager torch, a plain division ~8 us).
+        size = _static_size(values)
+        divisor = float(size) if size is not None else ops.cast(ops.size(values), dtype)
     else:
         divisor = ops.sum(valid_float)
     # Under data parallelism the shards hold different numbers of valid samples: divide by
     # the global count so the replicas' combined gradient is that of the global mean.
     divisor = _distribution.global_mean_divisor(divisor)
+    if isinstance(divisor, float) and divisor > 0:
+        return total / divisor
     return ops.divide_no_nan(total, divisor)
+
+
+def _static_size(values):
+    size = 1
+    for dim in values.shape:
+        if dim is None:
+            return None
+        size *= dim
+    return size

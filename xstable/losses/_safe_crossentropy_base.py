@@ -27,9 +27,8 @@ def eager_check(like, raise_fn):
     def check(invalid):
         if not _backend_tracing.is_eager(like):
             return False
-        count = int(ops.convert_to_numpy(ops.sum(ops.cast(invalid, "int32"))))
-        if count:
-            raise raise_fn(count)
+        if bool(ops.convert_to_numpy(ops.any(invalid))):
+            raise raise_fn(int(ops.convert_to_numpy(ops.sum(ops.cast(invalid, "int32")))))
         return True
 
     return check
@@ -95,6 +94,6 @@ class SafeCrossentropyBase(keras.losses.Loss):
             )
             values, valid = resolve_invalid(values, invalid, y_pred, self.invalid_target_counter)
             if excluded is not None:
-                included = ops.logical_not(excluded)
+                included = ~excluded
                 valid = included if valid is None else valid & included
             return _reduction.reduce_masked(values, valid, sample_weight, self.reduction)

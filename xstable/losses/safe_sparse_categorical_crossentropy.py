@@ -41,7 +41,7 @@ def _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis, check):
     # `ignore_class` there is no ignored mask to combine.
     if keras.backend.is_int_dtype(keras.backend.standardize_dtype(labels.dtype)):
         label_values = labels
-        in_range = ops.greater_equal(labels, 0) & ops.less(labels, num_classes)
+        in_range = (labels >= 0) & (labels < num_classes)
     else:
         label_values = ops.cast(labels, "float32")
         in_range = (
@@ -51,11 +51,11 @@ def _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis, check):
         )
     if ignore_class is not None:
         ignored = ops.equal(label_values, ignore_class)
-        invalid = ops.logical_not(in_range) & ops.logical_not(ignored)
-        usable = in_range & ops.logical_not(ignored)
+        invalid = ~in_range & ~ignored
+        usable = in_range & ~ignored
     else:
         ignored = None
-        invalid = ops.logical_not(in_range)
+        invalid = ~in_range
         usable = in_range
     if check(invalid):
         invalid = None

@@ -1,5 +1,7 @@
 """Floating-point limits per dtype, as Python floats usable inside traced code."""
 
+import functools
+
 import keras
 import numpy as np
 
@@ -15,7 +17,11 @@ def float_dtype(x, dtype=None):
 
 
 def _finfo(dtype):
-    name = keras.backend.standardize_dtype(dtype)
+    return _finfo_of(keras.backend.standardize_dtype(dtype))
+
+
+@functools.cache
+def _finfo_of(name):
     if name == "bfloat16":
         return _BFLOAT16
     info = np.finfo(np.dtype(name))
