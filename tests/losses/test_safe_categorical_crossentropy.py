@@ -72,7 +72,8 @@ def _reference_from_probabilities(y, p, flush=False):
     total = clipped.sum(-1, keepdims=True)
     normalizes = total >= ref.TINY
     divisor = np.where(normalizes, total, 1.0)
-    q = clipped / divisor
+    # q as float32 rounds it, subnormals included (their few bits carry into the gradient).
+    q = (clipped.astype(np.float32) / divisor.astype(np.float32)).astype(np.float64)
     if flush:
         q = _flush(q)
     floored = np.maximum(q, ref.TINY)
