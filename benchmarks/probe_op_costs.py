@@ -1,11 +1,13 @@
 """Microsecond probes behind numbers quoted in docs: single ops and single layer calls.
 
 Not a paired benchmark (no baseline model, no A/A control): each probe times one callable in a
-loop after a warm-up and prints microseconds per call. Quoted in docs/finite-check.md and
-docs/auto-scale.md; absolute times depend on the machine, the ratios between lines are what the
-docs use. One process per backend, one thread:
+loop after a warm-up and prints microseconds per call. Quoted in docs/finite-check.md,
+docs/auto-scale.md and docs/safe-losses.md; absolute times depend on the machine, the ratios
+between lines are what the docs use. One process per backend, one thread:
 
-    KERAS_BACKEND=torch python benchmarks/probe_op_costs.py     # count forms, FiniteCheck call
+    KERAS_BACKEND=torch python benchmarks/probe_op_costs.py     # count forms, FiniteCheck call,
+                                                               # keras.ops vs operators
+    KERAS_BACKEND=tensorflow python benchmarks/probe_op_costs.py  # counter reset
     KERAS_BACKEND=jax python benchmarks/probe_op_costs.py       # also AutoScale robust vs auto
 """
 
@@ -64,6 +66,32 @@ def main():
             print(f"  FiniteCheck({policy!r})(x):          {per_call_us(lambda layer=layer: layer(grad_x)):8.1f} us")
         identity = keras.layers.Identity()
         print(f"  Identity()(x), Keras's layer-call cost: {per_call_us(lambda: identity(grad_x)):5.1f} us")
+    print("resetting a scalar counter variable (eager; what train_on_batch does per metric):")
+    counter = keras.Variable(0.0, dtype="float32")
+    cached_zero = ops.zeros((), dtype="float32")
+    print(f"  assign(ops.zeros(())):             {per_call_us(lambda: counter.assign(ops.zeros((), dtype='float32'))):8.1f} us")
+    print(f"  assign(a zero created once):       {per_call_us(lambda: counter.assign(cached_zero)):8.1f} us")
+    p = ops.convert_to_tensor(np.random.default_rng(1).random((512, 10)).astype("float32"))
+    labels = ops.convert_to_tensor(np.random.default_rng(2).integers(0, 10, 512).astype("int32"))
+    mask = p > 0.5
+    print("single calls on a 512x10 float32 tensor, keras.ops vs Python operators (eager):")
+    for name, fn in (
+        ("ops.greater_equal(p, 0.0)", lambda: ops.greater_equal(p, 0.0)),
+        ("p >= 0.0", lambda: p >= 0.0),
+        ("ops.where(mask, p, 0 * p)", lambda: ops.where(mask, p, p * 0.0)),
+        ("ops.size(p)", lambda: ops.convert_to_tensor(ops.size(p))),
+        ("ops.divide_no_nan(p, 3.0)", lambda: ops.divide_no_nan(p, 3.0)),
+        ("p / 3.0", lambda: p / 3.0),
+        ("p + p", lambda: p + p),
+        ("ops.one_hot(labels, 10)", lambda: ops.one_hot(labels, 10, dtype="float32")),
+        (
+            "cast(equal(labels[:, None], arange))",
+            lambda: ops.cast(
+                ops.equal(ops.expand_dims(labels, -1), ops.arange(10, dtype="int32")), "float32"
+            ),
+        ),
+    ):
+        print(f"  {name:36s} {per_call_us(fn):8.1f} us")
     rng = np.random.default_rng(0)
     features = rng.lognormal(0, 2, size=(2048, 20)).astype("float32")
     batch = ops.convert_to_tensor(features[:256])

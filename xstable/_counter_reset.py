@@ -1,8 +1,9 @@
 """Resets a scalar counter variable to 0 without building a new zero tensor every time.
 
 Keras resets every metric on every `train_on_batch`/`test_on_batch` call. On eager TF,
-`variable.assign(ops.zeros(()))` is two eager ops, ~310 us on this project's 2-core CPU
-machine, against ~105 us for assigning a zero created once (`benchmarks/probe_op_costs.py`).
+`variable.assign(ops.zeros(()))` is two eager ops, ~330 us on this project's 2-core CPU
+machine, against ~140 us for assigning a zero created once (torch: ~45 vs ~32 us;
+`benchmarks/probe_op_costs.py`).
 The zero is cached per backend and dtype, and only when it was created eagerly, so a reset
 traced inside a `tf.function` never caches (or leaks) a symbolic tensor.
 

@@ -102,7 +102,7 @@ def categorical_crossentropy_from_probabilities(target, y_pred, axis):
     def kernel(target, y_pred):
         p = ops.clip(y_pred, 0.0, 1.0)
         total = ops.sum(p, axis=axis, keepdims=True)
-        # Operators where they serve: on eager torch `total >= tiny` is ~13 us against ~31
+        # Operators where they serve: on eager torch `total >= tiny` is ~14 us against ~37
         # for ops.greater_equal (which converts the scalar and resolves dtypes every call).
         normalizes = ops.cast(total >= tiny, dtype)
         divisor = total * normalizes + (1.0 - normalizes)  # total, or 1 below tiny
