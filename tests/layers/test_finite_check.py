@@ -104,6 +104,38 @@ def test_count_is_exact_beyond_float16_integers():
     assert float(to_numpy(layer.nonfinite_count)) == 3001.0
 
 
+_ADVERSARIAL_16 = st.sampled_from([0.0, -0.0, np.nan, np.inf, -np.inf, 65504.0, -65504.0,
+                                   6e-8, -6e-8, 1.0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.data(),
+    policy=st.sampled_from(["raise", "warn", "replace", "count"]),
+    dtype=st.sampled_from(["float32", "float16"]),
+)
+def test_every_policy_counts_exactly_and_acts_only_on_nonfinite_input(data, policy, dtype):
+    # The eager path reads a cheap probe, sum(x * 0), and counts only when it is NaN: finite
+    # extremes (3e38, 65504, subnormals) must read 0, any NaN/Inf must be counted exactly.
+    elements = _ADVERSARIAL_32 if dtype == "float32" else _ADVERSARIAL_16
+    values = data.draw(hnp.arrays(np.dtype(dtype), (4, 3), elements=elements))
+    layer = FiniteCheck(policy, name="probe", dtype=dtype)
+    x = ops.convert_to_tensor(values, dtype=dtype)
+    expected = int((~np.isfinite(values)).sum())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if policy == "raise" and expected:
+            with pytest.raises(NonFiniteError, match=f"`probe` found {expected} non-finite"):
+                layer(x)
+        else:
+            out = layer(x)
+            if policy != "replace":
+                assert_matches_reference(out, values, "exact", what=f"{policy} pass-through")
+    warned = [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(warned) == (1 if policy == "warn" and expected else 0)
+    assert float(to_numpy(layer.nonfinite_count)) == float(expected)
+
+
 def test_integer_inputs_pass_through():
     ints = np.arange(6, dtype="int32").reshape(2, 3)
     assert_matches_reference(FiniteCheck("raise")(ints), ints, "exact", what="int input")

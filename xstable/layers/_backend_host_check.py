@@ -5,6 +5,7 @@ Reading a device value from Python forces a host synchronisation, and inside com
 answers two questions for `FiniteCheck`:
 
 - `is_concrete(tensor)`: is this an eager value whose count can be read right now?
+- `reads_without_waiting(tensor)`: would reading it now cost no wait for the device?
 - `call_on_host_if_positive(count, callback)`: inside traced JAX code, run `callback(count)`
   on the host only when `count > 0`, through `jax.lax.cond` + `jax.debug.callback`: with
   only finite values the callback never runs and nothing is copied to the host.
@@ -35,6 +36,20 @@ def is_concrete(tensor):
 
         return not isinstance(tensor, jax.core.Tracer)
     return False
+
+
+def reads_without_waiting(tensor):
+    """True when reading `tensor` on the host waits for no queued device work.
+
+    Only eager torch on CPU, whose ops run synchronously in the calling thread: reading a
+    scalar there costs under a microsecond. Elsewhere (GPU streams, JAX's asynchronous
+    dispatch) a read would stall the host until the device caught up.
+    """
+    if keras.config.backend() != "torch":
+        return False
+    import torch
+
+    return not torch.compiler.is_compiling() and tensor.device.type == "cpu"
 
 
 def supports_host_callback():
