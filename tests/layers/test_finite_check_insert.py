@@ -1,5 +1,7 @@
 """insert_finite_checks puts a FiniteCheck after every layer without changing the model."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -62,6 +64,21 @@ def test_checks_every_layer_and_keeps_outputs_and_weights(build, expected):
     original_ids = {id(w) for w in model.weights}
     shared = [w for w in checked.weights if id(w) in original_ids]
     assert len(shared) == len(model.weights)
+
+
+@pytest.mark.parametrize("build", [_sequential, _functional])
+def test_checked_model_takes_the_same_input_structure_without_warnings(build):
+    # A Sequential's one input must stay one tensor, not become a list of one: Keras warns
+    # on every call whose input structure does not match the model's.
+    model = build()
+    checked = insert_finite_checks(model, policy="raise")
+    x, y = _data()
+    checked.compile(optimizer="sgd", loss="mse")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        checked(x)
+        checked.train_on_batch(x, y)
+        checked.predict(x, verbose=0)
 
 
 def test_count_logs_name_each_layer_in_fit():

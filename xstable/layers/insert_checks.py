@@ -75,7 +75,10 @@ def insert_finite_checks(model, policy="raise", *, check_inputs=True, **check_kw
             keras.Input(batch_shape=t.shape, dtype=t.dtype, name=f"{model.name}_input")
             for t in model_inputs
         ]
-        hidden = inputs[0] if len(inputs) == 1 else inputs
+        # One input as a tensor, not a list of one: Keras would otherwise warn on every call
+        # with a tensor that the structure does not match, and pay for the check.
+        inputs = inputs[0] if len(inputs) == 1 else inputs
+        hidden = inputs
         if check_inputs:
             hidden = check(hidden, f"{model.name}_input")
         for layer in model.layers:
