@@ -57,6 +57,8 @@ def main():
     float_form = jitted(lambda: ops.sum(ops.nan_to_num(ops.stop_gradient(x) * 0.0, nan=1.0)))
     print(f"  sum(not isfinite(x)):              {per_call_us(isfinite_form):8.1f} us")
     print(f"  sum(nan_to_num(x * 0, nan=1)):     {per_call_us(float_form):8.1f} us")
+    probe_form = jitted(lambda: ops.sum(ops.stop_gradient(x) * 0.0))
+    print(f"  probe sum(x * 0) (0 or NaN):       {per_call_us(probe_form):8.1f} us")
     print(f"  sum(x), for scale:                 {per_call_us(jitted(lambda: ops.sum(x))):8.1f} us")
     if backend == "torch":
         grad_x = x.clone().requires_grad_(True)
@@ -67,10 +69,11 @@ def main():
         identity = keras.layers.Identity()
         print(f"  Identity()(x), Keras's layer-call cost: {per_call_us(lambda: identity(grad_x)):5.1f} us")
     print("resetting a scalar counter variable (eager; what train_on_batch does per metric):")
-    counter = keras.Variable(0.0, dtype="float32")
+    counter = keras.Variable(0.0, dtype="float32", trainable=False)  # as counters are
     cached_zero = ops.zeros((), dtype="float32")
     print(f"  assign(ops.zeros(())):             {per_call_us(lambda: counter.assign(ops.zeros((), dtype='float32'))):8.1f} us")
     print(f"  assign(a zero created once):       {per_call_us(lambda: counter.assign(cached_zero)):8.1f} us")
+    print(f"  float(counter.value), a read:      {per_call_us(lambda: float(counter.value)):8.1f} us")
     p = ops.convert_to_tensor(np.random.default_rng(1).random((512, 10)).astype("float32"))
     labels = ops.convert_to_tensor(np.random.default_rng(2).integers(0, 10, 512).astype("int32"))
     mask = p > 0.5
