@@ -4,8 +4,11 @@ Why paired rounds: on a shared machine the load drifts over seconds. Timing each
 separately and dividing the medians mixes load levels (the 17:14 run that made "skip + clip"
 look cheaper than "skip only" did exactly that). Here every round runs every variant once, back
 to back, for a block of the same number of steps, and each variant's ratio is taken against the
-baseline's block *of that round*, so drift slower than a round cancels. The order is rotated
-each round so no variant always runs first (or right after a given neighbour).
+baseline's block *of that round*, so drift slower than a round cancels. Each round runs the
+variants in a fresh random order (seeded, so a rerun uses the same orders), so no variant
+always runs first or always right after the same neighbour: a plain rotation (used until
+2026-12-02) kept every variant's predecessor fixed, which turns a neighbour's effect on
+caches and allocator state into a bias instead of noise.
 
 Method, per `measure()` call:
 1. Warm-up: every variant runs a few blocks (compilation, tracing, first-call allocations).
@@ -34,6 +37,7 @@ import dataclasses
 import gc
 import math
 import os
+import random
 import statistics
 import sys
 import time
@@ -213,8 +217,23 @@ def _calibrate(run, block_seconds):
     return max(1, math.ceil(block_seconds / per_step))
 
 
+def round_orders(names, rounds, seed=0):
+    """One random order of `names` per round, the same for the same arguments.
+
+    Returns:
+        List of `rounds` lists, each a permutation of `names`.
+    """
+    rng = random.Random(seed)
+    orders = []
+    for _ in range(rounds):
+        order = list(names)
+        rng.shuffle(order)
+        orders.append(order)
+    return orders
+
+
 def measure(title, variants, baseline, rounds=15, block_seconds=0.3, steps_per_block=None):
-    """Times `variants` in paired, rotated rounds; returns a `Measurement`.
+    """Times `variants` in paired rounds, each in a random order; returns a `Measurement`.
 
     Args:
         title: Printed heading.
@@ -241,9 +260,8 @@ def measure(title, variants, baseline, rounds=15, block_seconds=0.3, steps_per_b
         variant.run(steps_per_block)
     wall = {name: [] for name in names}
     cpu = {name: [] for name in names}
-    for round_index in range(rounds):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
+    for order in round_orders(names, rounds):
+        for name in order:
             w, c = _timed(by_name[name].run, steps_per_block)
             wall[name].append(w)
             cpu[name].append(c)
@@ -302,7 +320,7 @@ def print_measurement(m):
     block = statistics.median(m.results[0].wall_seconds + m.results[-1].wall_seconds)
     print(
         f"\n## {m.title}\n{m.rounds} paired rounds, {m.steps_per_block} steps per block "
-        f"(~{block:.2f} s), order rotated; load average (1 min) {m.load_before[0]:.2f} -> "
+        f"(~{block:.2f} s), random order; load average (1 min) {m.load_before[0]:.2f} -> "
         f"{m.load_after[0]:.2f}; {m.elapsed_seconds:.0f} s in all"
     )
     header = (

@@ -8,7 +8,7 @@ Usage:
 Part 1 (training step): the same MLP (20 -> 64 -> 64 -> 1, same initial weights) with
 Normalization, AutoScale("robust") or AutoScale("auto") first, trained with Adam on batches of
 256 rows (`compile` defaults, `train_on_batch`). Timed with `benchmarks/_harness.py`: paired
-rounds of ~0.3 s blocks, order rotated, each AutoScale block divided by the Normalization block
+rounds of ~0.3 s blocks, order random per round, each AutoScale block divided by the Normalization block
 of the same round. Prints the median paired ratio with its IQR and whether the <= 1.05 target
 (issue #6) is met, missed or undecided at the current load.
 

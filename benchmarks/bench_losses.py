@@ -10,7 +10,7 @@ xstable's SafeBinaryCrossentropy, computed the way `fit` computes them on this b
 
 Part 2 times a training step (MLP 64-256-256-k, batch 512, Adam, `compile` defaults) with
 each Keras loss and its safe twin, with `benchmarks/_harness.py`: paired rounds of
-`train_on_batch` blocks (~0.3 s each, order rotated, same initial weights), the ratio
+`train_on_batch` blocks (~0.3 s each, order random per round, same initial weights), the ratio
 safe / Keras taken within each round; printed is the median paired ratio with its IQR and
 whether the <= 1.05 target of issue #3 is met, missed or undecided at the current load.
 """

@@ -40,3 +40,16 @@ def test_verdicts_follow_the_interval():
     assert _harness.verdict([1.10] * 10 + [1.12] * 5, 1.05).startswith("missed")
     assert _harness.verdict(np.linspace(0.95, 1.15, 15).tolist(), 1.05) == "undecided at this load"
     assert _harness.verdict([1.0], None) == ""
+
+
+def test_round_orders_vary_first_place_and_neighbours_and_repeat_for_a_seed():
+    names = ["baseline", "control", "a", "b"]
+    orders = _harness.round_orders(names, 31)
+    assert all(sorted(order) == sorted(names) for order in orders)
+    assert {order[0] for order in orders} == set(names)
+    # Unlike a rotation, every variant follows more than one neighbour (within a round).
+    for name in names:
+        before = {order[order.index(name) - 1] for order in orders if order.index(name) > 0}
+        assert len(before) > 1, name
+    assert _harness.round_orders(names, 31) == orders
+    assert _harness.round_orders(names, 31, seed=1) != orders
