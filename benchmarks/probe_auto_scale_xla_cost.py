@@ -1,0 +1,81 @@
+"""XLA's own cost of the JAX training step with AutoScale("robust") and AutoScale("auto").
+
+`bench_auto_scale.py` times the steps; this probe asks XLA what each compiled step computes,
+which no machine noise can change: flops, transcendental functions and bytes accessed of the
+whole `train_step` (forward, backward, Adam) of the benchmark's MLP (20 -> 64 -> 64 -> 1,
+batch 256), from `jax.jit(...).lower(...).compile().cost_analysis()`. JAX only:
+
+    KERAS_BACKEND=jax python benchmarks/probe_auto_scale_xla_cost.py
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+os.environ["KERAS_BACKEND"] = "jax"
+
+import _harness  # noqa: E402
+import jax  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from xstable.layers import AutoScale  # noqa: E402
+
+FEATURES, BATCH = 20, 256
+
+
+def _data():
+    # The data of bench_auto_scale.py: lognormal, five features a million times larger.
+    rng = np.random.default_rng(0)
+    x = rng.lognormal(0, 2, size=(8 * BATCH, FEATURES)).astype("float32")
+    x[:, :5] *= 1e6
+    return x, rng.normal(size=(len(x), 1)).astype("float32")
+
+
+def _step_cost(first_layer, x, y):
+    model = keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            first_layer,
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(1),
+        ]
+    )
+    model.compile(keras.optimizers.Adam(1e-3), "mse")
+    model.train_on_batch(x[:BATCH], y[:BATCH])  # builds the optimizer and metrics
+    state = (
+        [v.value for v in model.trainable_variables],
+        [v.value for v in model.non_trainable_variables],
+        [v.value for v in model.optimizer.variables],
+        [v.value for v in model.metrics_variables],
+    )
+    batch = (jax.numpy.asarray(x[:BATCH]), jax.numpy.asarray(y[:BATCH]))
+    cost = jax.jit(model.train_step).lower(state, batch).compile().cost_analysis()
+    return cost[0] if isinstance(cost, list) else cost
+
+
+def main():
+    _harness.print_header("probe_auto_scale_xla_cost")
+    x, y = _data()
+    normalization = keras.layers.Normalization()
+    normalization.adapt(x)
+    layers = {"Normalization": normalization}
+    for method in ("robust", "auto"):
+        layer = AutoScale(method=method)
+        layer.adapt(x)
+        layers[f"AutoScale({method})"] = layer
+    chosen = layers["AutoScale(auto)"].feature_methods
+    print(f"AutoScale('auto') chose: {chosen.count('log+robust')} of {len(chosen)} features "
+          "log+robust")
+    print(f"{'first layer':24s} {'flops':>12s} {'transcendentals':>16s} {'bytes accessed':>15s}")
+    for name, layer in layers.items():
+        cost = _step_cost(layer, x, y)
+        print(f"{name:24s} {cost.get('flops', float('nan')):12.0f} "
+              f"{cost.get('transcendentals', float('nan')):16.0f} "
+              f"{cost.get('bytes accessed', float('nan')):15.0f}")
+
+
+if __name__ == "__main__":
+    main()
