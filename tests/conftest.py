@@ -10,10 +10,21 @@ import os
 
 import keras
 import pytest
+from hypothesis import HealthCheck, settings
 
 import xstable
 
 SEED = 1337
+
+# Hypothesis: health checks about how efficiently examples are generated (not about what the
+# code under test does) are off; some adversarial strategies, e.g. float16 arrays that allow
+# NaN, are rejected by Hypothesis itself often enough to trip `filter_too_much` at random.
+# `XSTABLE_HYPOTHESIS_PROFILE=ci` (set by .ci/run) also derandomizes, so CI runs the same
+# examples every time; local runs keep drawing new ones.
+_GENERATION_CHECKS = [HealthCheck.filter_too_much, HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("dev", suppress_health_check=_GENERATION_CHECKS)
+settings.register_profile("ci", suppress_health_check=_GENERATION_CHECKS, derandomize=True)
+settings.load_profile(os.environ.get("XSTABLE_HYPOTHESIS_PROFILE", "dev"))
 
 
 def pytest_report_header(config):
