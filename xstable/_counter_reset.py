@@ -2,17 +2,18 @@
 
 Keras resets every metric on every `train_on_batch`/`test_on_batch` call, so a counter's reset
 is on the hot path of those loops. Two savings, measured on this project's 2-core CPU machine
-(`benchmarks/probe_op_costs.py`, eager, one scalar variable):
+(`benchmarks/probe_op_costs.py`, eager, one scalar variable, 2026-12-02 00:52 UTC):
 
 - Read before writing: a counter is almost always 0 already (nothing non-finite happened), and
-  reading a scalar is cheaper than assigning one: `float(variable.value)` ~7 us on JAX and
-  torch and ~70 us on TF, against an assign of ~130 us (JAX), ~25 us (torch) and ~140 us
-  (TF, cached zero). The read is a device-to-host copy; resets happen where Keras already
-  waits for the step (`train_on_batch` returns host values) or once per epoch in `fit`.
+  reading a scalar is cheaper than assigning one: `float(variable.value)` 4 us on torch, 12 us
+  on JAX and 79 us on TF, against an assign of 24 us (torch, cached zero), 145 us (JAX,
+  `ops.zeros`) and 184 us (TF, cached zero). The read is a device-to-host copy; resets happen
+  where Keras already waits for the step (`train_on_batch` returns host values) or once per
+  epoch in `fit`.
 - Where an assign is needed, the zero is created once per backend and dtype (eager TF:
-  `assign(ops.zeros(()))` is two eager ops, ~330 us, against ~140 us for a cached zero), and
-  only when it was created eagerly, so a reset traced inside a `tf.function` never caches (or
-  leaks) a symbolic tensor.
+  `assign(ops.zeros(()))` is two eager ops, 418 us in the same run, against 184 us for a
+  cached zero), and only when it was created eagerly, so a reset traced inside a
+  `tf.function` never caches (or leaks) a symbolic tensor.
 
 Never a cached zero on JAX: a JAX variable holds the very array assigned to it, and Keras's
 JAX trainer donates the state arrays to each jitted step, which deletes them; a cached zero
