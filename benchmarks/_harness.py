@@ -103,7 +103,7 @@ class Measurement:
 
 
 def limit_threads_from_argv(argv=None):
-    """Applies `--threads N` from the command line; call it before importing keras.
+    """Applies `--threads N` and `--one-cpu` from the command line; call it before importing keras.
 
     Every backend sizes its CPU thread pools at import. On a machine whose load exceeds its
     cores, a pool as wide as the machine spends most of its time waiting at barriers for
@@ -112,10 +112,18 @@ def limit_threads_from_argv(argv=None):
     sets the same limit for every variant, baseline included; without it the backends'
     defaults are used.
 
+    `--one-cpu` pins the process to one CPU (its lowest allowed one). XLA CPU sizes its
+    parallel task splitting by the CPUs the process may run on: on two CPUs it splits a
+    fusion it prices above 100,000 cycles into two tasks, whose second one waits for the core
+    the Python thread is using (`probe_auto_scale_jax_step.py`); on one CPU it splits nothing.
+    Every variant, baseline included, runs pinned.
+
     Returns:
         The thread count applied, or None.
     """
     argv = sys.argv if argv is None else argv
+    if "--one-cpu" in argv[1:]:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     threads = None
     for i, arg in enumerate(argv):
         if arg == "--threads" and i + 1 < len(argv):
@@ -137,13 +145,19 @@ def limit_threads_from_argv(argv=None):
 
 
 def add_arguments(parser, rounds=15, block_seconds=0.3):
-    """Adds `--rounds`, `--block-seconds` and `--threads` to an argparse parser."""
+    """Adds `--rounds`, `--block-seconds`, `--threads` and `--one-cpu` to an argparse parser."""
     parser.add_argument(
         "--threads",
         type=int,
         default=None,
         help="CPU threads per backend pool, same for every variant (default: backend's own); "
         "applied at import by limit_threads_from_argv",
+    )
+    parser.add_argument(
+        "--one-cpu",
+        action="store_true",
+        help="pin the process to one CPU, every variant alike (applied at import by "
+        "limit_threads_from_argv)",
     )
     parser.add_argument(
         "--rounds", type=int, default=rounds, help=f"paired rounds (default {rounds})"
@@ -301,7 +315,8 @@ def print_header(script, extra=""):
     threads = os.environ.get("OMP_NUM_THREADS", "backend default")
     print(
         f"{script}: backend={backend} {version}, keras {keras.__version__}, "
-        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, threads {threads}, "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs "
+        f"({len(os.sched_getaffinity(0))} allowed), threads {threads}, "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
         + (f"\n{extra}" if extra else ""),

@@ -2,6 +2,7 @@
 
 import math
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -53,3 +54,18 @@ def test_round_orders_vary_first_place_and_neighbours_and_repeat_for_a_seed():
         assert len(before) > 1, name
     assert _harness.round_orders(names, 31) == orders
     assert _harness.round_orders(names, 31, seed=1) != orders
+
+
+def test_one_cpu_pins_the_process_and_threads_set_every_pool():
+    # In a child process: pinning the test process itself would slow every later test.
+    script = (
+        "import os, sys; sys.path.insert(0, sys.argv[1]); import _harness;"
+        "n = _harness.limit_threads_from_argv(['bench', '--one-cpu', '--threads', '1']);"
+        "print(len(os.sched_getaffinity(0)), n, os.environ['OMP_NUM_THREADS'],"
+        " 'xla_cpu_multi_thread_eigen=false' in os.environ['XLA_FLAGS'])"
+    )
+    benchmarks = os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks")
+    result = subprocess.run(
+        [sys.executable, "-c", script, benchmarks], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["1", "1", "1", "True"]
