@@ -384,13 +384,25 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
 
     def _guard(self, grads, weights, norm=None):
         """Clips, decides and updates the counters. Returns (grads, apply, lr_scale)."""
+        norm, apply, lr_scale = self._decide(grads, norm)
+        return self._clipped(grads, weights, norm), apply, lr_scale
+
+    def _clipped(self, grads, weights, norm):
+        """The gradients to apply: clipped as configured (`norm` is their global norm)."""
+        if self.global_clipnorm is not None:
+            return clipping.clip_by_global_norm(grads, self.global_clipnorm, norm)
+        return self._clip(grads, weights)
+
+    def _decide(self, grads, norm=None):
+        """Decides whether to apply and updates the counters. Returns (norm, apply, lr_scale).
+
+        Compiled steps clip inside the branch that applies (`_clipped` there): computed before
+        a `cond`, the clipped gradients are that `cond`'s operands, which XLA must write out in
+        full instead of fusing the scale into the inner optimizer's update.
+        """
         if norm is None:
             norm = clipping.global_norm(grads)
         finite = ops.isfinite(norm)
-        if self.global_clipnorm is not None:
-            grads = clipping.clip_by_global_norm(grads, self.global_clipnorm, norm)
-        else:
-            grads = self._clip(grads, weights)
 
         counter_dtype = self.consecutive_skips.dtype
         zero = ops.zeros((), dtype=counter_dtype)
@@ -431,7 +443,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         self.consecutive_skips.assign(consecutive)
         self.skipped_steps.assign(ops.add(self.skipped_steps.value, skipped))
         self.grad_norm.assign(norm)
-        return grads, apply, step_lr_scale
+        return norm, apply, step_lr_scale
 
     @contextlib.contextmanager
     def _scaled_inner_learning_rate(self, lr_scale):
@@ -520,11 +532,12 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
                 inner_apply=inner_apply,
             )
             return
-        grads, apply, lr_scale = self._guard(grads, trainable_variables, norm)
+        norm, apply, lr_scale = self._decide(grads, norm)
 
         def inner_step():
+            clipped = self._clipped(grads, trainable_variables, norm)
             with self._scaled_inner_learning_rate(lr_scale):
-                self.inner_optimizer.apply(grads, trainable_variables)
+                self.inner_optimizer.apply(clipped, trainable_variables)
 
         ops.cond(apply, inner_step, lambda: None)
 
@@ -633,11 +646,13 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         with keras.StatelessScope(state_mapping=mapping) as scope:
             weights = [v.value for v in self._trainable_variables]
             inner_values = [v.value for v in inner.variables]
-            grads, apply, lr_scale = self._guard(list(grads), weights)
+            grads = list(grads)
+            norm, apply, lr_scale = self._decide(grads)
 
             def inner_step():
+                clipped = self._clipped(grads, weights, norm)
                 with self._scaled_inner_learning_rate(lr_scale):
-                    return inner.stateless_apply(inner_values, grads, weights)
+                    return inner.stateless_apply(inner_values, clipped, weights)
 
             # A device-side conditional (`lax.cond` under jit), not a select over every
             # weight and slot: with `where(apply, new, old)` the old buffers stay alive next
