@@ -371,7 +371,10 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
 
     # ----------------------------------------------------------- the guard
 
-    def _clip(self, grads, weights):
+    def _clip(self, grads, weights, norm):
+        """The gradients to apply: clipped as configured (`norm` is their global norm)."""
+        if self.global_clipnorm is not None:
+            return clipping.clip_by_global_norm(grads, self.global_clipnorm, norm)
         if self.clipvalue is not None:
             return clipping.clip_by_value(grads, self.clipvalue)
         if self.clipnorm is not None:
@@ -385,18 +388,12 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
     def _guard(self, grads, weights, norm=None):
         """Clips, decides and updates the counters. Returns (grads, apply, lr_scale)."""
         norm, apply, lr_scale = self._decide(grads, norm)
-        return self._clipped(grads, weights, norm), apply, lr_scale
-
-    def _clipped(self, grads, weights, norm):
-        """The gradients to apply: clipped as configured (`norm` is their global norm)."""
-        if self.global_clipnorm is not None:
-            return clipping.clip_by_global_norm(grads, self.global_clipnorm, norm)
-        return self._clip(grads, weights)
+        return self._clip(grads, weights, norm), apply, lr_scale
 
     def _decide(self, grads, norm=None):
         """Decides whether to apply and updates the counters. Returns (norm, apply, lr_scale).
 
-        JAX's `stateless_apply` clips inside the branch that applies (`_clipped` there):
+        JAX's `stateless_apply` clips inside the branch that applies (`_clip` there):
         computed before its `lax.cond`, the clipped gradients are the `cond`'s operands, which
         XLA must write out in full instead of fusing the scale into the inner update.
         """
@@ -612,7 +609,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             if float(scale) != 1.0:
                 grads = clipping.clip_by_global_norm(grads, self.global_clipnorm, norm)
         else:
-            grads = self._clip(grads, trainable_variables)
+            grads = self._clip(grads, trainable_variables, norm)
         if int(self.consecutive_skips.value) != 0:
             self.consecutive_skips.assign(ops.zeros((), dtype=self.consecutive_skips.dtype))
         self.grad_norm.assign(norm)
@@ -651,7 +648,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             norm, apply, lr_scale = self._decide(grads)
 
             def inner_step():
-                clipped = self._clipped(grads, weights, norm)
+                clipped = self._clip(grads, weights, norm)
                 with self._scaled_inner_learning_rate(lr_scale):
                     return inner.stateless_apply(inner_values, clipped, weights)
 
