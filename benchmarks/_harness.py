@@ -385,3 +385,13 @@ def train_step_runner(model, x, y, batch_size):
         keras.ops.convert_to_numpy(model.trainable_weights[-1])
 
     return run
+
+
+def print_paired_ratio(m, numerator, denominator):
+    """Prints `numerator / denominator` paired within each round of `m` (e.g. new / old)."""
+    by_name = {r.name: r for r in m.results}
+    top, bottom = by_name[numerator], by_name[denominator]
+    wall = [a / b for a, b in zip(top.wall_seconds, bottom.wall_seconds)]
+    cpu = [a / b for a, b in zip(top.cpu_seconds, bottom.cpu_seconds)]
+    print(f"{numerator + ' / ' + denominator:38s} {'':8s}  {_fmt(wall):>32s}  {_fmt(cpu):>32s}")
+    sys.stdout.flush()

@@ -2,6 +2,7 @@
 
 Usage: KERAS_BACKEND=<jax|torch|tensorflow> python benchmarks/bench_losses.py
            [--rounds 15] [--block-seconds 0.3] [--threads N] [--skip-saturation]
+           [--only bce,cce,scce,mse] [--against REV]
 
 Part 1 prints, for saturated sigmoid outputs, the per-sample loss and its gradient with
 respect to the logit behind the sigmoid, for keras.losses.BinaryCrossentropy and for
@@ -13,6 +14,9 @@ each Keras loss and its safe twin, with `benchmarks/_harness.py`: paired rounds 
 `train_on_batch` blocks (~0.3 s each, order random per round, same initial weights), the ratio
 safe / Keras taken within each round; printed is the median paired ratio with its IQR and
 whether the <= 1.05 target of issue #3 is met, missed or undecided at the current load.
+`--only` times some of the four losses; `--against REV` adds the safe loss as it was at git
+revision REV (`_xstable_at_revision.py`) as a fourth variant, so a change is timed side by side
+with its predecessor in the same rounds.
 """
 
 import argparse
@@ -29,12 +33,8 @@ _harness.limit_threads_from_argv()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from xstable.losses import (  # noqa: E402
-    SafeBinaryCrossentropy,
-    SafeCategoricalCrossentropy,
-    SafeLoss,
-    SafeSparseCategoricalCrossentropy,
-)
+from xstable import losses as xstable_losses  # noqa: E402
+from xstable.losses import SafeBinaryCrossentropy  # noqa: E402
 
 TARGET = 1.05
 BATCH = 512
@@ -107,18 +107,16 @@ def _model(units, activation):
     )
 
 
-def compare(name, keras_loss, safe_loss, units, activation, y, args):
+def compare(name, keras_loss, safe_losses, units, activation, y, args):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(BATCH * POOL_BATCHES, 64)).astype("float32")
     keras.utils.set_random_seed(1)
     weights = _model(units, activation).get_weights()
     variants = []
     keras_again = keras_loss.__class__.from_config(keras_loss.get_config())
-    for label, loss, target in (
-        ("keras", keras_loss, None),
-        ("keras again (A/A control)", keras_again, None),
-        ("safe", safe_loss, TARGET),
-    ):
+    labelled = [("keras", keras_loss, None), ("keras again (A/A control)", keras_again, None)]
+    labelled += [(label, loss, TARGET) for label, loss in safe_losses]
+    for label, loss, target in labelled:
         model = _model(units, activation)
         model.set_weights(weights)
         model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
@@ -128,17 +126,12 @@ def compare(name, keras_loss, safe_loss, units, activation, y, args):
         name, variants, baseline="keras", rounds=args.rounds, block_seconds=args.block_seconds
     )
     _harness.print_measurement(measurement)
+    if len(safe_losses) == 2:
+        _harness.print_paired_ratio(measurement, safe_losses[1][0], safe_losses[0][0])
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    _harness.add_arguments(parser)
-    parser.add_argument("--skip-saturation", action="store_true")
-    args = parser.parse_args()
-    _harness.print_header("bench_losses")
-    if not args.skip_saturation:
-        report_saturation()
-    print(f"\n# Training-step cost (MLP 64-256-256-k, batch {BATCH}, Adam, train_on_batch)")
+def _cases():
+    """`{key: (title, keras loss, safe class name, safe args, units, activation, target)}`."""
     rng = np.random.default_rng(1)
     rows = BATCH * POOL_BATCHES
     y_binary = (rng.random((rows, 1)) > 0.5).astype("float32")
@@ -146,42 +139,81 @@ def main():
     y_onehot = np.eye(10, dtype="float32")[labels]
     y_sparse = labels.astype("int32")
     y_regression = rng.normal(size=(rows, 1)).astype("float32")
-    compare(
-        "SafeBinaryCrossentropy / BinaryCrossentropy (sigmoid output)",
-        keras.losses.BinaryCrossentropy(),
-        SafeBinaryCrossentropy(),
-        1,
-        "sigmoid",
-        y_binary,
-        args,
+    return {
+        "bce": (
+            "SafeBinaryCrossentropy / BinaryCrossentropy (sigmoid output)",
+            keras.losses.BinaryCrossentropy(),
+            "SafeBinaryCrossentropy", (), 1, "sigmoid", y_binary,
+        ),
+        "cce": (
+            "SafeCategoricalCrossentropy / CategoricalCrossentropy (softmax, 10 classes)",
+            keras.losses.CategoricalCrossentropy(),
+            "SafeCategoricalCrossentropy", (), 10, "softmax", y_onehot,
+        ),
+        "scce": (
+            "SafeSparseCategoricalCrossentropy / SparseCategoricalCrossentropy (softmax, 10)",
+            keras.losses.SparseCategoricalCrossentropy(),
+            "SafeSparseCategoricalCrossentropy", (), 10, "softmax", y_sparse,
+        ),
+        "mse": (
+            'SafeLoss("mse") / "mse"',
+            keras.losses.MeanSquaredError(),
+            "SafeLoss", ("mse",), 1, None, y_regression,
+        ),
+    }
+
+
+def _selected(only, cases):
+    if only is None:
+        return list(cases)
+    keys = [key.strip() for key in only.split(",") if key.strip()]
+    unknown = [key for key in keys if key not in cases]
+    if unknown or not keys:
+        raise SystemExit(
+            f"--only must list some of {', '.join(cases)} (comma-separated). "
+            f"Received: --only {only!r}"
+        )
+    return keys
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _harness.add_arguments(parser)
+    parser.add_argument("--skip-saturation", action="store_true")
+    parser.add_argument(
+        "--only", default=None, help="comma-separated subset of bce,cce,scce,mse (default: all)"
     )
-    compare(
-        "SafeCategoricalCrossentropy / CategoricalCrossentropy (softmax, 10 classes)",
-        keras.losses.CategoricalCrossentropy(),
-        SafeCategoricalCrossentropy(),
-        10,
-        "softmax",
-        y_onehot,
-        args,
+    parser.add_argument(
+        "--against",
+        default=None,
+        metavar="REV",
+        help="also time each safe loss as it was at git revision REV, in the same rounds",
     )
-    compare(
-        "SafeSparseCategoricalCrossentropy / SparseCategoricalCrossentropy (softmax, 10)",
-        keras.losses.SparseCategoricalCrossentropy(),
-        SafeSparseCategoricalCrossentropy(),
-        10,
-        "softmax",
-        y_sparse,
-        args,
+    args = parser.parse_args()
+    cases = _cases()
+    keys = _selected(args.only, cases)
+    before = None
+    if args.against is not None:
+        from _xstable_at_revision import import_xstable_at
+
+        try:
+            before = import_xstable_at(args.against)
+        except ValueError as error:
+            raise SystemExit(str(error)) from error
+    _harness.print_header(
+        "bench_losses", "" if before is None else f"against {before.__name__}"
     )
-    compare(
-        'SafeLoss("mse") / "mse"',
-        keras.losses.MeanSquaredError(),
-        SafeLoss("mse"),
-        1,
-        None,
-        y_regression,
-        args,
-    )
+    if not args.skip_saturation:
+        report_saturation()
+    print(f"\n# Training-step cost (MLP 64-256-256-k, batch {BATCH}, Adam, train_on_batch)")
+    for key in keys:
+        title, keras_loss, class_name, loss_args, units, activation, y = cases[key]
+        safe_losses = []
+        if before is not None:
+            old_class = getattr(before.losses, class_name)
+            safe_losses.append((f"safe at {args.against}", old_class(*loss_args)))
+        safe_losses.append(("safe", getattr(xstable_losses, class_name)(*loss_args)))
+        compare(title, keras_loss, safe_losses, units, activation, y, args)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 import keras
 import numpy as np
 
-from tests.helpers import assert_matches_reference
-from xstable._backend_gradients import value_and_gradients
+from tests.helpers import assert_matches_reference, to_numpy
+from tests.numerics._grad import value_and_grad
+from xstable._backend_gradients import value_and_gradients, zero_nonfinite_gradient
 
 
 def test_gradients_of_a_dense_layer_match_numpy():
@@ -35,3 +36,23 @@ def test_nan_gradient_of_sqrt_at_zero_is_reported_not_hidden():
     _, _, (grad,) = value_and_gradients(lambda: (keras.ops.sum(keras.ops.sqrt(v)), None), [v])
     grad = keras.ops.convert_to_numpy(grad)
     assert np.isinf(grad[0]) and np.isclose(grad[1], 0.25)
+
+
+def test_zero_nonfinite_gradient_zeroes_only_the_gradient_through_it():
+    x = np.array([0.0, 1.0, 4.0], "float32")
+
+    def fn(t):
+        # sqrt'(0) is inf: zeroed on the path through zero_nonfinite_gradient, kept on the
+        # direct path (a hook on `t` itself would zero both).
+        guarded = keras.ops.sqrt(zero_nonfinite_gradient(t))
+        return guarded + keras.ops.sqrt(t)
+
+    value, grad = value_and_grad(fn, x)
+    assert_matches_reference(value, 2.0 * np.sqrt(x.astype("float64")), "float32")
+    assert_matches_reference(grad, np.array([np.inf, 1.0, 0.5]), "float32", what="gradient")
+
+
+def test_zero_nonfinite_gradient_is_the_identity_forward():
+    x = np.array([np.nan, -np.inf, 3e38, 0.0], "float32")
+    out = to_numpy(zero_nonfinite_gradient(keras.ops.convert_to_tensor(x)))
+    np.testing.assert_array_equal(out, x)

@@ -1,5 +1,6 @@
 """Keras's loss reductions, with a validity mask: masked entries leave the mean."""
 
+import keras
 from keras import ops
 
 from xstable import _distribution
@@ -24,20 +25,47 @@ def _align(weight, values):
     return weight
 
 
-def reduce_masked(values, valid, sample_weight, reduction):
+# A float32 sum of 0/1 values is exact while every partial sum is below 2**24.
+_EXACT_FLOAT32_COUNT = 2**24
+
+
+def count(mask):
+    """The number of True entries of `mask`, as a float32 scalar tensor.
+
+    Float32 is the dtype of xstable's counters (exact up to 2**24 events); a float16 sum
+    would be exact only up to 2048.
+    """
+    return ops.sum(ops.cast(mask, "float32"))
+
+
+def count_complement(mask, count_of_mask):
+    """The number of False entries of `mask`, given `count_of_mask = count(mask)`.
+
+    With a static size up to 2**24 it is `size - count_of_mask`: one subtraction, exact, and
+    one op instead of three (a not, a cast and a sum: each a kernel in a TF graph and a
+    dispatch on eager torch). Otherwise the False entries are counted in int32.
+    """
+    size = _static_size(mask)
+    if size is not None and size <= _EXACT_FLOAT32_COUNT:
+        return size - count_of_mask
+    return ops.cast(ops.sum(ops.cast(ops.logical_not(mask), "int32")), "float32")
+
+
+def reduce_masked(values, valid, sample_weight, reduction, count_of_valid=None):
     """Reduces per-sample `values` as Keras does, leaving out entries where `valid` is False.
 
     `values` must already be 0 (and finite) where `valid` is False; `valid=None` means all
-    entries are valid. With
-    `"sum_over_batch_size"`/`"mean"` the sum is divided by the number of valid entries (0 if
-    there are none), as Keras does for masked losses.
+    entries are valid. With `"sum_over_batch_size"`/`"mean"` the sum is divided by the number
+    of valid entries (0 if there are none), as Keras does for masked losses.
+    `count_of_valid`, if given, is that number already computed (`count`,
+    `count_complement`), so it is not counted twice.
     """
     dtype = values.dtype
-    valid_float = None if valid is None else ops.cast(valid, dtype)
-    weights = valid_float
+    weights = None
     if sample_weight is not None:
-        aligned = _align(sample_weight, values)
-        weights = aligned if weights is None else weights * aligned
+        weights = _align(sample_weight, values)
+        if valid is not None:
+            weights = weights * ops.cast(valid, dtype)
         weighted = values * weights
     else:
         # `values` is already 0 where not valid: multiplying by the 0/1 mask would change no
@@ -48,21 +76,31 @@ def reduce_masked(values, valid, sample_weight, reduction):
     total = ops.sum(weighted)
     if reduction == "sum":
         return total
+    counts_entries = False
     if reduction == "mean_with_sample_weight" and sample_weight is not None:
         divisor = ops.sum(weights)
-    elif valid_float is None:
+    elif valid is None:
         # Every entry counts: a static size is a Python number (ops.size and divide_no_nan
         # cost ~170 and ~110 us on eager torch, a plain division ~10 us: probe_op_costs.py).
         size = _static_size(values)
         divisor = float(size) if size is not None else ops.cast(ops.size(values), dtype)
     else:
-        divisor = ops.sum(valid_float)
+        divisor = count(valid) if count_of_valid is None else count_of_valid
+        if keras.backend.standardize_dtype(divisor.dtype) != keras.backend.standardize_dtype(
+            dtype
+        ):
+            divisor = ops.cast(divisor, dtype)
+        counts_entries = True
     # Under data parallelism the shards hold different numbers of valid samples: divide by
     # the global count so the replicas' combined gradient is that of the global mean.
-    divisor = _distribution.global_mean_divisor(divisor)
-    if isinstance(divisor, float) and divisor > 0:
-        return total / divisor
-    return ops.divide_no_nan(total, divisor)
+    global_divisor = _distribution.global_mean_divisor(divisor)
+    if isinstance(global_divisor, float) and global_divisor > 0:
+        return total / global_divisor
+    if counts_entries and global_divisor is divisor:
+        # A local count is 0 or at least 1, and the total is 0 when it is 0: dividing by
+        # max(count, 1) is divide_no_nan in two ops instead of six on eager torch.
+        return total / ops.maximum(divisor, 1.0)
+    return ops.divide_no_nan(total, global_divisor)
 
 
 def _static_size(values):

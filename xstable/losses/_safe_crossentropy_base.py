@@ -40,15 +40,16 @@ def resolve_invalid(values, invalid, like, counter):
     `values` are 0 where `invalid`. If `counter` can record in this computation, the invalid
     samples are counted and left out of the mean; otherwise they are made NaN, so the problem
     is visible rather than a silent 0. `invalid=None` (checked eagerly) changes nothing.
-    Returns `(values, valid)`, `valid=None` meaning every sample.
+    Returns `(values, valid, count_of_valid)`: `valid=None` means every sample;
+    `count_of_valid` is the number of valid samples when it was counted here, else `None`.
     """
     if invalid is None:
-        return values, None
-    count = ops.sum(ops.cast(invalid, "int32"))
-    if counter is not None and counter.record(count, like=like):
-        return values, ops.logical_not(invalid)
-    nan = ops.full_like(values, float("nan"))
-    return ops.where(invalid, nan, values), None
+        return values, None, None
+    invalid_count = _reduction.count(invalid)
+    if counter is not None and counter.record(invalid_count, like=like):
+        valid_count = _reduction.count_complement(invalid, invalid_count)
+        return values, ops.logical_not(invalid), valid_count
+    return ops.where(invalid, float("nan"), values), None, None
 
 
 class SafeCrossentropyBase(keras.losses.Loss):
@@ -81,7 +82,7 @@ class SafeCrossentropyBase(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         values, invalid, _ = self.per_sample(y_true, y_pred, self._check(y_true, y_pred))
-        values, _ = resolve_invalid(values, invalid, y_pred, None)
+        values, _, _ = resolve_invalid(values, invalid, y_pred, None)
         return values
 
     def __call__(self, y_true, y_pred, sample_weight=None):
@@ -92,8 +93,13 @@ class SafeCrossentropyBase(keras.losses.Loss):
             values, invalid, excluded = self.per_sample(
                 y_true, y_pred, self._check(y_true, y_pred)
             )
-            values, valid = resolve_invalid(values, invalid, y_pred, self.invalid_target_counter)
+            values, valid, valid_count = resolve_invalid(
+                values, invalid, y_pred, self.invalid_target_counter
+            )
             if excluded is not None:
                 included = ~excluded
                 valid = included if valid is None else valid & included
-            return _reduction.reduce_masked(values, valid, sample_weight, self.reduction)
+                valid_count = None
+            return _reduction.reduce_masked(
+                values, valid, sample_weight, self.reduction, count_of_valid=valid_count
+            )

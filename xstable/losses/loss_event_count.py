@@ -57,7 +57,10 @@ class LossEventCount(keras.metrics.Metric):
         """
         if like is not None and not _backend_tracing.update_persists(self.count, like):
             return False
-        self.count.assign_add(ops.cast(count, self.dtype))
+        dtype = getattr(count, "dtype", None)
+        if dtype is None or keras.backend.standardize_dtype(dtype) != self.dtype:
+            count = ops.cast(count, self.dtype)
+        self.count.assign_add(count)
         return True
 
     def result(self):

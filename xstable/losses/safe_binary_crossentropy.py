@@ -113,7 +113,7 @@ def safe_binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     y_pred = ops.convert_to_tensor(y_pred)
     check = eager_check(y_pred, lambda count: _invalid_error(y_true, count))
     values, invalid = _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis, check)
-    values, _ = resolve_invalid(values, invalid, values, None)
+    values, _, _ = resolve_invalid(values, invalid, values, None)
     return values
 
 

@@ -43,7 +43,7 @@ def _categorical_parts(y_true, y_pred, from_logits, label_smoothing, axis, check
     if check(invalid):
         invalid, target = None, y_true
     else:
-        target = ops.where(ops.expand_dims(invalid, axis), ops.zeros_like(y_true), y_true)
+        target = ops.where(ops.expand_dims(invalid, axis), 0.0, y_true)
     if label_smoothing:
         num_classes = ops.cast(ops.shape(y_true)[axis], y_pred.dtype)
         target = target * (1.0 - label_smoothing) + label_smoothing / num_classes
@@ -54,8 +54,10 @@ def _categorical_parts(y_true, y_pred, from_logits, label_smoothing, axis, check
         values = _crossentropy_kernels.categorical_crossentropy_from_probabilities(
             target, y_pred, axis
         )
-    if invalid is not None:
-        values = ops.where(invalid, ops.zeros_like(values), values)
+    if invalid is not None and label_smoothing:
+        # Without smoothing an invalid sample's target is all 0 here, so its value already
+        # is exactly 0; smoothing gives it `s / num_classes` targets and a nonzero value.
+        values = ops.where(invalid, 0.0, values)
     return values, invalid
 
 
@@ -101,7 +103,7 @@ def safe_categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoot
     values, invalid = _categorical_parts(
         y_true, y_pred, from_logits, label_smoothing, axis, check
     )
-    values, _ = resolve_invalid(values, invalid, values, None)
+    values, _, _ = resolve_invalid(values, invalid, values, None)
     return values
 
 

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from xstable import _model_reporting
+from xstable import _backend_gradients, _model_reporting
 from xstable.losses import _reduction
 from xstable.losses.loss_event_count import LossEventCount
 
@@ -37,18 +37,6 @@ def _align_ranks(y_true, y_pred):
     elif len(y_pred.shape) == len(y_true.shape) + 1 and y_pred.shape[-1] == 1:
         y_true = ops.expand_dims(y_true, -1)
     return y_true, y_pred
-
-
-@ops.custom_gradient
-def _zero_nonfinite_gradient(x):
-    """Identity whose backward pass replaces NaN/inf gradient entries by 0."""
-
-    def grad(*args, upstream=None):
-        if upstream is None:
-            (upstream,) = args
-        return ops.where(ops.isfinite(upstream), upstream, ops.zeros_like(upstream))
-
-    return x, grad
 
 
 @keras.saving.register_keras_serializable(package="xstable")
@@ -126,12 +114,18 @@ class SafeLoss(keras.losses.Loss):
         with keras.name_scope(self.name):
             y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
             y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
-            values = ops.cast(self.call(y_true, _zero_nonfinite_gradient(y_pred)), self.dtype)
+            values = self.call(y_true, _backend_gradients.zero_nonfinite_gradient(y_pred))
+            if keras.backend.standardize_dtype(values.dtype) != self.dtype:
+                values = ops.cast(values, self.dtype)
             finite = ops.isfinite(values)
-            nonfinite_count = ops.sum(ops.cast(ops.logical_not(finite), "int32"))
-            self.nonfinite_counter.record(nonfinite_count, like=values)
-            values = ops.where(finite, values, ops.zeros_like(values))
-            return _reduction.reduce_masked(values, finite, sample_weight, self.reduction)
+            values = ops.where(finite, values, 0.0)
+            finite_count = _reduction.count(finite)
+            self.nonfinite_counter.record(
+                _reduction.count_complement(finite, finite_count), like=values
+            )
+            return _reduction.reduce_masked(
+                values, finite, sample_weight, self.reduction, count_of_valid=finite_count
+            )
 
     def get_config(self):
         config = super().get_config()

@@ -84,7 +84,7 @@ def _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis, check):
                 one_hot, y_pred, axis
             )
     if usable is not None:
-        values = ops.where(usable, values, ops.zeros_like(values))
+        values = ops.where(usable, values, 0.0)
     return values, invalid, ignored
 
 
@@ -157,7 +157,7 @@ def safe_sparse_categorical_crossentropy(
     num_classes = y_pred.shape[axis]
     check = eager_check(y_pred, lambda count: _invalid_error(y_true, num_classes, count))
     values, invalid, _ = _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis, check)
-    values, _ = resolve_invalid(values, invalid, values, None)
+    values, _, _ = resolve_invalid(values, invalid, values, None)
     return values
 
 
