@@ -84,8 +84,13 @@ def _data(nan_row=None):
 
 
 def _model():
+    # tanh, not relu: these tests need a NaN input row to give a NaN loss on every machine.
+    # TF 2.21's oneDNN fusion of MatMul + BiasAdd + Relu returns 0 for a NaN pre-activation
+    # on some CPUs (measured 2026-12-02 on an AVX512-FP16/AMX Xeon; NaN with
+    # TF_ENABLE_ONEDNN_OPTS=0 and on the machine of earlier runs): the loss stays finite
+    # while the gradient x^T * delta puts NaN into the first kernel.
     model = keras.Sequential(
-        [keras.Input((3,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1)]
+        [keras.Input((3,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(1)]
     )
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse", metrics=["mae"])
     return model
