@@ -45,10 +45,11 @@ def resolve_invalid(values, invalid, like, counter):
     """
     if invalid is None:
         return values, None, None
-    invalid_count = _reduction.count(invalid)
-    if counter is not None and counter.record(invalid_count, like=like):
-        valid_count = _reduction.count_complement(invalid, invalid_count)
-        return values, ops.logical_not(invalid), valid_count
+    if counter is not None:
+        invalid_count = _reduction.count(invalid)
+        if counter.record(invalid_count, like=like):
+            valid_count = _reduction.count_complement(invalid, invalid_count)
+            return values, ops.logical_not(invalid), valid_count
     return ops.where(invalid, float("nan"), values), None, None
 
 
