@@ -108,19 +108,27 @@ _ADVERSARIAL_16 = st.sampled_from([0.0, -0.0, np.nan, np.inf, -np.inf, 65504.0, 
                                    6e-8, -6e-8, 1.0])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     data=st.data(),
     policy=st.sampled_from(["raise", "warn", "replace", "count"]),
     dtype=st.sampled_from(["float32", "float16"]),
+    built_first=st.booleans(),
 )
-def test_every_policy_counts_exactly_and_acts_only_on_nonfinite_input(data, policy, dtype):
-    # The eager path reads a cheap probe, sum(x * 0), and counts only when it is NaN: finite
-    # extremes (3e38, 65504, subnormals) must read 0, any NaN/Inf must be counted exactly.
+def test_every_policy_counts_exactly_and_acts_only_on_nonfinite_input(
+    data, policy, dtype, built_first
+):
+    # The eager path reads a cheap probe (float32: sum(x); float16: sum(x * 0)) and counts
+    # only when it is not finite: finite extremes (3e38, 65504, subnormals) must count 0,
+    # even where their float32 sum overflows (3e38 + 3e38: a false alarm the exact count
+    # clears, never a raise or warning), and any NaN/Inf must be counted exactly. A built
+    # layer's clean eager calls take FiniteCheck's fast path past Keras's Layer.__call__.
     elements = _ADVERSARIAL_32 if dtype == "float32" else _ADVERSARIAL_16
     values = data.draw(hnp.arrays(np.dtype(dtype), (4, 3), elements=elements))
     layer = FiniteCheck(policy, name="probe", dtype=dtype)
     x = ops.convert_to_tensor(values, dtype=dtype)
+    if built_first:
+        layer.build(x.shape)
     expected = int((~np.isfinite(values)).sum())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -134,6 +142,99 @@ def test_every_policy_counts_exactly_and_acts_only_on_nonfinite_input(data, poli
     warned = [w for w in caught if issubclass(w.category, RuntimeWarning)]
     assert len(warned) == (1 if policy == "warn" and expected else 0)
     assert float(to_numpy(layer.nonfinite_count)) == float(expected)
+
+
+def _full_keras_call(layer, x):
+    """The layer called through Keras's Layer.__call__, past FiniteCheck's eager fast path."""
+    return keras.layers.Layer.__call__(layer, x)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=hnp.arrays(np.float32, (4, 3), elements=_ADVERSARIAL_32),
+    policy=st.sampled_from(["raise", "warn", "replace", "count"]),
+)
+def test_fast_path_acts_exactly_as_the_full_keras_call(values, policy):
+    # Two built layers, one called normally (fast path where it applies), one through
+    # Keras's full Layer.__call__: same output, same count, same error or warning.
+    fast, full = FiniteCheck(policy, name="same"), FiniteCheck(policy, name="same")
+    x = ops.convert_to_tensor(values)
+    outcomes = []
+    for layer, call in ((fast, lambda t: fast(t)), (full, lambda t: _full_keras_call(full, t))):
+        layer.build(x.shape)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                out = to_numpy(call(x))
+                error = None
+            except NonFiniteError as exc:
+                out, error = None, str(exc)
+        outcomes.append((
+            out,
+            error,
+            [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)],
+            float(to_numpy(layer.nonfinite_count)),
+        ))
+    (fast_out, *fast_rest), (full_out, *full_rest) = outcomes
+    assert fast_rest == full_rest
+    if full_out is None:
+        assert fast_out is None
+    else:
+        assert_matches_reference(fast_out, full_out, "exact", what=f"{policy} fast vs full")
+
+
+def _takes_the_fast_path(policy):
+    # Eager raise/warn read the probe on every backend; eager torch on CPU reads it for all.
+    return policy in ("raise", "warn") or keras.config.backend() == "torch"
+
+
+@pytest.mark.parametrize("policy", ["raise", "warn", "replace", "count"])
+def test_clean_eager_call_of_a_built_check_skips_keras_layer_call(policy, monkeypatch):
+    layer = FiniteCheck(policy)
+    x = ops.convert_to_tensor(np.ones((4, 3), "float32"))
+    layer(x)  # builds through the full path
+    entered = []
+    original = keras.layers.Layer.__call__
+
+    def spy(self, *args, **kwargs):
+        entered.append(self.name)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.layers.Layer, "__call__", spy)
+    out = layer(x, training=True)  # call-context arguments, as a Functional model passes them
+    if _takes_the_fast_path(policy):
+        assert entered == []
+        assert out is x
+    else:
+        assert entered == [layer.name]  # compiled-style counting goes through Keras
+    bad = ops.convert_to_tensor(np.array([[1.0, np.nan, 2.0]], "float32"))
+    entered.clear()
+    if policy == "raise":
+        with pytest.raises(NonFiniteError, match="found 1 non-finite"):
+            layer(bad)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            layer(bad)
+    assert entered == [layer.name]  # a non-finite input always takes Keras's full call
+    assert float(to_numpy(layer.nonfinite_count)) == 1.0
+
+
+@pytest.mark.parametrize("policy", ["raise", "count"])
+def test_checks_keep_the_mask_of_their_input(policy):
+    # A check between a Masking layer and a mask-consuming layer changes nothing, on the
+    # call that builds it and on later (fast-path) calls alike: the masked timesteps stay
+    # out of the average.
+    inputs = keras.Input((4, 2))
+    masked = keras.layers.Masking(mask_value=0.0)(inputs)
+    pooled = keras.layers.GlobalAveragePooling1D()(FiniteCheck(policy)(masked))
+    model = keras.Model(inputs, pooled)
+    x = np.zeros((2, 4, 2), "float32")
+    x[:, :2] = [[1.0, 2.0], [3.0, 4.0]]
+    expected = np.array([[2.0, 3.0], [2.0, 3.0]])  # unmasked: [[1.0, 1.5], [1.0, 1.5]]
+    for _ in range(2):  # the first call builds; the second takes the fast path
+        out = model(ops.convert_to_tensor(x))
+        assert_matches_reference(out, expected, "float32", what="masked mean after the check")
 
 
 def test_integer_inputs_pass_through():
