@@ -10,6 +10,9 @@ Run per backend (one process each):
    on torch) and, on TF and JAX, also with `jit_compile=True`. Paired rounds with an A/A
    control (benchmarks/_harness.py, docs/benchmarks.md): median paired ratio and IQR, verdict
    against the <= 1.10 target. `--threads N`, `--rounds`, `--block-seconds` as in the harness.
+   `--against REV` adds the checks as they were at git revision REV
+   (`_xstable_at_revision.py`) as two more variants in the same rounds and prints the paired
+   new/old ratio per policy, which the machine's load drift cancels out of.
 2. `locate_nonfinite` on a 50-layer MLP with a clean batch (the worst case: every stage
    runs) against one steady-state `train_on_batch` step of the same model (target: <= 3
    steps): the cached call (median), the first call (which traces the instrumented step on
@@ -56,7 +59,7 @@ def timed(fn):
     return time.perf_counter() - start
 
 
-def bench_checks(jit_compile, args):
+def bench_checks(jit_compile, args, before=None):
     """FiniteCheck after every layer vs the plain model: paired rounds (benchmarks/_harness.py)."""
     rng = np.random.default_rng(0)
     batch, pool = 256, 8
@@ -79,6 +82,11 @@ def bench_checks(jit_compile, args):
             fresh("for_count"), policy="count"
         ),
     }
+    if before is not None:
+        for policy in ("raise", "count"):
+            models[f"{policy} at {args.against}"] = before.layers.insert_finite_checks(
+                fresh(f"old_{policy}"), policy=policy
+            )
     timed = []
     for name, model in models.items():
         model.compile(optimizer="adam", loss="mse", jit_compile=jit_compile)
@@ -94,6 +102,11 @@ def bench_checks(jit_compile, args):
         block_seconds=args.block_seconds,
     )
     _harness.print_measurement(measurement)
+    if before is not None:
+        for policy in ("raise", "count"):
+            _harness.print_paired_ratio(
+                measurement, f"FiniteCheck after every layer, {policy}", f"{policy} at {args.against}"
+            )
 
 
 def bench_locate():
@@ -131,13 +144,30 @@ def bench_locate():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     _harness.add_arguments(parser)
+    parser.add_argument(
+        "--against",
+        default=None,
+        metavar="REV",
+        help="also time the checks as they were at git revision REV, in the same rounds",
+    )
     args = parser.parse_args()
+    before = None
+    if args.against is not None:
+        from _xstable_at_revision import import_xstable_at
+
+        try:
+            before = import_xstable_at(args.against)
+        except ValueError as error:
+            raise SystemExit(str(error)) from error
     backend = keras.config.backend()
-    _harness.print_header("bench_finite_check", f"part={PART}, locate repeats={REPEATS}")
+    against = "" if before is None else f", against {before.__name__}"
+    _harness.print_header(
+        "bench_finite_check", f"part={PART}, locate repeats={REPEATS}{against}"
+    )
     if PART in ("all", "checks"):
-        bench_checks("auto", args)
+        bench_checks("auto", args, before)
         if backend in ("jax", "tensorflow"):
-            bench_checks(True, args)
+            bench_checks(True, args, before)
     if PART in ("all", "locate"):
         print("locate_nonfinite cost (clean batch, every stage runs):")
         bench_locate()
