@@ -220,6 +220,20 @@ def test_clean_eager_call_of_a_built_check_skips_keras_layer_call(policy, monkey
     assert float(to_numpy(layer.nonfinite_count)) == 1.0
 
 
+@pytest.mark.only_backend("torch", reason="forward hooks are a torch.nn.Module feature")
+def test_torch_forward_hooks_on_a_check_still_fire():
+    layer = FiniteCheck("count")
+    x = ops.convert_to_tensor(np.ones((4, 3), "float32"))
+    layer(x)
+    seen = []
+    handle = layer.register_forward_hook(lambda module, args, output: seen.append(output))
+    try:
+        layer(x)
+    finally:
+        handle.remove()
+    assert len(seen) == 1
+
+
 @pytest.mark.parametrize("policy", ["raise", "count"])
 def test_checks_keep_the_mask_of_their_input(policy):
     # A check between a Masking layer and a mask-consuming layer changes nothing, on the

@@ -123,6 +123,12 @@ def _nonfinite_probe(x):
     return ops.sum(x * 0.0)
 
 
+def _has_module_hooks(layer):
+    """True when a torch forward (pre-)hook is registered on `layer` (torch layers are
+    `torch.nn.Module`s, whose hooks fire only through the full call); False elsewhere."""
+    return bool(getattr(layer, "_forward_hooks", None) or getattr(layer, "_forward_pre_hooks", None))
+
+
 def _probe_reads_finite(leaves):
     """Reads the probe of `leaves` on the host: True proves every entry finite."""
     return math.isfinite(float(_summed(leaves, _nonfinite_probe)))
@@ -304,12 +310,14 @@ class FiniteCheck(keras.layers.Layer):
         dtype), check an `input_spec`, add an activity-regularizer loss, relayout the output
         under a `keras.distribution`, or carry a mask over (the output is the input object,
         so its mask stays with it). Diagnostics that wrap the instance's `call`
-        (`locate_nonfinite`) and `suspend_checks()` get the full path.
+        (`locate_nonfinite`), `suspend_checks()` and torch forward hooks registered on the
+        layer get the full path.
         """
         if (
             not self.built
             or _suspended[0]
             or "call" in vars(self)
+            or _has_module_hooks(self)
             or not keras.ops.is_tensor(inputs)
             or not _is_floating(inputs.dtype)
             or (self._convert_input_args and _standard_dtype(inputs.dtype) != self.input_dtype)
