@@ -19,7 +19,7 @@ import sys
 import tarfile
 import tempfile
 
-__all__ = ["import_xstable_at"]
+__all__ = ["add_against_argument", "import_against", "import_xstable_at"]
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -68,3 +68,27 @@ def import_xstable_at(revision):
                 file.write(data)
     sys.path.insert(0, folder)
     return importlib.import_module(name)
+
+
+def add_against_argument(parser, what):
+    """Adds the benchmarks' `--against REV` option: also time `what` as it was at REV."""
+    parser.add_argument(
+        "--against",
+        default=None,
+        metavar="REV",
+        help=f"also time {what} as it was at git revision REV, in the same rounds",
+    )
+
+
+def import_against(revision):
+    """`import_xstable_at(revision)` for a `--against` value: None without one.
+
+    Raises:
+        SystemExit: with the message naming the argument, for a revision git cannot resolve.
+    """
+    if revision is None:
+        return None
+    try:
+        return import_xstable_at(revision)
+    except ValueError as error:
+        raise SystemExit(str(error)) from error

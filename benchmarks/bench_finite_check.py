@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _harness  # noqa: E402
+import _xstable_at_revision  # noqa: E402
 
 _harness.limit_threads_from_argv()
 
@@ -144,21 +145,9 @@ def bench_locate():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     _harness.add_arguments(parser)
-    parser.add_argument(
-        "--against",
-        default=None,
-        metavar="REV",
-        help="also time the checks as they were at git revision REV, in the same rounds",
-    )
+    _xstable_at_revision.add_against_argument(parser, "the checks")
     args = parser.parse_args()
-    before = None
-    if args.against is not None:
-        from _xstable_at_revision import import_xstable_at
-
-        try:
-            before = import_xstable_at(args.against)
-        except ValueError as error:
-            raise SystemExit(str(error)) from error
+    before = _xstable_at_revision.import_against(args.against)
     backend = keras.config.backend()
     against = "" if before is None else f", against {before.__name__}"
     _harness.print_header(

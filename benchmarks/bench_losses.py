@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _harness  # noqa: E402
+import _xstable_at_revision  # noqa: E402
 
 _harness.limit_threads_from_argv()
 
@@ -183,23 +184,11 @@ def main():
     parser.add_argument(
         "--only", default=None, help="comma-separated subset of bce,cce,scce,mse (default: all)"
     )
-    parser.add_argument(
-        "--against",
-        default=None,
-        metavar="REV",
-        help="also time each safe loss as it was at git revision REV, in the same rounds",
-    )
+    _xstable_at_revision.add_against_argument(parser, "each safe loss")
     args = parser.parse_args()
     cases = _cases()
     keys = _selected(args.only, cases)
-    before = None
-    if args.against is not None:
-        from _xstable_at_revision import import_xstable_at
-
-        try:
-            before = import_xstable_at(args.against)
-        except ValueError as error:
-            raise SystemExit(str(error)) from error
+    before = _xstable_at_revision.import_against(args.against)
     _harness.print_header(
         "bench_losses", "" if before is None else f"against {before.__name__}"
     )

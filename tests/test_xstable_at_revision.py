@@ -9,7 +9,7 @@ import pytest
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(_ROOT, "benchmarks"))
-from _xstable_at_revision import import_xstable_at  # noqa: E402
+from _xstable_at_revision import import_against, import_xstable_at  # noqa: E402
 
 
 def _has_git_history():
@@ -46,3 +46,13 @@ def test_the_revision_loads_under_its_own_name_and_computes_like_the_current_one
 def test_an_unknown_revision_names_the_argument():
     with pytest.raises(ValueError, match=r"`revision`.*Received: revision='no-such-rev'"):
         import_xstable_at("no-such-rev")
+
+
+def test_no_against_revision_imports_nothing():
+    assert import_against(None) is None
+
+
+@needs_git
+def test_a_bad_against_revision_exits_with_the_message():
+    with pytest.raises(SystemExit, match=r"`revision`.*Received: revision='no-such-rev'"):
+        import_against("no-such-rev")
