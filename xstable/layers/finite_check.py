@@ -296,7 +296,7 @@ class FiniteCheck(keras.layers.Layer):
         # path below.
         if (
             len(args) == 1
-            and all(name in self._call_context_args for name in kwargs)
+            and all(name in getattr(self, "_call_context_args", ("training",)) for name in kwargs)
             and self._passes_clean_on_host(args[0])
         ):
             self._called = True
@@ -307,7 +307,7 @@ class FiniteCheck(keras.layers.Layer):
         """True when Keras's `__call__` would change nothing and the probe reads finite.
 
         Keras's call would only convert the input's dtype (not when it already is the input
-        dtype), check an `input_spec`, add an activity-regularizer loss, relayout the output
+        dtype; a Keras without `Layer.input_dtype` always takes the full path), check an `input_spec`, add an activity-regularizer loss, relayout the output
         under a `keras.distribution`, or carry a mask over (the output is the input object,
         so its mask stays with it). Diagnostics that wrap the instance's `call`
         (`locate_nonfinite`), `suspend_checks()` and torch forward hooks registered on the
@@ -320,7 +320,10 @@ class FiniteCheck(keras.layers.Layer):
             or _has_module_hooks(self)
             or not keras.ops.is_tensor(inputs)
             or not _is_floating(inputs.dtype)
-            or (self._convert_input_args and _standard_dtype(inputs.dtype) != self.input_dtype)
+            or (
+                getattr(self, "_convert_input_args", True)
+                and _standard_dtype(inputs.dtype) != getattr(self, "input_dtype", None)
+            )
             or self.input_spec is not None
             or self.activity_regularizer is not None
             or keras.distribution.distribution() is not None
