@@ -219,12 +219,12 @@ def _setup_objects_frozen():
     """Moves every object alive after the warm-up out of the garbage collector's sight.
 
     `_timed` runs a full collection before each block (untimed, so no block pays for the
-    garbage of another). With the models of a benchmark alive (~500,000 tracked objects)
-    each one walked them all: 0.6 s on this project's 2-core machine with
-    bench_finite_check's torch models, against 1.4 ms frozen (`gc.freeze`), which is what
-    makes many short blocks (`--block-seconds 0.03`) affordable. The garbage the steps make is
-    still collected. (In 400 steps of those models Python started no full collection of its
-    own, so this is about the run's length, not its noise.)
+    garbage of another). With a benchmark's models alive (~500,000 tracked objects) each one
+    walked them all: 374.5 ms with bench_finite_check's torch models on this project's 2-core
+    machine, 0.7 ms frozen (`gc.freeze`; `benchmarks/probe_gc_cost.py`, 2026-12-02 18:00 UTC),
+    which is what makes many short blocks (`--block-seconds 0.05`) affordable. The garbage
+    the steps make is still collected. Python started no full (generation-2) collection of
+    its own in 200 steps of each model, so this is about the run's length, not its noise.
     """
     gc.collect()
     gc.freeze()

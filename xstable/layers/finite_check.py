@@ -95,7 +95,7 @@ def _count_nonfinite(x):
       `where`s and five more ops unless XLA fuses them (the float form made a TF
       `tf.function` step with `count` checks 1.17x plain instead of ~1.10x).
     """
-    dtype = keras.backend.standardize_dtype(x.dtype)
+    dtype = _standard_dtype(x.dtype)
     if keras.config.backend() != "torch":
         return ops.sum(ops.cast(ops.logical_not(ops.isfinite(x)), "float32"))
     flags = ops.nan_to_num(ops.stop_gradient(x) * 0.0, nan=1.0)
@@ -124,9 +124,14 @@ def _nonfinite_probe(x):
 
 
 def _has_module_hooks(layer):
-    """True when a torch forward (pre-)hook is registered on `layer` (torch layers are
-    `torch.nn.Module`s, whose hooks fire only through the full call); False elsewhere."""
-    return bool(getattr(layer, "_forward_hooks", None) or getattr(layer, "_forward_pre_hooks", None))
+    """True when a torch forward (pre-)hook is registered on `layer`.
+
+    torch layers are `torch.nn.Module`s, whose hooks fire only through the full call; other
+    backends' layers have neither attribute.
+    """
+    return bool(
+        getattr(layer, "_forward_hooks", None) or getattr(layer, "_forward_pre_hooks", None)
+    )
 
 
 def _probe_reads_finite(leaves):
@@ -153,7 +158,7 @@ def _is_floating(dtype):
 
 
 def _largest_finite(dtype):
-    dtype = keras.backend.standardize_dtype(dtype)
+    dtype = _standard_dtype(dtype)
     if dtype == "bfloat16":
         return 3.3895313892515355e38
     return float(np.finfo(dtype).max)
@@ -307,11 +312,13 @@ class FiniteCheck(keras.layers.Layer):
         """True when Keras's `__call__` would change nothing and the probe reads finite.
 
         Keras's call would only convert the input's dtype (not when it already is the input
-        dtype; a Keras without `Layer.input_dtype` always takes the full path), check an `input_spec`, add an activity-regularizer loss, relayout the output
-        under a `keras.distribution`, or carry a mask over (the output is the input object,
-        so its mask stays with it). Diagnostics that wrap the instance's `call`
+        dtype; a Keras without `Layer.input_dtype` always takes the full path), check an
+        `input_spec`, add an activity-regularizer loss, relayout the output under a
+        `keras.distribution`, or carry a mask over (the output is the input object, so its
+        mask stays with it). Diagnostics that wrap the instance's `call`
         (`locate_nonfinite`), `suspend_checks()` and torch forward hooks registered on the
-        layer get the full path.
+        layer get the full path. A probe that does not read finite sends the call down the
+        full path too, which probes again before counting: twice only on that rare path.
         """
         if (
             not self.built
@@ -407,7 +414,7 @@ class FiniteCheck(keras.layers.Layer):
     def _replace(self, inputs):
         def clean(t):
             dtype = getattr(t, "dtype", None)
-            if dtype is None or "float" not in keras.backend.standardize_dtype(dtype):
+            if dtype is None or not _is_floating(dtype):
                 return t
             largest = _largest_finite(t.dtype)
             posinf = largest if self.posinf is None else self.posinf
