@@ -246,3 +246,25 @@ def test_compiled_fit_counts_invalid_targets_in_history(backend):
     history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False)
     assert history.history["safe_binary_crossentropy_invalid_targets"] == [1.0, 1.0]
     assert np.isfinite(history.history["loss"]).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([0.0, 0.3, 1.0, -0.1, 1.5, float("nan"), float("inf"), -float("inf")]),
+        min_size=2,
+        max_size=12,
+    ).filter(lambda v: len(v) % 2 == 0)
+)
+def test_eager_check_counts_exactly_the_samples_with_bad_targets(values):
+    # Eager code checks on the host (NumPy); the message counts the values outside [0, 1]
+    # or NaN, of all values.
+    y = np.asarray(values, np.float32).reshape(-1, 2)
+    bad = int((~((y >= 0) & (y <= 1))).sum())
+    p = np.full(y.shape, 0.5, "float32")
+    if bad == 0:
+        out = to_numpy(SafeBinaryCrossentropy(reduction=None)(y, p))
+        assert_matches_reference(out, np.full(len(y), np.log(2.0)), "float32")
+    else:
+        with pytest.raises(ValueError, match=rf"{bad} of {y.size} values"):
+            SafeBinaryCrossentropy()(y, p)

@@ -1,6 +1,8 @@
 import keras
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.helpers import assert_matches_reference, to_numpy
 from tests.losses import _reference as ref
@@ -74,3 +76,27 @@ def test_float_labels_equal_integer_labels_and_fractional_or_nan_labels_raise():
     for bad in (1.5, float("nan")):
         with pytest.raises(ValueError, match="1 of 3"):
             SafeSparseCategoricalCrossentropy()(np.array([0.0, bad, 1.0], np.float32), p)
+
+
+LABELS = [0.0, 1.0, 2.0, -1.0, 3.0, 2.5, -0.0, 1e10, float("nan"), float("inf"), -float("inf")]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.sampled_from(LABELS), min_size=1, max_size=12), st.booleans())
+def test_eager_check_counts_exactly_the_bad_labels(labels, as_int):
+    # Eager code counts bad labels on the host (NumPy); the count it reports must be the
+    # number of labels outside [0, 3) or not integers, for float and integer labels alike.
+    labels = np.asarray(labels, np.float64)
+    if as_int:
+        labels = np.where(np.isfinite(labels) & (np.abs(labels) < 1e9), labels, -5.0)
+        labels = np.trunc(labels).astype("int32")
+    good = np.isin(labels, [0, 1, 2])
+    p = np.full((len(labels), 3), 1 / 3, "float32")
+    loss = SafeSparseCategoricalCrossentropy(reduction=None)
+    if good.all():
+        values = to_numpy(loss(labels.astype("float32") if not as_int else labels, p))
+        assert_matches_reference(values, np.full(len(labels), np.log(3.0)), "float32")
+    else:
+        bad = int((~good).sum())
+        with pytest.raises(ValueError, match=rf"{bad} of {len(labels)} values"):
+            loss(labels.astype("float32") if not as_int else labels, p)

@@ -1,6 +1,7 @@
 """`SafeBinaryCrossentropy`: binary cross-entropy identical on every backend, never NaN."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from xstable.losses import _crossentropy_kernels, _log_probabilities
@@ -38,6 +39,15 @@ def _check_axis(axis):
         raise TypeError(f"`axis` must be an int. Received: axis={axis!r}")
 
 
+def _invalid_count(targets, axis):
+    """The number of samples with a target outside [0, 1] (or NaN) in a NumPy array."""
+    with np.errstate(invalid="ignore"):
+        in_range = (targets >= 0) & (targets <= 1)
+    if in_range.ndim == 0:
+        return int(not in_range)
+    return np.count_nonzero(~np.all(in_range, axis=axis))
+
+
 def _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis, check):
     """Per-sample losses and the per-sample invalid mask (values 0 there), or `None` for the
     mask when `check(invalid)` says the targets were checked eagerly."""
@@ -49,10 +59,13 @@ def _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis, check):
         y_true = ops.expand_dims(y_true, -1)
     elif len(y_pred.shape) == len(y_true.shape) - 1 and y_true.shape[-1] == 1:
         y_true = ops.squeeze(y_true, -1)
-    # Operators, not ops.greater_equal etc.: the same ops, without the ~20 us per call that
-    # keras.ops spends converting scalars and resolving dtypes on eager torch.
-    invalid = ops.any(~((y_true >= 0) & (y_true <= 1)), axis=axis)
-    if check(invalid):
+    if check.on_host(y_true, lambda host: _invalid_count(host, axis)):
+        invalid = None  # eager code, every target checked on the host and in [0, 1]
+    else:
+        # Operators, not ops.greater_equal etc.: the same ops, without the ~20 us per call
+        # that keras.ops spends converting scalars and resolving dtypes on eager torch.
+        invalid = ops.any(~((y_true >= 0) & (y_true <= 1)), axis=axis)
+    if invalid is None or check(invalid):
         invalid, target = None, y_true
     else:
         # Replace invalid targets before the arithmetic so they cannot reach the gradient.
@@ -75,7 +88,11 @@ def _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis, check):
 
 
 def _invalid_error(y_true, count):
+    # The message counts values, of all values: `count` (samples with a bad target) is
+    # recounted per value so that both numbers count the same thing.
+    del count
     y = ops.convert_to_numpy(ops.convert_to_tensor(y_true)).astype("float64")
+    count = int(np.count_nonzero(~((y >= 0) & (y <= 1))))
     finite = y[y == y]
     details = (
         f"min={finite.min() if finite.size else 'n/a'}, "

@@ -1,6 +1,7 @@
 """`SafeSparseCategoricalCrossentropy`: sparse cross-entropy that never ignores a bad label."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from xstable.losses import _crossentropy_kernels, _log_probabilities
@@ -36,10 +37,64 @@ def _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis, check):
     if len(labels.shape) == len(y_pred.shape) and labels.shape[axis] == 1:
         labels = ops.squeeze(labels, axis=axis)
     num_classes = y_pred.shape[axis]
+    is_int = keras.backend.is_int_dtype(keras.backend.standardize_dtype(labels.dtype))
+    if (
+        ignore_class is None
+        and num_classes is not None
+        and check.on_host(labels, lambda host: _invalid_count(host, num_classes, is_int))
+    ):
+        # Eager code, every label checked on the host and in range: nothing to mask.
+        invalid = ignored = usable = None
+        label_values = labels
+    else:
+        invalid, ignored, usable, label_values = _label_masks(
+            labels, num_classes, ignore_class, is_int, check
+        )
+    if usable is None:
+        safe_labels = label_values
+        if keras.backend.standardize_dtype(safe_labels.dtype) != "int32":
+            safe_labels = ops.cast(safe_labels, "int32")
+    else:
+        # Out-of-range labels are replaced before the lookup: JAX's one_hot would silently
+        # give an all-zero row (loss 0) and torch would fail inside the kernel.
+        safe_labels = ops.where(usable, label_values, ops.zeros_like(label_values))
+        safe_labels = ops.cast(safe_labels, "int32")
+    if num_classes is None:  # class count unknown until run time: gather instead
+        values = _picked_by_gather(y_pred, safe_labels, from_logits, axis)
+    else:
+        one_hot = _one_hot(
+            safe_labels, num_classes, axis, len(y_pred.shape), y_pred.dtype, check.eager
+        )
+        if from_logits:
+            log_p = _log_probabilities.categorical_log_probabilities(y_pred, from_logits, axis)
+            # Select, not multiply: log_softmax can be -inf where logits overflow.
+            picked = ops.where(ops.greater(one_hot, 0), log_p, ops.zeros_like(log_p))
+            values = ops.minimum(-ops.sum(picked, axis=axis), _limits.max_value(y_pred.dtype))
+        else:
+            values = _crossentropy_kernels.categorical_crossentropy_from_probabilities(
+                one_hot, y_pred, axis
+            )
+    if usable is not None:
+        values = ops.where(usable, values, 0.0)
+    return values, invalid, ignored
+
+
+def _invalid_count(labels, num_classes, is_int):
+    """The number of labels outside `[0, num_classes)` (or not integers) in a NumPy array."""
+    if is_int:
+        return np.count_nonzero((labels < 0) | (labels >= num_classes))
+    with np.errstate(invalid="ignore"):
+        valid = (labels >= 0) & (labels < num_classes) & (labels == np.floor(labels))
+    return labels.size - np.count_nonzero(valid)
+
+
+def _label_masks(labels, num_classes, ignore_class, is_int, check):
+    """`(invalid, ignored, usable, label_values)` as device masks; `invalid` is `None` (and
+    `usable` too without `ignore_class`) when `check(invalid)` checked them eagerly."""
     # Each keras.ops call is a separate dispatch on eager torch: integer labels skip the
     # float cast and the integrality test (always true for them), and without
     # `ignore_class` there is no ignored mask to combine.
-    if keras.backend.is_int_dtype(keras.backend.standardize_dtype(labels.dtype)):
+    if is_int:
         label_values = labels
         in_range = (labels >= 0) & (labels < num_classes)
     else:
@@ -61,44 +116,43 @@ def _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis, check):
         invalid = None
         if ignored is None:
             usable = None  # every label checked and in range: nothing to replace or mask
-    if usable is None:
-        safe_labels = label_values
-        if keras.backend.standardize_dtype(safe_labels.dtype) != "int32":
-            safe_labels = ops.cast(safe_labels, "int32")
-    else:
-        # Out-of-range labels are replaced before the lookup: JAX's one_hot would silently
-        # give an all-zero row (loss 0) and torch would fail inside the kernel.
-        safe_labels = ops.where(usable, label_values, ops.zeros_like(label_values))
-        safe_labels = ops.cast(safe_labels, "int32")
-    if num_classes is None:  # class count unknown until run time: gather instead
-        values = _picked_by_gather(y_pred, safe_labels, from_logits, axis)
-    else:
-        one_hot = _one_hot(safe_labels, num_classes, axis, len(y_pred.shape), y_pred.dtype)
-        if from_logits:
-            log_p = _log_probabilities.categorical_log_probabilities(y_pred, from_logits, axis)
-            # Select, not multiply: log_softmax can be -inf where logits overflow.
-            picked = ops.where(ops.greater(one_hot, 0), log_p, ops.zeros_like(log_p))
-            values = ops.minimum(-ops.sum(picked, axis=axis), _limits.max_value(y_pred.dtype))
-        else:
-            values = _crossentropy_kernels.categorical_crossentropy_from_probabilities(
-                one_hot, y_pred, axis
-            )
-    if usable is not None:
-        values = ops.where(usable, values, 0.0)
-    return values, invalid, ignored
+    return invalid, ignored, usable, label_values
 
 
-def _one_hot(labels, num_classes, axis, rank, dtype):
+# Class ids of eager one-hot selections, by backend, device, dtype and shape: rebuilding them
+# is two dispatches per call on eager torch (~21 us, arange and reshape). Never cached from
+# traced code, where TF and XLA fold them into a constant anyway.
+_CLASS_IDS = {}
+
+
+def _class_ids(num_classes, shape, dtype, like, eager):
+    if not eager:
+        return ops.reshape(ops.arange(num_classes, dtype=dtype), shape)
+    key = (
+        keras.config.backend(),
+        str(getattr(like, "device", None)),
+        keras.backend.standardize_dtype(dtype),
+        tuple(shape),
+    )
+    class_ids = _CLASS_IDS.get(key)
+    if class_ids is None:
+        class_ids = ops.reshape(ops.arange(num_classes, dtype=dtype), shape)
+        _CLASS_IDS[key] = class_ids
+    return class_ids
+
+
+def _one_hot(labels, num_classes, axis, rank, dtype, eager=False):
     """`labels` one-hot along `axis` of a rank-`rank` result, as a comparison with class ids.
 
     A one-hot selection, not take_along_axis: Keras's TF take_along_axis is ~40 graph ops of
     index broadcasting. And a comparison, not ops.one_hot: on eager torch that is ~6 ops
     (~200 us), the comparison ~100 us; TF and XLA fold the class ids into a constant.
+    `eager=True` (concrete labels) reuses cached class ids.
     """
     axis = axis % rank
     shape = [1] * rank
     shape[axis] = num_classes
-    class_ids = ops.reshape(ops.arange(num_classes, dtype=labels.dtype), shape)
+    class_ids = _class_ids(num_classes, shape, labels.dtype, labels, eager)
     return ops.cast(ops.equal(ops.expand_dims(labels, axis), class_ids), dtype)
 
 
