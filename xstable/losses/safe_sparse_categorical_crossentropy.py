@@ -50,7 +50,14 @@ def _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis, check):
         invalid, ignored, usable, label_values = _label_masks(
             labels, num_classes, ignore_class, is_int, check
         )
-    if usable is None:
+    # Integer labels compared with the class ids need no masking: an out-of-range label
+    # matches no class, so its one-hot row is all 0 and its value and gradient exactly 0
+    # (two selects and their backward fewer in a traced step). Float labels are cast to
+    # int32 (1.5 would become 1), and the gather path indexes: both need the masks.
+    needs_masking = usable is not None and not (
+        is_int and ignore_class is None and num_classes is not None
+    )
+    if not needs_masking:
         safe_labels = label_values
         if keras.backend.standardize_dtype(safe_labels.dtype) != "int32":
             safe_labels = ops.cast(safe_labels, "int32")
@@ -74,7 +81,7 @@ def _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis, check):
             values = _crossentropy_kernels.categorical_crossentropy_from_probabilities(
                 one_hot, y_pred, axis
             )
-    if usable is not None:
+    if needs_masking:
         values = ops.where(usable, values, 0.0)
     return values, invalid, ignored
 
