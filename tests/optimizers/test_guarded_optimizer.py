@@ -146,6 +146,28 @@ def test_finite_steps_match_the_plain_inner_optimizer(skip_mode):
         assert_matches_reference(got, to_numpy(ref), "float32", f"slot {ref.path}")
 
 
+@pytest.mark.parametrize("clipnorm", [0.1, 1.0, 3.3])
+def test_branch_and_select_agree_bit_for_bit_at_the_clip_boundary(clipnorm):
+    # torch's CPU branch decides on the host whether the clip scale differs from 1 (norm
+    # above the float32 clipnorm); the select path always multiplies by the device scale.
+    # At norms just below, at and just above the limit both must give the same weights.
+    rng = np.random.default_rng(7)
+    init = rng.normal(size=(4, 3)).astype("float32")
+    direction = rng.normal(size=(4, 3)).astype("float32")
+    limit = float(np.float32(clipnorm))
+    for target in (np.nextafter(np.float32(limit), np.float32(0)), limit, limit * (1 + 1e-6)):
+        grad = direction * np.float32(target / np.linalg.norm(direction.astype("float64")))
+        weights = []
+        for skip_mode in ("branch", "select"):
+            weight = keras.Variable(init)
+            optimizer = GuardedOptimizer(
+                keras.optimizers.SGD(1.0), global_clipnorm=clipnorm, skip_mode=skip_mode
+            )
+            _step(optimizer, weight, grad)
+            weights.append(to_numpy(weight))
+        assert_matches_reference(weights[0], weights[1], "exact", f"norm {target!r}")
+
+
 @SKIP_MODES
 def test_global_clipnorm_within_the_limit_gives_the_plain_step_exactly(skip_mode):
     # Within the limit the clip scale is exactly 1 (torch's CPU branch skips multiplying by
