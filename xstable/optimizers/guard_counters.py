@@ -10,6 +10,12 @@ __all__ = ["GuardCounters", "COUNTER_NAMES"]
 COUNTER_NAMES = ("skipped_steps", "consecutive_skips", "grad_norm", "lr_scale")
 
 
+def _float32_copy(value):
+    if keras.backend.standardize_dtype(value.dtype) == "float32":
+        return ops.copy(value)
+    return ops.cast(value, "float32")
+
+
 class GuardCounters(keras.metrics.Metric):
     """Reports `skipped_steps`, `consecutive_skips`, `grad_norm` and `lr_scale` in `fit` logs.
 
@@ -43,8 +49,10 @@ class GuardCounters(keras.metrics.Metric):
         values = None if optimizer is None else optimizer._take_step_counters()
         if values is None:
             return {}
-        # Copies: TensorFlow must not put the variables themselves into the logs.
-        return {name: ops.copy(ops.cast(values[name], "float32")) for name in COUNTER_NAMES}
+        # New tensors, not the variables: TensorFlow must not put the variables themselves
+        # into the logs, and torch assigns in place. A cast to another dtype already makes a
+        # new tensor; only float32 values need the copy (one eager dispatch each, not two).
+        return {name: _float32_copy(values[name]) for name in COUNTER_NAMES}
 
     def get_config(self):
         return {"name": self.name}
