@@ -1,6 +1,7 @@
 """Shared machinery of the safe cross-entropies: validation policy, counter, reduction."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from xstable import _model_reporting
@@ -58,6 +59,15 @@ class TargetCheck:
         if count:
             raise self._raise_fn(count)
         return True
+
+
+def samples_outside_unit_interval(targets, axis):
+    """The number of samples with a target outside [0, 1] (or NaN) in a NumPy array."""
+    with np.errstate(invalid="ignore"):
+        in_range = (targets >= 0) & (targets <= 1)
+    if in_range.ndim == 0:
+        return int(not in_range)
+    return np.count_nonzero(~np.all(in_range, axis=axis))
 
 
 def eager_check(like, raise_fn):

@@ -10,6 +10,7 @@ from xstable.losses._safe_crossentropy_base import (
     eager_check,
     invalid_target_error,
     resolve_invalid,
+    samples_outside_unit_interval,
 )
 
 __all__ = ["SafeBinaryCrossentropy", "safe_binary_crossentropy"]
@@ -39,15 +40,6 @@ def _check_axis(axis):
         raise TypeError(f"`axis` must be an int. Received: axis={axis!r}")
 
 
-def _invalid_count(targets, axis):
-    """The number of samples with a target outside [0, 1] (or NaN) in a NumPy array."""
-    with np.errstate(invalid="ignore"):
-        in_range = (targets >= 0) & (targets <= 1)
-    if in_range.ndim == 0:
-        return int(not in_range)
-    return np.count_nonzero(~np.all(in_range, axis=axis))
-
-
 def _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis, check):
     """Per-sample losses and the per-sample invalid mask (values 0 there), or `None` for the
     mask when `check(invalid)` says the targets were checked eagerly."""
@@ -59,7 +51,7 @@ def _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis, check):
         y_true = ops.expand_dims(y_true, -1)
     elif len(y_pred.shape) == len(y_true.shape) - 1 and y_true.shape[-1] == 1:
         y_true = ops.squeeze(y_true, -1)
-    if check.on_host(y_true, lambda host: _invalid_count(host, axis)):
+    if check.on_host(y_true, lambda host: samples_outside_unit_interval(host, axis)):
         invalid = None  # eager code, every target checked on the host and in [0, 1]
     else:
         # Operators, not ops.greater_equal etc.: the same ops, without the ~20 us per call

@@ -10,6 +10,7 @@ from xstable.losses._safe_crossentropy_base import (
     eager_check,
     invalid_target_error,
     resolve_invalid,
+    samples_outside_unit_interval,
 )
 from xstable.losses.safe_binary_crossentropy import _check_axis, _check_label_smoothing
 from xstable.numerics import _limits
@@ -32,22 +33,13 @@ def categorical_terms(target, log_p, axis):
     return ops.where(ops.less(values, largest), values, ops.full_like(values, largest))
 
 
-def _invalid_count(targets, axis):
-    """The number of samples with a target outside [0, 1] (or NaN) in a NumPy array."""
-    with np.errstate(invalid="ignore"):
-        in_range = (targets >= 0) & (targets <= 1)
-    if in_range.ndim == 0:
-        return int(not in_range)
-    return np.count_nonzero(~np.all(in_range, axis=axis))
-
-
 def _categorical_parts(y_true, y_pred, from_logits, label_smoothing, axis, check):
     """Per-sample losses and the invalid mask (values 0 there; `None` if checked eagerly)."""
     y_pred = ops.convert_to_tensor(y_pred)
     if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(y_pred.dtype)):
         y_pred = ops.cast(y_pred, keras.backend.floatx())
     y_true = ops.cast(ops.convert_to_tensor(y_true), y_pred.dtype)
-    if check.on_host(y_true, lambda host: _invalid_count(host, axis)):
+    if check.on_host(y_true, lambda host: samples_outside_unit_interval(host, axis)):
         invalid = None  # eager code, every target checked on the host and in [0, 1]
     else:
         # Operators, not ops.greater_equal etc.: the same ops, without the ~20 us per call
