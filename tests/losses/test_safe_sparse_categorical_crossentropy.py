@@ -64,6 +64,30 @@ def test_compiled_fit_counts_out_of_range_labels(backend):
     assert history.history["safe_sparse_categorical_crossentropy_invalid_targets"] == [1.0]
 
 
+@pytest.mark.parametrize("bad_label", [9, -1])
+def test_compiled_loss_with_an_out_of_range_integer_label_is_the_mean_of_the_valid_ones(
+    backend, bad_label
+):
+    # Compiled code does not mask integer labels (an out-of-range label matches no class id,
+    # so its one-hot row is all 0): the loss must still be the mean over the valid samples.
+    if backend == "torch":
+        pytest.skip("torch trains eagerly: the bad label raises (test above)")
+    rng = np.random.default_rng(1)
+    x = rng.random((16, 3)).astype("float32")
+    labels = rng.integers(0, 3, (16,))
+    labels[5] = bad_label
+    loss = SafeSparseCategoricalCrossentropy()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=loss, metrics=loss.metrics,
+                  jit_compile=True)
+    p = to_numpy(model.predict(x, verbose=0)).astype("float64")
+    valid = labels != bad_label
+    expected = -np.log(p[np.arange(16)[valid], labels[valid]]).mean()
+    history = model.fit(x, labels, epochs=1, batch_size=16, verbose=0, shuffle=False)
+    assert_matches_reference(np.float32(history.history["loss"][0]), expected, "float32", "loss")
+    assert history.history["safe_sparse_categorical_crossentropy_invalid_targets"] == [1.0]
+
+
 def test_float_labels_equal_integer_labels_and_fractional_or_nan_labels_raise():
     # Integer and float labels take different validity paths (floats also need an
     # integrality test); both must give the same losses, and bad float labels must raise.

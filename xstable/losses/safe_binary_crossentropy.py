@@ -1,16 +1,15 @@
 """`SafeBinaryCrossentropy`: binary cross-entropy identical on every backend, never NaN."""
 
 import keras
-import numpy as np
 from keras import ops
 
 from xstable.losses import _crossentropy_kernels, _log_probabilities
 from xstable.losses._safe_crossentropy_base import (
     SafeCrossentropyBase,
-    eager_check,
-    invalid_target_error,
+    TargetCheck,
+    invalid_unit_interval_samples,
     resolve_invalid,
-    samples_outside_unit_interval,
+    unit_interval_error,
 )
 
 __all__ = ["SafeBinaryCrossentropy", "safe_binary_crossentropy"]
@@ -51,14 +50,9 @@ def _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis, check):
         y_true = ops.expand_dims(y_true, -1)
     elif len(y_pred.shape) == len(y_true.shape) - 1 and y_true.shape[-1] == 1:
         y_true = ops.squeeze(y_true, -1)
-    if check.on_host(y_true, lambda host: samples_outside_unit_interval(host, axis)):
-        invalid = None  # eager code, every target checked on the host and in [0, 1]
-    else:
-        # Operators, not ops.greater_equal etc.: the same ops, without the ~20 us per call
-        # that keras.ops spends converting scalars and resolving dtypes on eager torch.
-        invalid = ops.any(~((y_true >= 0) & (y_true <= 1)), axis=axis)
-    if invalid is None or check(invalid):
-        invalid, target = None, y_true
+    invalid = invalid_unit_interval_samples(y_true, axis, check)
+    if invalid is None:
+        target = y_true
     else:
         # Replace invalid targets before the arithmetic so they cannot reach the gradient.
         target = ops.where(ops.expand_dims(invalid, axis), ops.zeros_like(y_true), y_true)
@@ -80,17 +74,8 @@ def _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis, check):
 
 
 def _invalid_error(y_true, count):
-    # The message counts values, of all values: `count` (samples with a bad target) is
-    # recounted per value so that both numbers count the same thing.
-    del count
-    y = ops.convert_to_numpy(ops.convert_to_tensor(y_true)).astype("float64")
-    count = int(np.count_nonzero(~((y >= 0) & (y <= 1))))
-    finite = y[y == y]
-    details = (
-        f"min={finite.min() if finite.size else 'n/a'}, "
-        f"max={finite.max() if finite.size else 'n/a'}, NaN={int((y != y).sum())}"
-    )
-    return invalid_target_error("y_true", "probabilities in [0, 1]", count, y.size, details, _FIX)
+    del count  # the message counts values (`unit_interval_error`), not samples
+    return unit_interval_error(y_true, "probabilities in [0, 1]", _FIX)
 
 
 def safe_binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
@@ -120,7 +105,7 @@ def safe_binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
     _check_label_smoothing(label_smoothing)
     _check_axis(axis)
     y_pred = ops.convert_to_tensor(y_pred)
-    check = eager_check(y_pred, lambda count: _invalid_error(y_true, count))
+    check = TargetCheck(y_pred, lambda count: _invalid_error(y_true, count))
     values, invalid = _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis, check)
     values, _, _ = resolve_invalid(values, invalid, values, None)
     return values

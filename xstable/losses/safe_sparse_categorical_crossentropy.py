@@ -7,7 +7,7 @@ from keras import ops
 from xstable.losses import _crossentropy_kernels, _log_probabilities
 from xstable.losses._safe_crossentropy_base import (
     SafeCrossentropyBase,
-    eager_check,
+    TargetCheck,
     invalid_target_error,
     resolve_invalid,
 )
@@ -38,10 +38,11 @@ def _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis, check):
         labels = ops.squeeze(labels, axis=axis)
     num_classes = y_pred.shape[axis]
     is_int = keras.backend.is_int_dtype(keras.backend.standardize_dtype(labels.dtype))
-    if (
-        ignore_class is None
-        and num_classes is not None
-        and check.on_host(labels, lambda host: _invalid_count(host, num_classes, is_int))
+    # Without `ignore_class` and with a static class count, labels select by comparison with
+    # the class ids (`_one_hot`), and bad labels only need counting.
+    by_comparison = ignore_class is None and num_classes is not None
+    if by_comparison and check.on_host(
+        labels, lambda host: _invalid_count(host, num_classes, is_int)
     ):
         # Eager code, every label checked on the host and in range: nothing to mask.
         invalid = ignored = usable = None
@@ -54,9 +55,7 @@ def _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis, check):
     # matches no class, so its one-hot row is all 0 and its value and gradient exactly 0
     # (two selects and their backward fewer in a traced step). Float labels are cast to
     # int32 (1.5 would become 1), and the gather path indexes: both need the masks.
-    needs_masking = usable is not None and not (
-        is_int and ignore_class is None and num_classes is not None
-    )
+    needs_masking = usable is not None and not (is_int and by_comparison)
     if not needs_masking:
         safe_labels = label_values
         if keras.backend.standardize_dtype(safe_labels.dtype) != "int32":
@@ -127,7 +126,8 @@ def _label_masks(labels, num_classes, ignore_class, is_int, check):
 
 
 # Class ids of eager one-hot selections, by backend, device, dtype and shape: rebuilding them
-# is two dispatches per call on eager torch (~21 us, arange and reshape). Never cached from
+# is two dispatches per call on eager torch (~23 us, arange and reshape;
+# `benchmarks/probe_sparse_eager_costs.py`). Never cached from
 # traced code, where TF and XLA fold them into a constant anyway.
 _CLASS_IDS = {}
 
@@ -216,7 +216,7 @@ def safe_sparse_categorical_crossentropy(
     _check_ignore_class(ignore_class)
     y_pred = ops.convert_to_tensor(y_pred)
     num_classes = y_pred.shape[axis]
-    check = eager_check(y_pred, lambda count: _invalid_error(y_true, num_classes, count))
+    check = TargetCheck(y_pred, lambda count: _invalid_error(y_true, num_classes, count))
     values, invalid, _ = _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis, check)
     values, _, _ = resolve_invalid(values, invalid, values, None)
     return values

@@ -603,8 +603,8 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         """
         norm = clipping.global_norm(grads)
         # One host read decides both questions (a float32 scalar, read exactly): on eager
-        # torch an `isfinite` and the clip scale's `maximum` and `divide` are three more
-        # dispatches (~25 us; `benchmarks/probe_op_costs.py`).
+        # torch an `isfinite` and the clip scale's `maximum` and `divide` would be three
+        # more dispatches and a second host read.
         norm_value = float(norm)
         if self._backs_off or not math.isfinite(norm_value):
             self._graph_apply(grads, trainable_variables, norm)
