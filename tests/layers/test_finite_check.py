@@ -144,6 +144,36 @@ def test_every_policy_counts_exactly_and_acts_only_on_nonfinite_input(
     assert float(to_numpy(layer.nonfinite_count)) == float(expected)
 
 
+_COMPILED_COUNT_MODELS = {}
+
+
+def _compiled_count_model(dtype):
+    """One count-policy model per dtype, compiled once (XLA on TF and JAX; torch eager)."""
+    if dtype not in _COMPILED_COUNT_MODELS:
+        inputs = keras.Input((3,), dtype=dtype)
+        check = FiniteCheck("count", name="compiled_probe", dtype=dtype)
+        model = keras.Model(inputs, check(inputs))
+        model.compile(**_compiled())
+        _COMPILED_COUNT_MODELS[dtype] = (model, check)
+    return _COMPILED_COUNT_MODELS[dtype]
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), dtype=st.sampled_from(["float32", "float16"]))
+def test_compiled_count_is_exact_on_adversarial_input(data, dtype):
+    # Traced JAX code counts through the probe first (sum(x); float16: sum(x * 0)) and makes
+    # the exact count only when it is not finite: finite extremes whose float32 sum overflows
+    # (3e38 + 3e38) must count 0, any NaN/Inf exactly. TF's XLA code counts directly; torch
+    # runs eagerly (the eager path, tested above, once more).
+    elements = _ADVERSARIAL_32 if dtype == "float32" else _ADVERSARIAL_16
+    values = data.draw(hnp.arrays(np.dtype(dtype), (4, 3), elements=elements))
+    model, check = _compiled_count_model(dtype)
+    check.nonfinite_count.assign(0.0)
+    model.predict_on_batch(values)
+    expected = float((~np.isfinite(values)).sum())
+    assert float(to_numpy(check.nonfinite_count)) == expected
+
+
 def _full_keras_call(layer, x):
     """The layer called through Keras's Layer.__call__, past FiniteCheck's eager fast path."""
     return keras.layers.Layer.__call__(layer, x)
