@@ -12,6 +12,8 @@ paired ratio and its interquartile range, for wall-clock and process CPU time, a
 <= 1.05 target (issue #3/#4) is met, missed or undecided at the current load. Keras's own
 `global_clipnorm` and `LossScaleOptimizer` are measured as references (no target), and a second
 plain Adam model as an A/A control (its spread is the noise floor of the run).
+`--against REV` adds both guarded variants as they were at git revision REV
+(`_xstable_at_revision.py`) to the same rounds and prints the paired new/old ratios.
 """
 
 import argparse
@@ -22,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _harness  # noqa: E402
+import _xstable_at_revision  # noqa: E402
 
 _harness.limit_threads_from_argv()
 
@@ -36,7 +39,7 @@ BATCH = 256
 POOL_BATCHES = 8
 
 
-def variants():
+def variants(before=None, revision=None):
     found = [
         ("adam", lambda: keras.optimizers.Adam(1e-3), None),
         (CONTROL, lambda: keras.optimizers.Adam(1e-3), None),
@@ -53,6 +56,16 @@ def variants():
             TARGET,
         ),
     ]
+    if before is not None:
+        guarded = before.optimizers.GuardedOptimizer
+        found += [
+            (f"skip only at {revision}", lambda: guarded(keras.optimizers.Adam(1e-3)), None),
+            (
+                f"skip + clip at {revision}",
+                lambda: guarded(keras.optimizers.Adam(1e-3), global_clipnorm=1.0),
+                None,
+            ),
+        ]
     if keras.config.backend() == "torch":
         # "auto" is "branch" on CPU; the sync-free select path is shown for reference.
         found.append(
@@ -81,7 +94,9 @@ def make_model(weights=None):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     _harness.add_arguments(parser)
+    _xstable_at_revision.add_against_argument(parser, "GuardedOptimizer")
     args = parser.parse_args()
+    before = _xstable_at_revision.import_against(args.against)
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -90,13 +105,14 @@ def main():
     weights = make_model().get_weights()
 
     timed = []
-    for name, make_optimizer, target in variants():
+    for name, make_optimizer, target in variants(before, args.against):
         model = make_model(weights)
         model.compile(optimizer=make_optimizer(), loss="mse")
         run = _harness.train_step_runner(model, x, y, BATCH)
         timed.append(_harness.Variant(name, run, target, control=name == CONTROL))
 
-    _harness.print_header("bench_optimizers")
+    against = "" if before is None else f"against {before.__name__}"
+    _harness.print_header("bench_optimizers", against)
     measurement = _harness.measure(
         f"optimizer step vs plain Adam: MLP 256-3x512-1, batch {BATCH}, MSE, train_on_batch",
         timed,
@@ -105,6 +121,13 @@ def main():
         block_seconds=args.block_seconds,
     )
     _harness.print_measurement(measurement)
+    if before is not None:
+        _harness.print_paired_ratio(
+            measurement, "guarded (skip only)", f"skip only at {args.against}"
+        )
+        _harness.print_paired_ratio(
+            measurement, "guarded (skip + global_clipnorm)", f"skip + clip at {args.against}"
+        )
 
 
 if __name__ == "__main__":

@@ -122,3 +122,16 @@ def test_none_gradients_pass_through():
     assert clipping.clip_by_value([None, g], 1.0)[0] is None
     assert clipping.adaptive_clip([None, g], [g, g], 1.0)[0] is None
     assert_matches_reference(clipping.global_norm([None, g]), np.sqrt(2.0), "float32")
+
+
+def test_global_norm_is_inf_when_the_sum_of_squares_overflows_on_every_backend():
+    # Documented: finite gradients around 1e19 and larger give an infinite norm (float32
+    # sum of squares), so the guard treats the step as non-finite the same way everywhere.
+    for grads in ([np.array([3e38, -3e38], "float32")], [np.full((3, 2), 2e19, "float32")]):
+        assert np.isposinf(to_numpy(clipping.global_norm(_tensors(grads))))
+    mixed = [np.array([np.inf], "float32"), np.array([np.nan], "float32")]
+    assert np.isnan(to_numpy(clipping.global_norm(_tensors(mixed))))
+    assert float(to_numpy(clipping.global_norm(_tensors([np.zeros((0,), "float32")])))) == 0.0
+    # A non-contiguous gradient (a transposed view) counts every entry once.
+    transposed = keras.ops.transpose(keras.ops.convert_to_tensor(np.arange(6.0, dtype="float32").reshape(2, 3)))
+    assert_matches_reference(clipping.global_norm([transposed]), np.sqrt(55.0), "float32")
