@@ -3,14 +3,15 @@
 Usage:
     KERAS_BACKEND=jax python benchmarks/bench_auto_scale.py            # both parts
     KERAS_BACKEND=torch python benchmarks/bench_auto_scale.py --rows 1000000 --skip-train
-    options: [--rounds 15] [--block-seconds 0.3] [--threads N]
+    options: [--rounds 15] [--block-seconds 0.3] [--threads N] [--against REV]
 
 Part 1 (training step): the same MLP (20 -> 64 -> 64 -> 1, same initial weights) with
 Normalization, AutoScale("robust") or AutoScale("auto") first, trained with Adam on batches of
 256 rows (`compile` defaults, `train_on_batch`). Timed with `benchmarks/_harness.py`: paired
 rounds of ~0.3 s blocks, order random per round, each AutoScale block divided by the Normalization block
 of the same round. Prints the median paired ratio with its IQR and whether the <= 1.05 target
-(issue #6) is met, missed or undecided at the current load.
+(issue #6) is met, missed or undecided at the current load. `--against REV` adds both
+AutoScale variants as they were at git revision REV to the same rounds (paired new/old).
 
 Part 2 (adapt): AutoScale.adapt over `--rows` rows x 20 features produced by a generator in
 batches of 100 000 rows, so the data never exists as one array. Reports peak traced memory
@@ -27,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _harness  # noqa: E402
+import _xstable_at_revision  # noqa: E402
 
 _harness.limit_threads_from_argv()
 
@@ -54,7 +56,7 @@ def _model(first_layer):
     )
 
 
-def bench_training_step(args, batch_size=256):
+def bench_training_step(args, batch_size=256, before=None):
     rng = np.random.default_rng(0)
     x = rng.lognormal(0, 2, size=(POOL_BATCHES * batch_size, FEATURES)).astype("float32")
     x[:, :5] *= 1e6
@@ -68,6 +70,11 @@ def bench_training_step(args, batch_size=256):
         layer = AutoScale(method=method)
         layer.adapt(x)
         layers[f"AutoScale({method})"] = (layer, TARGET)
+    if before is not None:
+        for method in ("robust", "auto"):
+            layer = before.layers.AutoScale(method=method)
+            layer.adapt(x)
+            layers[f"{method} at {args.against}"] = (layer, None)
     keras.utils.set_random_seed(0)
     dense_weights = _model(keras.layers.Identity()).get_weights()
     variants = []
@@ -88,6 +95,11 @@ def bench_training_step(args, batch_size=256):
         block_seconds=args.block_seconds,
     )
     _harness.print_measurement(measurement)
+    if before is not None:
+        for method in ("robust", "auto"):
+            _harness.print_paired_ratio(
+                measurement, f"AutoScale({method})", f"{method} at {args.against}"
+            )
 
 
 def _batches(rows, batch_rows=100_000, seed=0):
@@ -135,10 +147,14 @@ def main():
     _harness.add_arguments(parser)
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-adapt", action="store_true")
+    _xstable_at_revision.add_against_argument(parser, "AutoScale")
     args = parser.parse_args()
-    _harness.print_header("bench_auto_scale")
+    before = _xstable_at_revision.import_against(args.against)
+    _harness.print_header(
+        "bench_auto_scale", "" if before is None else f"against {before.__name__}"
+    )
     if not args.skip_train:
-        bench_training_step(args)
+        bench_training_step(args, before=before)
     if not args.skip_adapt:
         bench_adapt(args.rows)
 

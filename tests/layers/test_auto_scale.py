@@ -343,3 +343,27 @@ def test_get_config_round_trip(data):
     assert_matches_reference(clone(x), to_numpy(layer(x)), "exact", what="clone output")
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert isinstance(restored, AutoScale) and restored.clip == 4.0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    values=hnp.arrays(
+        np.float32,
+        (3, 4),
+        elements=st.sampled_from(
+            [0.0, -0.0, np.nan, np.inf, -np.inf, 3e38, -3e38, 1e-45, -1e-45, 6e-8, -2.5]
+        ),
+    )
+)
+def test_magnitude_is_abs_on_adversarial_input(values):
+    # The auto transform's |s| is written per backend (maximum(s, -s) on TF, abs elsewhere):
+    # the value must be |s|, NaN for NaN, +Inf for ±Inf. TF's CPU kernels flush float32
+    # subnormals to zero (`maximum` does, `abs`, a sign-bit operation, does not), so there a
+    # subnormal may read 0: a difference below 1.2e-38, which log1p keeps as is.
+    from xstable.layers.auto_scale import _magnitude
+
+    got = to_numpy(_magnitude(keras.ops.convert_to_tensor(values)))
+    expected = np.abs(values)
+    subnormal = (expected > 0) & (expected < np.finfo(np.float32).tiny)
+    np.testing.assert_array_equal(got[~subnormal], expected[~subnormal])
+    assert np.all((got[subnormal] == expected[subnormal]) | (got[subnormal] == 0))
