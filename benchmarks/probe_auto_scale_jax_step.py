@@ -7,7 +7,8 @@ batch's `log1p` extra. This probe rebuilds the step in plain JAX (the same formu
 then a 20 -> 64 -> 64 -> 1 MLP, MSE, a gradient step; jitted with the parameters donated, as
 Keras's JAX trainer does), so Keras and xstable's Python code are out of the picture. Two
 copies of each variant, interleaved; median microseconds per step. Five reformulations of
-"auto" are timed too, and two variants that are not AutoScale's transform (without NaN
+"auto" are timed too, two variants with `jax.lax.optimization_barrier`s meant to cut the
+fusion in pieces (XLA CPU drops the barriers and fuses the transform whole all the same), and two variants that are not AutoScale's transform (without NaN
 imputation, as `impute=None` computes it; without the sign): they do fewer than the 8.06
 elementwise flops per value below which XLA CPU's cost model calls the transform's fusion
 memory-bound and leaves it in one piece. Each line says whether XLA split the transform's
@@ -98,8 +99,21 @@ def _transforms():
         scaled = (x - p["center"]) * p["inv_scale"]
         return choose(p, jnp.log1p(jnp.abs(scaled)) * p["log_inv_scale"], scaled)
 
+    def auto_barrier(x, p):  # AutoScale's transform, an optimization barrier after scaling
+        x = jnp.where(jnp.isnan(x), p["center"], x)
+        scaled = jax.lax.optimization_barrier((x - p["center"]) * p["inv_scale"])
+        return choose(p, signed_log(scaled, p), scaled)
+
+    def auto_barriers(x, p):  # the same, and a second barrier after the signed log
+        x = jnp.where(jnp.isnan(x), p["center"], x)
+        scaled = jax.lax.optimization_barrier((x - p["center"]) * p["inv_scale"])
+        logged = jax.lax.optimization_barrier(signed_log(scaled, p))
+        return choose(p, logged, scaled)
+
     return {
         "robust": robust,
+        "auto, barrier after scaling": auto_barrier,
+        "auto, barriers after scaling and log": auto_barriers,
         "auto": auto,
         "auto, log(1+|s|)": auto_log,
         "auto, imputed after": auto_imputed_after,
