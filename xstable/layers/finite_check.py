@@ -107,12 +107,14 @@ def _count_nonfinite(x):
 
 
 def _count_nonfinite_after_probe(x):
-    """The exact count only when the one-op probe is not finite, else 0: for traced JAX code.
+    """The exact count only when the one-op probe is not finite, else 0: for traced TF/JAX code.
 
     XLA on CPU computes `sum(x)` in about a third of the time of the exact count
     (`sum(cast(!isfinite(x)))`: 21 vs 74 us on a 256x512 float32 input, jax 0.10.2;
-    `benchmarks/probe_jax_count_forms.py`), and a `lax.cond` runs only the branch taken, so
-    a clean batch pays for the probe alone. Same value as `_count_nonfinite`: a finite probe
+    `benchmarks/probe_jax_count_forms.py`), and a `lax.cond` / `tf.cond` runs only the branch
+    taken, so a clean batch pays for the probe alone. TensorFlow after a 256x512 relu layer
+    (`benchmarks/probe_tf_count_forms.py`, 2026-12-03): the exact count adds +258 us under
+    XLA and +235 us in a plain `tf.function`, the cond form +82 us and +66 us. Same value as `_count_nonfinite`: a finite probe
     proves every entry finite (count 0), and a non-finite one runs the exact count (which
     clears a false alarm from an overflowing sum of finite values).
     """
@@ -383,8 +385,10 @@ class FiniteCheck(keras.layers.Layer):
             return self._replace(inputs) if self.policy == "replace" else inputs
         if self._host_decides(leaves[0]):
             return self._call_deciding_on_host(inputs, leaves)
-        traced_jax = keras.config.backend() == "jax" and not host_check.is_concrete(leaves[0])
-        count = _summed(leaves, _count_nonfinite_after_probe if traced_jax else _count_nonfinite)
+        probe_first = keras.config.backend() in ("jax", "tensorflow") and not (
+            host_check.is_concrete(leaves[0])
+        )
+        count = _summed(leaves, _count_nonfinite_after_probe if probe_first else _count_nonfinite)
         # Under tf.distribute each replica sees its shard: sum first, so every replica's
         # copy of the counter holds the global count.
         count = _distribution.replica_sum(count)
