@@ -164,3 +164,29 @@ def test_log_counters_round_trips_in_the_config():
     optimizer = GuardedOptimizer("adam", log_counters=False)
     restored = GuardedOptimizer.from_config(optimizer.get_config())
     assert restored.log_counters is False
+
+
+@pytest.mark.skip_backend("tensorflow", reason="skip_mode chooses between torch code paths")
+@pytest.mark.skip_backend("jax", reason="skip_mode chooses between torch code paths")
+def test_torch_branch_logs_host_values_equal_to_the_select_paths_tensors():
+    # torch CPU's branch path hands the logs Python floats it read on the host; the select
+    # path hands tensors. Same data, same weights: the batch logs must be equal exactly,
+    # through a skipped step (row 20, batch 1) and with clipping active.
+    x, y = _data(nan_row=20)
+    initial = _model().get_weights()
+    logs = {}
+    for mode in ("branch", "select"):
+        model = _model()
+        model.set_weights(initial)
+        model.compile(
+            GuardedOptimizer("adam", global_clipnorm=0.5, skip_mode=mode), loss="mse"
+        )
+        _, logs[mode] = _fit_recording_batches(model, x, y, epochs=2)
+        stats = model.optimizer.stats()
+        assert logs[mode][-1]["grad_norm"] == stats["grad_norm"]
+        assert logs[mode][-1]["skipped_steps"] == stats["skipped_steps"] == 2
+    for branch, select in zip(logs["branch"], logs["select"], strict=True):
+        for name in COUNTER_NAMES:
+            assert branch[name] == select[name] or (
+                np.isnan(branch[name]) and np.isnan(select[name])
+            ), name

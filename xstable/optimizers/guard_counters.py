@@ -52,7 +52,11 @@ class GuardCounters(keras.metrics.Metric):
         # New tensors, not the variables: TensorFlow must not put the variables themselves
         # into the logs, and torch assigns in place. A cast to another dtype already makes a
         # new tensor; only float32 values need the copy (one eager dispatch each, not two).
-        return {name: _float32_copy(values[name]) for name in COUNTER_NAMES}
+        # Python floats (torch CPU's branch path reads them on the host) go into the logs as is.
+        return {
+            name: value if isinstance(value, float) else _float32_copy(value)
+            for name, value in ((name, values[name]) for name in COUNTER_NAMES)
+        }
 
     def get_config(self):
         return {"name": self.name}

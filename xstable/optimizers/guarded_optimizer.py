@@ -507,7 +507,9 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         if backend == "jax":
             self._apply_through_stateless(grads, trainable_variables)
         elif backend == "torch":
-            self._torch_apply(grads, trainable_variables)
+            # The torch CPU branch's common case knows the counters on the host already.
+            self._set_step_counters(True, self._torch_apply(grads, trainable_variables))
+            return
         else:
             self._graph_apply(grads, trainable_variables)
         self._set_step_counters(True, None)
@@ -548,12 +550,12 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         return "branch" if active_device() == "cpu" else "select"
 
     def _torch_apply(self, grads, trainable_variables):
+        """Applies on torch; returns the counters as Python floats when known on the host."""
         if self._torch_skip_mode() == "branch":
             if _distribution.replicas_in_sync() > 1:
                 self._graph_apply(grads, trainable_variables)
-            else:
-                self._torch_branch_apply(grads, trainable_variables)
-            return
+                return None
+            return self._torch_branch_apply(grads, trainable_variables)
         # Select: no host sync. The inner update is computed functionally with the
         # optimizer's own `update_step` under a StatelessScope (Keras's torch optimizers
         # update in place in their fused path, so that path is bypassed) and written back
@@ -608,7 +610,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         norm_value = float(norm)
         if self._backs_off or not math.isfinite(norm_value):
             self._graph_apply(grads, trainable_variables, norm)
-            return
+            return None
         if self.global_clipnorm is not None:
             # The scale `c / max(norm, c)` (float32 `c`) is exactly 1 unless norm > c.
             if norm_value > float(np.float32(self.global_clipnorm)):
@@ -619,6 +621,18 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             self.consecutive_skips.assign(ops.zeros((), dtype=self.consecutive_skips.dtype))
         self.grad_norm.assign(norm)
         self.inner_optimizer.apply(grads, trainable_variables)
+        if not self.log_counters:
+            return None
+        # What the logs show, as Python floats read here (two scalar reads, free on CPU):
+        # four device copies in `GuardCounters.result()` and four conversions in Keras's
+        # `pythonify_logs` cost ~2 % of a 3x512 MLP's Adam step on torch CPU
+        # (`benchmarks/bench_optimizers.py`, "no logged counters" variant).
+        return {
+            "skipped_steps": float(self.skipped_steps.value),
+            "consecutive_skips": 0.0,
+            "grad_norm": norm_value,
+            "lr_scale": float(self.lr_scale.value),
+        }
 
     def _apply_through_stateless(self, grads, trainable_variables):
         new_weights, new_state = self.stateless_apply(
