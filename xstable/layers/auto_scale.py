@@ -56,8 +56,8 @@ def _signed_log(values):
 def _magnitude(x):
     """`|x|`, written the fastest way for the backend's `log1p(|x|)` (same value everywhere).
 
-    TensorFlow graphs run `log1p(abs(x))` ~170 us slower per call on CPU than
-    `log1p(maximum(x, -x))`, although `abs` and `log1p` alone each cost ~2 us: an auto-scaled
+    TensorFlow graphs run `log1p(abs(x))` ~150 us slower per call on CPU than
+    `log1p(maximum(x, -x))`, although `abs` and `log1p` alone each cost ~5 us: an auto-scaled
     20-64-64-1 training step measured 1.21x a plain one against 1.04x
     (`benchmarks/probe_auto_scale_tf_ops.py`, 2026-12-03). On eager torch `maximum(x, -x)` is
     one dispatch more than `abs` (0.5 % of that step), so the other backends keep `abs`.

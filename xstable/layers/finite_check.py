@@ -23,7 +23,8 @@ check reads anything back to the host in compiled code. Eager calls that look at
 anyway (raise/warn, and every policy on eager torch CPU, where ops are synchronous) first
 read a one-op probe, `sum(x)` (half precision: `sum(x * 0)`), and count exactly only when it
 is not finite; a built check whose probe reads finite returns its input without going
-through Keras's `Layer.__call__` at all.
+through Keras's `Layer.__call__` at all. Traced TF and JAX code does the same on the device:
+`cond(isfinite(probe), 0, exact count)`.
 """
 
 import contextlib
@@ -114,9 +115,11 @@ def _count_nonfinite_after_probe(x):
     `benchmarks/probe_jax_count_forms.py`), and a `lax.cond` / `tf.cond` runs only the branch
     taken, so a clean batch pays for the probe alone. TensorFlow after a 256x512 relu layer
     (`benchmarks/probe_tf_count_forms.py`, 2026-12-03): the exact count adds +258 us under
-    XLA and +235 us in a plain `tf.function`, the cond form +82 us and +66 us. Same value as `_count_nonfinite`: a finite probe
-    proves every entry finite (count 0), and a non-finite one runs the exact count (which
-    clears a false alarm from an overflowing sum of finite values).
+    XLA and +235 us in a plain `tf.function`, the cond form +82 us and +66 us.
+
+    Same value as `_count_nonfinite`: a finite probe proves every entry finite (count 0), and
+    a non-finite one runs the exact count (which clears a false alarm from an overflowing
+    sum of finite values).
     """
     return ops.cond(
         ops.isfinite(_nonfinite_probe(x)),

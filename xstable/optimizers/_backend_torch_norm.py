@@ -1,9 +1,10 @@
-"""PyTorch-only: the global gradient norm and its clip with fused `torch._foreach` kernels.
+"""PyTorch-only: the global gradient norm and its clip in few eager dispatches.
 
 `keras.ops` needs two eager ops per gradient for a norm (square, sum) and one per gradient for
 the clip scale; with torch running eagerly each is a separate dispatch and a full temporary.
-`torch._foreach_norm` / `torch._foreach_mul` do the same in one call each, which is what keeps
-the guard's cost near a plain Adam step on torch. Same results as the `keras.ops` path
+Here the norm is one BLAS `dot` per gradient on CPU (`torch._foreach_norm` elsewhere, see
+`global_norm`) and the clip one `torch._foreach_mul`, which is what keeps the guard's cost
+near a plain Adam step on torch. Same results as the `keras.ops` path
 (NaN/inf propagate), tested through `tests/optimizers/test_clipping.py` on torch.
 """
 
@@ -18,8 +19,8 @@ def global_norm(grads):
     On CPU, one BLAS `dot(g, g)` per gradient: after the backward pass of the
     `bench_optimizers.py` MLP that costs +199 us against +247 us for `torch._foreach_norm`,
     whose CPU version is a loop of per-tensor norms (`benchmarks/probe_torch_norm_forms.py`,
-    2026-12-03). Elsewhere (CUDA) `_foreach_norm` is one fused
-    multi-tensor kernel instead of one launch per gradient, and is kept.
+    2026-12-03). Elsewhere (CUDA) `_foreach_norm` is one fused multi-tensor kernel instead
+    of one launch per gradient, and is kept.
     """
     tensors = [g for g in grads if g is not None]
     if not tensors:

@@ -54,8 +54,8 @@ class GuardCounters(keras.metrics.Metric):
         # new tensor; only float32 values need the copy (one eager dispatch each, not two).
         # Python floats (torch CPU's branch path reads them on the host) go into the logs as is.
         return {
-            name: value if isinstance(value, float) else _float32_copy(value)
-            for name, value in ((name, values[name]) for name in COUNTER_NAMES)
+            name: values[name] if isinstance(values[name], float) else _float32_copy(values[name])
+            for name in COUNTER_NAMES
         }
 
     def get_config(self):

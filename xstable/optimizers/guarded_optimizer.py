@@ -602,6 +602,9 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         `skipped_steps` is unchanged. A clip scale that is exactly 1 (norm within the limit)
         is not multiplied in: `g * 1.0 == g` bit for bit. Every other case goes through
         `_guard`, so the results are identical to the general path.
+
+        Returns the counters for the logs as Python floats in that common case, else None
+        (`GuardCounters` then reads the variables).
         """
         norm = clipping.global_norm(grads)
         # One host read decides both questions (a float32 scalar, read exactly): on eager
@@ -623,10 +626,12 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         self.inner_optimizer.apply(grads, trainable_variables)
         if not self.log_counters:
             return None
-        # What the logs show, as Python floats read here (two scalar reads, free on CPU):
-        # four device copies in `GuardCounters.result()` and four conversions in Keras's
-        # `pythonify_logs` cost ~2 % of a 3x512 MLP's Adam step on torch CPU
-        # (`benchmarks/bench_optimizers.py`, "no logged counters" variant).
+        # What the logs show, as Python floats read here (two scalar reads, free on CPU),
+        # instead of four device copies in `GuardCounters.result()` that Keras's
+        # `pythonify_logs` then converts one by one. Logging the counters at all measured
+        # ~2 % of a 3x512 MLP's Adam step on torch CPU (`benchmarks/bench_optimizers.py`,
+        # "no logged counters" variant); the host floats recover a part of it (new/old
+        # 0.990-0.997, docs/guarded-optimizer.md).
         return {
             "skipped_steps": float(self.skipped_steps.value),
             "consecutive_skips": 0.0,
