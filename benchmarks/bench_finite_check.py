@@ -38,7 +38,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from xstable.diagnosis import locate_nonfinite  # noqa: E402
-from xstable.layers import insert_finite_checks  # noqa: E402
+from xstable.layers import FiniteCheckMonitor, insert_finite_checks  # noqa: E402
 
 REPEATS = int(os.environ.get("BENCH_REPEATS", "7"))
 TARGET = 1.10
@@ -58,6 +58,40 @@ def timed(fn):
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+WITH_MONITOR = "FiniteCheck after every layer, raise + FiniteCheckMonitor"
+
+
+def step_and_monitor_runner(model, x, y, batch_size):
+    """`train_on_batch` between the monitor's batch hooks, as `fit` calls them.
+
+    The monitor's `on_train_begin` runs once here, before the first step, as in `fit`: on
+    JAX it installs the step traced without host callbacks. Each step is then wrapped in
+    `on_train_batch_begin` (JAX: queues a copy of the counters the last step left and reads
+    the copies already computed) and `on_train_batch_end` (TF graphs: reads the counters;
+    in `fit` on JAX Keras would run it in its worker thread, and it does nothing there).
+    """
+    monitor = FiniteCheckMonitor()
+    monitor.set_model(model)
+    monitor.on_train_begin()
+    batches = [
+        (keras.ops.convert_to_tensor(x[start : start + batch_size]),
+         keras.ops.convert_to_tensor(y[start : start + batch_size]))
+        for start in range(0, len(x) - batch_size + 1, batch_size)
+    ]
+    batch_index = [0]
+
+    def run(steps):
+        for step in range(steps):
+            xb, yb = batches[step % len(batches)]
+            monitor.on_train_batch_begin(batch_index[0])
+            model.train_on_batch(xb, yb)
+            monitor.on_train_batch_end(batch_index[0])
+            batch_index[0] += 1
+        keras.ops.convert_to_numpy(model.trainable_weights[-1])  # as train_step_runner
+
+    return run
 
 
 def bench_checks(jit_compile, args, before=None):
@@ -88,11 +122,15 @@ def bench_checks(jit_compile, args, before=None):
             models[f"{policy} at {args.against}"] = before.layers.insert_finite_checks(
                 fresh(f"old_{policy}"), policy=policy
             )
+    models[WITH_MONITOR] = insert_finite_checks(fresh("for_raise_monitor"), policy="raise")
     timed = []
     for name, model in models.items():
         model.compile(optimizer="adam", loss="mse", jit_compile=jit_compile)
         target = TARGET if name.startswith("FiniteCheck") else None
-        run = _harness.train_step_runner(model, x, y, batch)
+        if name == WITH_MONITOR:
+            run = step_and_monitor_runner(model, x, y, batch)
+        else:
+            run = _harness.train_step_runner(model, x, y, batch)
         timed.append(_harness.Variant(name, run, target, control=name == CONTROL))
     measurement = _harness.measure(
         f"FiniteCheck cost, jit_compile={jit_compile!r}: MLP 512-3x512-10, batch {batch}, Adam, "

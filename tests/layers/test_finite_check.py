@@ -1,5 +1,6 @@
 """FiniteCheck policies behave as documented, eagerly and compiled, on every backend."""
 
+import traceback
 import warnings
 
 import keras
@@ -372,6 +373,97 @@ def test_raise_in_a_jax_fit_step_without_monitor_warns_and_keeps_the_weights(mod
     with pytest.raises(NonFiniteError, match="FiniteCheck `check`"):
         model.get_layer("check")(ops.convert_to_tensor(x[:8]))
 
+
+@pytest.mark.only_backend(
+    "jax", reason="only jax.jit has host callbacks that the monitor's trace leaves out"
+)
+def test_jax_steps_traced_with_monitor_have_no_host_callback(monkeypatch):
+    # A host callback in a jitted JAX step makes JAX run the whole step synchronously;
+    # with a monitor watching, the raise/warn checks must trace without one and the monitor
+    # reads the counters instead. Without a monitor the callback is what reports.
+    traced_callbacks = []
+    original = host_check.call_on_host_if_positive
+
+    def recording(count, callback):
+        # fit first builds the model with jax.eval_shape, which traces but never runs.
+        if not any(f.name == "_symbolic_build" for f in traceback.extract_stack()):
+            traced_callbacks.append(callback)
+        return original(count, callback)
+
+    monkeypatch.setattr(host_check, "call_on_host_if_positive", recording)
+    x, y = _data()
+    x = np.nan_to_num(x, nan=0.0, posinf=0.0)
+    model = _model("raise", jit_compile=True)
+    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, callbacks=[FiniteCheckMonitor()])
+    assert traced_callbacks == []
+    model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)  # no monitor: the other trace
+    assert len(traced_callbacks) == 1
+
+
+@pytest.mark.only_backend("jax", reason="the JAX monitor reads counters without waiting")
+def test_jax_monitor_names_the_bad_batch_and_raises_by_the_epoch_end():
+    x, y = _data()
+    x = np.nan_to_num(x, nan=0.0, posinf=0.0)
+    x[29, 2] = np.nan  # batch 3, the last of the epoch
+    model = _model("raise", jit_compile=True)
+    with pytest.raises(NonFiniteError, match="FiniteCheck `check` found 1 .*train batch 3"):
+        model.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0,
+                  callbacks=[FiniteCheckMonitor()])
+    # Raised in the first epoch's end at the latest: the weights saw at most 4 steps.
+    assert int(to_numpy(model.optimizer.iterations)) == 4
+    assert float(to_numpy(model.get_layer("check").nonfinite_count)) == 1.0
+
+
+@pytest.mark.only_backend("jax", reason="the JAX monitor swaps between two traced steps")
+def test_jax_monitor_traces_its_step_once_across_fits_and_after_recompiling():
+    traces = []
+
+    class TraceCounter(keras.layers.Layer):
+        def call(self, inputs):
+            traces.append(1)  # runs at trace time only under jax.jit
+            return inputs
+
+    x, y = _data()
+    x = np.nan_to_num(x, nan=0.0, posinf=0.0)
+    model = keras.Sequential([keras.Input((FEATURES,)), TraceCounter(),
+                              FiniteCheck("raise", name="check"), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse", jit_compile=True)
+    fit = dict(batch_size=BATCH, epochs=1, verbose=0)
+    model.fit(x, y, callbacks=[FiniteCheckMonitor()], **fit)
+    after_first = len(traces)
+    model.fit(x, y, callbacks=[FiniteCheckMonitor()], **fit)
+    model.fit(x, y, **fit)
+    without_monitor = len(traces)
+    model.fit(x, y, callbacks=[FiniteCheckMonitor()], **fit)
+    model.fit(x, y, **fit)
+    assert len(traces) == without_monitor > after_first  # each kind traced once
+    model.compile(optimizer="sgd", loss="mse", jit_compile=True)
+    with pytest.raises(NonFiniteError, match="train batch 1"):
+        bad = x.copy()
+        bad[9, 0] = np.inf
+        model.fit(bad, y, callbacks=[FiniteCheckMonitor()], shuffle=False, **fit)
+
+def test_monitor_is_async_safe_only_where_it_works_at_batch_begin():
+    # On JAX the monitor works when batches begin (main thread) and lets Keras keep its
+    # asynchronous batch-end dispatch; elsewhere it reads at batch end, synchronously.
+    assert FiniteCheckMonitor().async_safe == (keras.config.backend() == "jax")
+
+
+@pytest.mark.only_backend("jax", reason="the JAX monitor's queued counter copies")
+def test_jax_monitor_names_validation_batches_and_batch_ranges():
+    x, y = _data()
+    x = np.nan_to_num(x, nan=0.0, posinf=0.0)
+    bad = x.copy()
+    bad[12, 0] = np.nan  # batch 1
+    model = _model("raise", jit_compile=True)
+    with pytest.raises(NonFiniteError, match="found 1 .*during test batch 1"):
+        model.fit(x, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0,
+                  validation_data=(bad, y), callbacks=[FiniteCheckMonitor()])
+    model = _model("raise", jit_compile=True)
+    # Read every 2 batches: the copy after batch 2 covers batches 1 and 2.
+    with pytest.raises(NonFiniteError, match="found 1 .*during train batches 1-2"):
+        model.fit(bad, y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0,
+                  callbacks=[FiniteCheckMonitor(every_n_batches=2)])
 
 @pytest.mark.only_backend(
     "tensorflow",

@@ -455,10 +455,13 @@ class FiniteCheck(keras.layers.Layer):
         return keras.tree.map_structure(clean, inputs)
 
     def _report_from_compiled_code(self, count):
-        if host_check.supports_host_callback():
+        if host_check.supports_host_callback() and not getattr(self, "_defer_to_monitor", False):
+            # jax.jit code without a FiniteCheckMonitor watching: a host callback reports.
             host_check.call_on_host_if_positive(count, self._act_from_compiled_code)
-        # Otherwise (TF graph/XLA, torch.compile): FiniteCheckMonitor reads the counter when
-        # the batch ends.
+        # Otherwise (a monitor traced this step on JAX; TF graph/XLA; torch.compile):
+        # FiniteCheckMonitor reads the counter when the batch ends. A JAX step traced
+        # without the callback runs asynchronously; with it, JAX runs the whole step
+        # synchronously (benchmarks/probe_jax_host_callback.py).
 
     def _rows(self, leaves):
         rows = set()
@@ -526,13 +529,22 @@ class FiniteCheckMonitor(keras.callbacks.Callback):
     Inside XLA (TensorFlow `jit_compile`), `jax.jit` and `torch.compile` a layer cannot raise
     a Python exception; the monitor makes the `"raise"` and `"warn"` policies take effect
     when the batch ends, with `xstable.NonFiniteError` naming the layer, the batch and the
-    count. On JAX it only forwards reports that host callbacks already made (no device
-    read); on TensorFlow graphs and `torch.compile` it reads the counters of the raise/warn
-    checks once per `every_n_batches` batches (one small device-to-host copy). In eager
-    execution the layers act themselves and the monitor reads nothing.
+    count. On TensorFlow graphs and `torch.compile` it reads the counters of the raise/warn
+    checks once per `every_n_batches` batches (one small device-to-host copy; those steps
+    have finished when the batch ends). In eager execution the layers act themselves and
+    the monitor reads nothing.
+
+    On JAX (`jax.jit`) the monitor never makes the host wait for the device. It has the
+    steps traced without the checks' host callback (a callback makes JAX run the whole
+    step synchronously), keeps Keras's asynchronous callback dispatch on (it is
+    `async_safe` there), and when the next batch begins it queues a copy of the counters
+    and reads every earlier copy the device has already computed. A NaN/Inf in batch `b`
+    is therefore reported, naming batch `b`, when a later batch begins (usually `b + 2`,
+    once the device has finished step `b`), and at the latest when the epoch (or the
+    `evaluate`/`predict` call) ends, where the monitor waits for the last copy.
 
     Args:
-        every_n_batches: int. Read the counters every this many batches (compiled TF/torch).
+        every_n_batches: int. Read the counters every this many batches (compiled code).
 
     Example:
 
@@ -549,18 +561,36 @@ class FiniteCheckMonitor(keras.callbacks.Callback):
         self.every_n_batches = every_n_batches
         self._checks = []
         self._seen = {}
+        # JAX: (mode, first batch, last batch, stacked counter copy) not read back yet.
+        self._queued = []
+        # JAX: (mode, batch) of the step last dispatched, and the first batch of this run
+        # of batches not covered by a queued copy yet.
+        self._current = None
+        self._first_unqueued = None
         # fit() runs evaluate() inside it: count nesting so validation does not deactivate.
         self._depth = 0
+
+    @property
+    def async_safe(self):
+        # Keras dispatches the batch-end hooks of async-safe callbacks to a worker thread
+        # (JAX and torch). On JAX this monitor does its work when batches begin, in the
+        # main thread, and its batch-end hooks do nothing: Keras may keep the dispatch
+        # asynchronous, which any callback that is not async-safe turns off (each batch
+        # end would then convert the logs to floats, waiting for the step).
+        return keras.config.backend() == "jax"
 
     def _enter(self):
         if self._depth == 0:
             _pending_reports.clear()
+            self._queued, self._current, self._first_unqueued = [], None, None
             self._checks = [
                 c for c in _finite_checks(self.model) if c.policy in ("raise", "warn")
             ]
             defer = keras.config.backend() == "jax"
             for check in self._checks:
                 object.__setattr__(check, "_defer_to_monitor", defer)
+            if self._checks and self._jax_traces_steps():
+                _use_step_functions_traced(self.model, with_monitor=True)
             if self._checks and self._needs_device_read():
                 self._seen = dict(zip(map(id, self._checks), self._read_counts(), strict=True))
         self._depth += 1
@@ -568,9 +598,19 @@ class FiniteCheckMonitor(keras.callbacks.Callback):
     def _leave(self, completely=False):
         self._depth = 0 if completely else max(0, self._depth - 1)
         if self._depth == 0:
+            self._queued, self._current, self._first_unqueued = [], None, None
+            if self._checks and self._jax_traces_steps():
+                _use_step_functions_traced(self.model, with_monitor=False)
             for check in self._checks:
                 object.__setattr__(check, "_defer_to_monitor", False)
             _pending_reports.clear()
+
+    def _jax_traces_steps(self):
+        return (
+            keras.config.backend() == "jax"
+            and not getattr(self.model, "run_eagerly", False)
+            and bool(getattr(self.model, "jit_compile", True))
+        )
 
     def _needs_device_read(self):
         backend = keras.config.backend()
@@ -578,62 +618,214 @@ class FiniteCheckMonitor(keras.callbacks.Callback):
             return not getattr(self.model, "run_eagerly", False)
         if backend == "torch":
             return bool(getattr(self.model, "jit_compile", False))
-        return False
+        return self._jax_traces_steps()
 
     def _read_counts(self):
-        stacked = ops.stack([c.nonfinite_count.value for c in self._checks])
-        return np.asarray(ops.convert_to_numpy(stacked), dtype=np.float64).tolist()
+        """The raise/warn counters, read now (a device-to-host copy that waits)."""
+        values = [host_check.counter_value_or_none(c.nonfinite_count) for c in self._checks]
+        if any(v is None for v in values):
+            # A JAX trainer holds the state outside the variables: put it back first.
+            self.model.jax_state_sync()
+            values = [c.nonfinite_count.value for c in self._checks]
+        return np.asarray(ops.convert_to_numpy(ops.stack(values)), dtype=np.float64).tolist()
 
-    def _check(self, mode, batch):
-        found = [(layer, count, rows) for layer, count, rows in _pending_reports]
+    def _new_counts(self, counts):
+        """(layer, new count) for every check whose counter rose since the last read."""
+        found = []
+        for layer, count in zip(self._checks, counts, strict=True):
+            previous = self._seen.get(id(layer), 0.0)
+            new = count - previous if count >= previous else count
+            self._seen[id(layer)] = count
+            if new > 0:
+                found.append((layer, new))
+        return found
+
+    # ---- JAX: queue copies of the counters when a batch begins, read the ready ones ----
+
+    def _queue_jax_counts(self, always):
+        """Queues a copy of the counters as the last step left them; nothing waits.
+
+        Called before the next step is dispatched, in the main thread: Keras's public
+        `jax_state_sync()` puts the trainer's state into the variables, and one stacked copy
+        is queued because the next step donates the state's own buffers. Between copies
+        (`every_n_batches` > 1) the counters accumulate; a copy covers every batch since
+        the one before it.
+        """
+        if self._current is None or not self._jax_traces_steps():
+            return
+        mode, batch = self._current
+        if not always and batch % self.every_n_batches != 0:
+            return
+        first = self._first_unqueued if self._first_unqueued is not None else batch
+        self._first_unqueued = None
+        self.model.jax_state_sync()
+        counters = ops.stack([c.nonfinite_count.value for c in self._checks])
+        self._queued.append((mode, first, batch, counters))
+
+    def _read_queued_jax_counts(self, wait):
+        """(layer, count, rows, context) from the queued copies ready now (all if `wait`)."""
+        found = []
+        while self._queued and (wait or self._queued[0][3].is_ready()):
+            mode, first, last, counters = self._queued.pop(0)
+            counts = np.asarray(counters, dtype=np.float64).tolist()
+            where = f"batch {last}" if first >= last else f"batches {first}-{last}"
+            context = f"during {mode} {where}"
+            found += [(layer, new, None, context) for layer, new in self._new_counts(counts)]
+        return found
+
+    def _jax_reports(self, wait, queue_always=False):
+        """Reports from the step just run (eager: the layers'; jit: the counters ready)."""
+        found = self._pending(*self._current) if self._current is not None else []
+        self._queue_jax_counts(always=wait or queue_always)
+        return found + self._read_queued_jax_counts(wait)
+
+    def _jax_batch_begins(self, mode, batch):
+        if not self._checks:
+            return
+        # A validation run inside fit begins: the train batches so far get their copy.
+        switching = self._current is not None and self._current[0] != mode
+        self._report(self._jax_reports(wait=False, queue_always=switching))
+        self._current = (mode, batch)
+        if self._first_unqueued is None:
+            self._first_unqueued = batch
+
+    # ---- every backend ----------------------------------------------------------------
+
+    def _pending(self, mode, batch):
+        """The reports eager raise-policy calls deferred to the monitor (JAX)."""
+        found = [(layer, count, rows, f"during {mode} batch {batch}")
+                 for layer, count, rows in _pending_reports]
         _pending_reports.clear()
-        if self._checks and self._needs_device_read() and batch % self.every_n_batches == 0:
-            for layer, count in zip(self._checks, self._read_counts(), strict=True):
-                previous = self._seen.get(id(layer), 0.0)
-                new = count - previous if count >= previous else count
-                self._seen[id(layer)] = count
-                if new > 0:
-                    found.append((layer, new, None))
+        return found
+
+    def _batch_ends(self, mode, batch):
+        found = self._pending(mode, batch)
+        if (
+            self._checks
+            and self._needs_device_read()
+            and keras.config.backend() != "jax"
+            and batch % self.every_n_batches == 0
+        ):
+            context = f"during {mode} batch {batch}"
+            found += [(layer, new, None, context)
+                      for layer, new in self._new_counts(self._read_counts())]
+        self._report(found)
+
+    def _ends(self):
+        """JAX: reports the last step and waits for every counter copy still unread."""
+        if self._checks and keras.config.backend() == "jax":
+            found = self._jax_reports(wait=True)
+            self._current, self._first_unqueued = None, None
+            self._report(found)
+
+    def _report(self, found):
         if not found:
             return
-        context = f"during {mode} batch {batch}"
-        for layer, count, rows in found:
+        for layer, count, rows, context in found:
             if layer.policy == "warn":
                 layer._act(count, rows=rows, context=context)
-        raising = [(layer, count, rows) for layer, count, rows in found if layer.policy == "raise"]
+        raising = [item for item in found if item[0].policy == "raise"]
         if raising:
             # fit() will not call on_train_end after this exception: stop deferring now, and
             # on JAX put the trainer's state back into the model's variables first.
-            self._leave(completely=True)
             sync = getattr(self.model, "jax_state_sync", None)
             if callable(sync):
                 sync()
-            layer, count, rows = raising[0]
+            self._leave(completely=True)
+            layer, count, rows, context = raising[0]
             layer._act(count, rows=rows, context=context)
 
     def on_train_begin(self, logs=None):
         self._enter()
 
     def on_train_end(self, logs=None):
+        self._ends()
         self._leave()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._ends()
 
     def on_test_begin(self, logs=None):
         self._enter()
 
     def on_test_end(self, logs=None):
+        self._ends()
         self._leave()
 
     def on_predict_begin(self, logs=None):
         self._enter()
 
     def on_predict_end(self, logs=None):
+        self._ends()
         self._leave()
 
+    def on_train_batch_begin(self, batch, logs=None):
+        self._jax_batch_begins("train", batch)
+
+    def on_test_batch_begin(self, batch, logs=None):
+        self._jax_batch_begins("test", batch)
+
+    def on_predict_batch_begin(self, batch, logs=None):
+        self._jax_batch_begins("predict", batch)
+
     def on_train_batch_end(self, batch, logs=None):
-        self._check("train", batch)
+        if keras.config.backend() != "jax":
+            self._batch_ends("train", batch)
 
     def on_test_batch_end(self, batch, logs=None):
-        self._check("test", batch)
+        if keras.config.backend() != "jax":
+            self._batch_ends("test", batch)
 
     def on_predict_batch_end(self, batch, logs=None):
-        self._check("predict", batch)
+        if keras.config.backend() != "jax":
+            self._batch_ends("predict", batch)
+
+
+_STEP_FUNCTION_KINDS = ("train", "test", "predict")
+
+
+def _use_step_functions_traced(model, with_monitor):
+    """Installs `model`'s JAX step functions traced with (or without) a monitor watching.
+
+    A raise/warn check traced while a monitor watches has no host callback, so the two
+    kinds of trace differ. Both are kept on the model and swapped, so a monitor costs one
+    extra trace per model, not one per `fit`. A step function that is not the one installed
+    last (the model was compiled again) makes the cached other kind stale.
+    """
+    cache = model.__dict__.get("_xstable_step_functions")
+    if cache is None:
+        cache = {}
+        object.__setattr__(model, "_xstable_step_functions", cache)
+    for kind in _STEP_FUNCTION_KINDS:
+        attribute = f"{kind}_function"
+        current = getattr(model, attribute, None)
+        if cache.get((kind, not with_monitor), current) is not current:
+            cache.pop((kind, with_monitor), None)  # recompiled since: the other trace is stale
+        cache[(kind, not with_monitor)] = current
+        replacement = cache.get((kind, with_monitor))
+        if replacement is None:
+            setattr(model, attribute, None)
+            if with_monitor:
+                _make_step_function_with_its_own_trace(model, kind)
+            elif current is not None:
+                getattr(model, f"make_{kind}_function")(force=True)
+            replacement = getattr(model, attribute)
+            cache[(kind, with_monitor)] = replacement
+        setattr(model, attribute, replacement)
+
+
+def _make_step_function_with_its_own_trace(model, kind):
+    """Has Keras make `model`'s `kind` step function around a callable of its own.
+
+    Keras's JAX trainer jits the bound method `model.train_step` (test/predict alike), and
+    JAX caches traces by the function jitted: every bound method of the same model is equal,
+    so a step made again would reuse the trace made with (or without) the host callback.
+    A `functools.partial`, set on the instance while Keras makes the function, gets a trace
+    of its own.
+    """
+    step = f"{kind}_step"
+    object.__setattr__(model, step, functools.partial(getattr(type(model), step), model))
+    try:
+        getattr(model, f"make_{kind}_function")(force=True)
+    finally:
+        object.__delattr__(model, step)
