@@ -11,8 +11,8 @@ How each policy acts, per execution mode:
 
 | policy    | eager (TF run_eagerly, torch)  | jax.jit (JAX)                | TF graph/XLA, torch.compile |
 |-----------|--------------------------------|------------------------------|-----------------------------|
-| "raise"   | raises in the layer call (JAX  | monitor: raises a batch or   | raises at batch end through |
-|           | fit step, no monitor: warns)   | two later, by the epoch end  | `FiniteCheckMonitor`        |
+| "raise"   | raises in the layer call (JAX  | monitor: raises as a later   | raises at batch end through |
+|           | fit step, no monitor: warns)   | batch begins, by epoch end   | `FiniteCheckMonitor`        |
 |           |                                | (no monitor: host callback   |                             |
 |           |                                | warns)                       |                             |
 | "warn"    | warns in the layer call        | as raise, warning            | warns at batch end (monitor)|
