@@ -682,8 +682,8 @@ class FiniteCheckMonitor(keras.callbacks.Callback):
         return found + self._read_queued_jax_counts(wait)
 
     def _jax_batch_begins(self, mode, batch):
-        if not self._checks:
-            return
+        if not self._checks or keras.config.backend() != "jax":
+            return  # TF and torch read when the batch ends
         # A validation run inside fit begins: the train batches so far get their copy.
         switching = self._current is not None and self._current[0] != mode
         self._report(self._jax_reports(wait=False, queue_always=switching))
@@ -701,17 +701,11 @@ class FiniteCheckMonitor(keras.callbacks.Callback):
         return found
 
     def _batch_ends(self, mode, batch):
-        found = self._pending(mode, batch)
-        if (
-            self._checks
-            and self._needs_device_read()
-            and keras.config.backend() != "jax"
-            and batch % self.every_n_batches == 0
-        ):
+        """TF graphs, torch.compile: read the counters of the step just finished."""
+        if self._checks and self._needs_device_read() and batch % self.every_n_batches == 0:
             context = f"during {mode} batch {batch}"
-            found += [(layer, new, None, context)
-                      for layer, new in self._new_counts(self._read_counts())]
-        self._report(found)
+            self._report([(layer, new, None, context)
+                          for layer, new in self._new_counts(self._read_counts())])
 
     def _ends(self):
         """JAX: reports the last step and waits for every counter copy still unread."""
