@@ -1,5 +1,7 @@
 """AutoScale: statistics against float64 NumPy on adversarial data, finite output, models, errors."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -297,6 +299,50 @@ def test_forward_pass_under_jit_compile():
     model.compile(jit_compile=True)
     eager = to_numpy(scale(x.astype("float32")))
     assert_matches_reference(model.predict(x, verbose=0), eager, "float32", what="jit forward")
+
+
+@pytest.mark.parametrize("method", ["auto", "robust"])
+def test_compiled_imputation_matches_eager_with_and_without_nan_in_the_batch(method):
+    # On JAX the imputation runs in `ops.cond`, only for a batch that holds a NaN: both
+    # branches must give the eager values, and a NaN-free batch must pass unchanged.
+    rng = np.random.default_rng(3)
+    x = rng.standard_cauchy((64, 4)).astype("float32")
+    x[40, 1] = x[41, 3] = np.nan  # only in the second batch of 32
+    scale = AutoScale(method=method)
+    scale.adapt(x)
+    model = keras.Sequential([keras.Input((4,)), scale])
+    model.compile(jit_compile=True)
+    compiled = model.predict(x, batch_size=32, verbose=0)
+    eager = to_numpy(scale(x))
+    assert_matches_reference(compiled, eager, "float32", what=f"compiled {method} forward")
+    assert np.isfinite(compiled).all()
+    # An imputed cell scales to what the feature's median does.
+    median_output = to_numpy(scale(np.nanmedian(x, axis=0, keepdims=True)))
+    assert_matches_reference(compiled[40, 1], median_output[0, 1], "float32", what="imputed")
+
+
+@pytest.mark.only_backend(
+    "jax", reason="XLA CPU's parallel task split is a property of the JAX backend's compiler"
+)
+@pytest.mark.skipif(
+    len(os.sched_getaffinity(0)) < 2,
+    reason="XLA CPU splits fusions only when the process may run on 2 or more CPUs",
+)
+def test_jax_auto_transform_is_not_split_into_parallel_tasks():
+    # With the NaN imputation fused in, the auto transform did 10 flops per value on 8
+    # bytes: XLA CPU called it compute-bound and split it into parallel tasks, the second
+    # waiting for the core the Python thread holds (1.17x a Normalization step on 2 CPUs;
+    # docs/auto-scale.md). The imputation now runs inside a conditional.
+    import jax
+
+    x = np.random.default_rng(4).lognormal(0, 2, size=(256, 20)).astype("float32")
+    scale = AutoScale(method="auto")
+    scale.adapt(x)
+    assert "log+robust" in scale.feature_methods
+    weights = [v.value for v in scale.non_trainable_variables]
+    call = jax.jit(lambda weights, x: scale.stateless_call([], weights, x)[0])
+    hlo = call.lower(weights, jax.numpy.asarray(x)).compile().as_text()
+    assert "outer_dimension_partitions" not in hlo
 
 
 def test_unadapted_layer_refuses_to_scale():

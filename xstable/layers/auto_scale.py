@@ -68,6 +68,28 @@ def _magnitude(x):
     return ops.abs(x)
 
 
+def _impute_nan(x, value, before_signed_log):
+    """`x` with every NaN replaced by `value` (per feature); the same value on every backend.
+
+    On JAX, in front of the signed log (`before_signed_log`), the replacement runs only when
+    the batch holds a NaN, inside `ops.cond`. Fused with the rest of the `auto` transform,
+    its compare and select make XLA CPU's cost model call the transform's fusion
+    compute-bound (10 flops per value on 8 bytes) and split it into parallel tasks, the
+    second of which waits for the core the Python thread holds on a 2-CPU machine; without
+    them the fusion does 8 flops per value and stays whole
+    (`benchmarks/probe_auto_scale_xla_cost.py`; an auto step went from 1.12x to 1.05x a
+    Normalization step, docs/auto-scale.md). The NaN test is a separate reduction that XLA
+    leaves whole. Everywhere else the plain select is cheaper: the `robust` transform's
+    fusion (5 flops per value) is never split, and the reduction and conditional cost it
+    ~1 % (same runs); TF graphs and eager torch would pay more ops than they save.
+    """
+    if before_signed_log and keras.config.backend() == "jax":
+        return ops.cond(
+            ops.any(ops.isnan(x)), lambda: ops.where(ops.isnan(x), value, x), lambda: x
+        )
+    return ops.where(ops.isnan(x), value, x)
+
+
 @keras.saving.register_keras_serializable(package="xstable")
 class AutoScale(keras.layers.Layer):
     """Scales each input feature robustly, with statistics learned by `adapt()`.
@@ -385,7 +407,7 @@ class AutoScale(keras.layers.Layer):
         dtype = "float32" if output_dtype in ("float16", "bfloat16") else output_dtype
         x = ops.cast(inputs, dtype)
         if self.impute is not None:
-            x = ops.where(ops.isnan(x), ops.cast(self.impute_value, dtype), x)
+            x = _impute_nan(x, ops.cast(self.impute_value, dtype), self.method == "auto")
         scaled = (x - ops.cast(self.center, dtype)) * ops.cast(self.inv_scale, dtype)
         if self.method == "auto":
             logged = ops.sign(scaled) * ops.log1p(_magnitude(scaled))
