@@ -77,11 +77,12 @@ def _impute_nan(x, value, before_signed_log):
     compute-bound (10 flops per value on 8 bytes) and split it into parallel tasks, the
     second of which waits for the core the Python thread holds on a 2-CPU machine; without
     them the fusion does 8 flops per value and stays whole
-    (`benchmarks/probe_auto_scale_xla_cost.py`; an auto step went from 1.12x to 1.05x a
+    (`benchmarks/probe_auto_scale_xla_cost.py`; an auto step went from 1.12x to 1.04x a
     Normalization step, docs/auto-scale.md). The NaN test is a separate reduction that XLA
-    leaves whole. Everywhere else the plain select is cheaper: the `robust` transform's
-    fusion (5 flops per value) is never split, and the reduction and conditional cost it
-    ~1 % (same runs); TF graphs and eager torch would pay more ops than they save.
+    leaves whole. Everywhere else the plain select stays: the `robust` transform's fusion
+    (5 flops per value) is never split, and the reduction and conditional cost it ~1 %
+    (measured); TF graphs and torch have no such split to avoid, and a conditional there
+    is more ops (on torch, a host read of the predicate).
     """
     if before_signed_log and keras.config.backend() == "jax":
         return ops.cond(
