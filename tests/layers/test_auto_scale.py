@@ -325,13 +325,13 @@ def test_compiled_imputation_matches_eager_with_and_without_nan_in_the_batch(met
     "jax", reason="XLA CPU's parallel task split is a property of the JAX backend's compiler"
 )
 @pytest.mark.skipif(
-    len(os.sched_getaffinity(0)) < 2,
+    len(os.sched_getaffinity(0)) < 2 if hasattr(os, "sched_getaffinity") else os.cpu_count() < 2,
     reason="XLA CPU splits fusions only when the process may run on 2 or more CPUs",
 )
 def test_jax_auto_transform_is_not_split_into_parallel_tasks():
     # With the NaN imputation fused in, the auto transform did 10 flops per value on 8
     # bytes: XLA CPU called it compute-bound and split it into parallel tasks, the second
-    # waiting for the core the Python thread holds (1.17x a Normalization step on 2 CPUs;
+    # waiting for the core the Python thread holds (1.12-1.17x a Normalization step on 2 CPUs;
     # docs/auto-scale.md). The imputation now runs inside a conditional.
     import jax
 
