@@ -46,10 +46,12 @@ import sys
 import time
 
 __all__ = [
+    "Copies",
     "Variant",
     "VariantResult",
     "Measurement",
     "add_arguments",
+    "add_copies_argument",
     "limit_threads_from_argv",
     "measure",
     "print_measurement",
@@ -82,6 +84,41 @@ class Variant:
     control: bool = False
 
 
+class Copies:
+    """`run(steps)` over several copies of one variant, built alike: a different copy each call.
+
+    Why: two models built alike in one process can differ in speed by a few percent for the
+    whole run (where their buffers landed, what the first trace left behind). On TF the A/A
+    control of one process read 0.967 and 0.973 in two runs and 1.010 in a third
+    (bench_optimizers's model, 2026-12-05 23:40 UTC), so one copy per variant turns such an
+    offset into a ratio the rounds cannot average away. With `k` copies, each round times
+    every variant's next copy (in turn, so each copy gets every k-th round): a copy's offset
+    becomes round-to-round spread, which the confidence interval sees, and the median pools
+    the copies.
+
+    Args:
+        runs: The copies' `run(steps)` callables, each for a separately built model.
+    """
+
+    def __init__(self, runs):
+        self.runs = list(runs)
+        if not self.runs:
+            raise ValueError("`runs` must hold at least one run(steps) callable. Received: []")
+        self._next = 0
+
+    def __len__(self):
+        return len(self.runs)
+
+    def __call__(self, steps):
+        run = self.runs[self._next]
+        self._next = (self._next + 1) % len(self.runs)
+        run(steps)
+
+
+def _copies(run):
+    return len(run) if isinstance(run, Copies) else 1
+
+
 @dataclasses.dataclass
 class VariantResult:
     name: str
@@ -103,6 +140,7 @@ class Measurement:
     load_after: tuple
     elapsed_seconds: float
     results: list
+    copies: int = 1
 
 
 def limit_threads_from_argv(argv=None):
@@ -170,6 +208,17 @@ def add_arguments(parser, rounds=15, block_seconds=0.3):
         type=float,
         default=block_seconds,
         help=f"target duration of one variant's block of steps (default {block_seconds})",
+    )
+
+
+def add_copies_argument(parser):
+    """Adds `--copies K` (default 1): models built per variant, timed in turn (`Copies`)."""
+    parser.add_argument(
+        "--copies",
+        type=int,
+        default=1,
+        help="models built alike per variant, a different one each round, so a copy's own "
+        "speed offset averages out (default 1)",
     )
 
 
@@ -287,14 +336,15 @@ def measure(title, variants, baseline, rounds=15, block_seconds=0.3, steps_per_b
     load_before = os.getloadavg()
     start = time.perf_counter()
     for variant in variants:
-        for _ in range(WARMUP_BLOCKS):
+        for _ in range(WARMUP_BLOCKS * _copies(variant.run)):
             variant.run(2)
     if steps_per_block is None:
         steps_per_block = _calibrate(by_name[baseline].run, block_seconds)
     # One untimed block each at the final length: first runs of a longer loop can still
     # allocate (e.g. a larger in-memory dataset) or retrace.
     for variant in variants:
-        variant.run(steps_per_block)
+        for _ in range(_copies(variant.run)):
+            variant.run(steps_per_block)
     wall = {name: [] for name in names}
     cpu = {name: [] for name in names}
     with _setup_objects_frozen():
@@ -325,6 +375,7 @@ def measure(title, variants, baseline, rounds=15, block_seconds=0.3, steps_per_b
         load_after=os.getloadavg(),
         elapsed_seconds=time.perf_counter() - start,
         results=results,
+        copies=max(_copies(v.run) for v in variants),
     )
 
 
@@ -359,7 +410,9 @@ def print_measurement(m):
     block = statistics.median(m.results[0].wall_seconds + m.results[-1].wall_seconds)
     print(
         f"\n## {m.title}\n{m.rounds} paired rounds, {m.steps_per_block} steps per block "
-        f"(~{block:.2f} s), random order; load average (1 min) {m.load_before[0]:.2f} -> "
+        f"(~{block:.2f} s), random order"
+        + (f", {m.copies} model copies per variant in turn" if m.copies > 1 else "")
+        + f"; load average (1 min) {m.load_before[0]:.2f} -> "
         f"{m.load_after[0]:.2f}; {m.elapsed_seconds:.0f} s in all"
     )
     header = (

@@ -2,7 +2,7 @@
 
 Usage: KERAS_BACKEND=<jax|torch|tensorflow> python benchmarks/bench_losses.py
            [--rounds 15] [--block-seconds 0.3] [--threads N] [--skip-saturation]
-           [--only bce,cce,scce,mse] [--against REV]
+           [--only bce,cce,scce,mse] [--against REV] [--copies K]
 
 Part 1 prints, for saturated sigmoid outputs, the per-sample loss and its gradient with
 respect to the logit behind the sigmoid, for keras.losses.BinaryCrossentropy and for
@@ -16,7 +16,8 @@ safe / Keras taken within each round; printed is the median paired ratio with it
 whether the <= 1.05 target of issue #3 is met, missed or undecided at the current load.
 `--only` times some of the four losses; `--against REV` adds the safe loss as it was at git
 revision REV (`_xstable_at_revision.py`) as a fourth variant, so a change is timed side by side
-with its predecessor in the same rounds.
+with its predecessor in the same rounds. `--copies K` builds K models per variant and times a
+different one each round (`_harness.Copies`), so one model's own speed offset averages out.
 """
 
 import argparse
@@ -118,10 +119,15 @@ def compare(name, keras_loss, safe_losses, units, activation, y, args):
     labelled = [("keras", keras_loss, None), ("keras again (A/A control)", keras_again, None)]
     labelled += [(label, loss, TARGET) for label, loss in safe_losses]
     for label, loss, target in labelled:
-        model = _model(units, activation)
-        model.set_weights(weights)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
-        run = _harness.train_step_runner(model, x, y, BATCH)
+        runs = []
+        for copy in range(args.copies):
+            model = _model(units, activation)
+            model.set_weights(weights)
+            # Each copy its own loss object: a safe loss reports its counters to one model.
+            copy_loss = loss if copy == 0 else loss.__class__.from_config(loss.get_config())
+            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=copy_loss)
+            runs.append(_harness.train_step_runner(model, x, y, BATCH))
+        run = runs[0] if len(runs) == 1 else _harness.Copies(runs)
         variants.append(_harness.Variant(label, run, target, control="control" in label))
     measurement = _harness.measure(
         name, variants, baseline="keras", rounds=args.rounds, block_seconds=args.block_seconds
@@ -180,6 +186,7 @@ def _selected(only, cases):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     _harness.add_arguments(parser)
+    _harness.add_copies_argument(parser)
     parser.add_argument("--skip-saturation", action="store_true")
     parser.add_argument(
         "--only", default=None, help="comma-separated subset of bce,cce,scce,mse (default: all)"

@@ -2,6 +2,7 @@
 
 Usage:
     KERAS_BACKEND=torch python benchmarks/bench_optimizers.py [--rounds 15] [--block-seconds 0.3]
+        [--copies K] [--against REV]
 
 Model: MLP 256 -> 3 x 512 (relu) -> 1, batch 256, MSE, Adam(1e-3), `compile` defaults (eager on
 torch, XLA on JAX, tf.function on TF CPU). Every variant gets its own model with the same
@@ -14,6 +15,8 @@ paired ratio and its interquartile range, for wall-clock and process CPU time, a
 plain Adam model as an A/A control (its spread is the noise floor of the run).
 `--against REV` adds both guarded variants as they were at git revision REV
 (`_xstable_at_revision.py`) to the same rounds and prints the paired new/old ratios.
+`--copies K` builds K models per variant and times a different one each round
+(`_harness.Copies`), so one model's own speed offset averages out.
 """
 
 import argparse
@@ -103,6 +106,7 @@ def make_model(weights=None):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     _harness.add_arguments(parser)
+    _harness.add_copies_argument(parser)
     _xstable_at_revision.add_against_argument(parser, "GuardedOptimizer")
     args = parser.parse_args()
     before = _xstable_at_revision.import_against(args.against)
@@ -115,9 +119,12 @@ def main():
 
     timed = []
     for name, make_optimizer, target in variants(before, args.against):
-        model = make_model(weights)
-        model.compile(optimizer=make_optimizer(), loss="mse")
-        run = _harness.train_step_runner(model, x, y, BATCH)
+        runs = []
+        for _ in range(args.copies):
+            model = make_model(weights)
+            model.compile(optimizer=make_optimizer(), loss="mse")
+            runs.append(_harness.train_step_runner(model, x, y, BATCH))
+        run = runs[0] if len(runs) == 1 else _harness.Copies(runs)
         timed.append(_harness.Variant(name, run, target, control=name == CONTROL))
 
     against = "" if before is None else f"against {before.__name__}"

@@ -69,3 +69,26 @@ def test_one_cpu_pins_the_process_and_threads_set_every_pool():
         [sys.executable, "-c", script, benchmarks], capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == ["1", "1", "1", "True"]
+
+
+def test_copies_time_each_copy_in_turn_and_measure_warms_every_copy():
+    calls = {name: [] for name in ("a", "b", "c")}
+
+    def run_of(name):
+        return lambda steps: calls[name].append(steps)
+
+    copies = _harness.Copies([run_of("a"), run_of("b"), run_of("c")])
+    baseline = _harness.Variant("baseline", lambda steps: None)
+    measurement = _harness.measure(
+        "copies", [baseline, _harness.Variant("v", copies)], "baseline", rounds=6,
+        steps_per_block=3,
+    )
+    assert measurement.copies == 3
+    # Warm-up: two 2-step blocks per copy; then one untimed block and two timed rounds each.
+    for name in calls:
+        assert calls[name] == [2, 2, 3, 3, 3], (name, calls[name])
+
+
+def test_copies_need_at_least_one_run():
+    with pytest.raises(ValueError, match="runs"):
+        _harness.Copies([])
