@@ -80,7 +80,10 @@ def test_copies_time_each_copy_in_turn_and_measure_warms_every_copy():
     copies = _harness.Copies([run_of("a"), run_of("b"), run_of("c")])
     baseline = _harness.Variant("baseline", lambda steps: None)
     measurement = _harness.measure(
-        "copies", [baseline, _harness.Variant("v", copies)], "baseline", rounds=6,
+        "copies",
+        [baseline, _harness.Variant("v", copies)],
+        "baseline",
+        rounds=6,
         steps_per_block=3,
     )
     assert measurement.copies == 3
