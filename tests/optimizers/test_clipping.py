@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -133,5 +134,40 @@ def test_global_norm_is_inf_when_the_sum_of_squares_overflows_on_every_backend()
     assert np.isnan(to_numpy(clipping.global_norm(_tensors(mixed))))
     assert float(to_numpy(clipping.global_norm(_tensors([np.zeros((0,), "float32")])))) == 0.0
     # A non-contiguous gradient (a transposed view) counts every entry once.
-    transposed = keras.ops.transpose(keras.ops.convert_to_tensor(np.arange(6.0, dtype="float32").reshape(2, 3)))
+    transposed = keras.ops.transpose(
+        keras.ops.convert_to_tensor(np.arange(6.0, dtype="float32").reshape(2, 3))
+    )
     assert_matches_reference(clipping.global_norm([transposed]), np.sqrt(55.0), "float32")
+
+
+def _tf_only():
+    return pytest.mark.skipif(
+        keras.config.backend() != "tensorflow",
+        reason="tests the TensorFlow-only norm kernel (xstable/optimizers/_backend_tf_norm.py)",
+    )
+
+
+@_tf_only()
+def test_tf_global_norm_equals_the_square_and_sum_form_bit_for_bit():
+    rng = np.random.default_rng(0)
+    grads = [
+        rng.normal(scale=scale, size=shape).astype("float32")
+        for scale, shape in ((1.0, (64, 32)), (1e-3, (32,)), (1e3, (7, 3, 2)))
+    ]
+    tensors = _tensors(grads)
+    two_kernels = clipping._safe_sqrt(
+        keras.ops.sum(keras.ops.stack([keras.ops.sum(keras.ops.square(g)) for g in tensors]))
+    )
+    assert to_numpy(clipping.global_norm(tensors)) == to_numpy(two_kernels)
+
+
+@_tf_only()
+def test_tf_global_norm_of_sparse_gradients_adds_duplicate_rows_like_the_dense_gradient():
+    import tensorflow as tf
+
+    values = tf.constant([[3.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    sparse = tf.IndexedSlices(values, tf.constant([0, 0, 2]), tf.constant([4, 2]))
+    # Dense rows: [4, 0], [0, 0], [0, 2], [0, 0] -> norm sqrt(20); bfloat16 is cast up.
+    assert_matches_reference(clipping.global_norm([sparse]), np.sqrt(20.0), "float32")
+    half = tf.constant([[3.0, 4.0]], dtype=tf.bfloat16)
+    assert_matches_reference(clipping.global_norm([half]), 5.0, "float32")

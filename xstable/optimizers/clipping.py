@@ -41,10 +41,16 @@ def global_norm(grads):
     >>> float(global_norm([keras.ops.ones((2,)), keras.ops.ones((2,))]))
     2.0
     """
-    if keras.config.backend() == "torch":
+    backend = keras.config.backend()
+    if backend == "torch":
         from xstable.optimizers import _backend_torch_norm
 
         return _backend_torch_norm.global_norm(grads)
+    if backend == "tensorflow":
+        # One kernel per gradient instead of `square` and `sum` (see the module).
+        from xstable.optimizers import _backend_tf_norm
+
+        return _safe_sqrt(_backend_tf_norm.sum_of_squares(grads))
     squares = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads if g is not None]
     if not squares:
         return ops.zeros((), dtype="float32")
