@@ -44,7 +44,7 @@ def _vdot(grads):
     return ops.sum(ops.stack([ops.vdot(f, f) for f in flat]))
 
 
-class _NormForm(GuardedOptimizer):
+class NormFormGuard(GuardedOptimizer):
     """The guard with its global norm computed as `sqrt(sum_of_squares(grads))`."""
 
     def __init__(self, inner, sum_of_squares, **kwargs):
@@ -72,7 +72,7 @@ def main():
     weights = bench_optimizers.make_model().get_weights()
 
     def guarded(form):
-        return lambda: _NormForm(
+        return lambda: NormFormGuard(
             keras.optimizers.Adam(1e-3), form, global_clipnorm=1.0, on_max_skips="accept"
         )
 
