@@ -3,6 +3,7 @@
 Usage: KERAS_BACKEND=<jax|torch|tensorflow> python benchmarks/bench_losses.py
            [--rounds 15] [--block-seconds 0.3] [--threads N] [--skip-saturation]
            [--only bce,cce,scce,mse] [--against REV] [--copies K]
+           [--reference-formula]
 
 Part 1 prints, for saturated sigmoid outputs, the per-sample loss and its gradient with
 respect to the logit behind the sigmoid, for keras.losses.BinaryCrossentropy and for
@@ -16,7 +17,9 @@ safe / Keras taken within each round; printed is the median paired ratio with it
 whether the <= 1.05 target of issue #3 is met, missed or undecided at the current load.
 `--only` times some of the four losses; `--against REV` adds the safe loss as it was at git
 revision REV (`_xstable_at_revision.py`) as a fourth variant, so a change is timed side by side
-with its predecessor in the same rounds. `--copies K` builds K models per variant and times a
+with its predecessor in the same rounds. `--reference-formula` adds, for the cross-entropies,
+Keras's torch/JAX formula on the probabilities (`ProbabilityFormulaReference`, no target) and
+prints the safe loss against it. `--copies K` builds K models per variant and times a
 different one each round (`_harness.Copies`), so one model's own speed offset averages out.
 """
 
@@ -109,7 +112,7 @@ def _model(units, activation):
     )
 
 
-def compare(name, keras_loss, safe_losses, units, activation, y, args):
+def compare(name, keras_loss, safe_losses, units, activation, y, args, references=()):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(BATCH * POOL_BATCHES, 64)).astype("float32")
     keras.utils.set_random_seed(1)
@@ -118,6 +121,7 @@ def compare(name, keras_loss, safe_losses, units, activation, y, args):
     keras_again = keras_loss.__class__.from_config(keras_loss.get_config())
     labelled = [("keras", keras_loss, None), ("keras again (A/A control)", keras_again, None)]
     labelled += [(label, loss, TARGET) for label, loss in safe_losses]
+    labelled += [(label, loss, None) for label, loss in references]
     for label, loss, target in labelled:
         runs = []
         for copy in range(args.copies):
@@ -133,8 +137,42 @@ def compare(name, keras_loss, safe_losses, units, activation, y, args):
         name, variants, baseline="keras", rounds=args.rounds, block_seconds=args.block_seconds
     )
     _harness.print_measurement(measurement)
+    if references:
+        _harness.print_paired_ratio(measurement, safe_losses[-1][0], references[0][0])
     if len(safe_losses) == 2:
         _harness.print_paired_ratio(measurement, safe_losses[1][0], safe_losses[0][0])
+
+
+class ProbabilityFormulaReference(keras.losses.Loss):
+    """Keras's torch/JAX cross-entropy on probabilities, in `keras.ops`, on any backend.
+
+    `clip(p, 1e-7, 1 - 1e-7)` after normalizing, then `-sum(t * log p)` (BCE: the two-term
+    form): what Keras computes on torch and JAX, where it cannot look behind the softmax or
+    sigmoid. On TF it times what any loss defined on the probabilities costs against Keras's
+    twin, which swaps in the fused kernel on the logits behind the activation: the part of
+    the safe loss's ratio that is the formula's domain, not its safety.
+    """
+
+    def __init__(self, kind):
+        super().__init__(name=f"probability_formula_{kind}")
+        self.kind = kind
+
+    def call(self, y_true, y_pred):
+        from keras import ops
+
+        eps = 1e-7
+        if self.kind == "bce":
+            p = ops.clip(y_pred, eps, 1.0 - eps)
+            terms = y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p)
+            return -ops.mean(terms, axis=-1)
+        if self.kind == "scce":
+            y_true = ops.one_hot(ops.cast(y_true, "int32"), y_pred.shape[-1])
+        p = y_pred / ops.sum(y_pred, axis=-1, keepdims=True)
+        p = ops.clip(p, eps, 1.0 - eps)
+        return -ops.sum(y_true * ops.log(p), axis=-1)
+
+    def get_config(self):
+        return {"kind": self.kind}
 
 
 def _cases():
@@ -189,6 +227,12 @@ def main():
     _harness.add_copies_argument(parser)
     parser.add_argument("--skip-saturation", action="store_true")
     parser.add_argument(
+        "--reference-formula",
+        action="store_true",
+        help="also time Keras's torch/JAX probability-space formula (clip 1e-7, log) as a "
+        "reference loss, and the safe loss against it",
+    )
+    parser.add_argument(
         "--only", default=None, help="comma-separated subset of bce,cce,scce,mse (default: all)"
     )
     _xstable_at_revision.add_against_argument(parser, "each safe loss")
@@ -209,7 +253,10 @@ def main():
             old_class = getattr(before.losses, class_name)
             safe_losses.append((f"safe at {args.against}", old_class(*loss_args)))
         safe_losses.append(("safe", getattr(xstable_losses, class_name)(*loss_args)))
-        compare(title, keras_loss, safe_losses, units, activation, y, args)
+        references = []
+        if args.reference_formula and key != "mse":
+            references.append(("probability formula (reference)", ProbabilityFormulaReference(key)))
+        compare(title, keras_loss, safe_losses, units, activation, y, args, references)
 
 
 if __name__ == "__main__":
