@@ -89,9 +89,10 @@ class Copies:
 
     Why: two models built alike in one process can differ in speed by a few percent for the
     whole run (where their buffers landed, what the first trace left behind). On TF the A/A
-    control of one process read 0.967 and 0.973 in two runs and 1.010 in a third
-    (bench_optimizers's model, 2026-12-05 23:40 UTC), so one copy per variant turns such an
-    offset into a ratio the rounds cannot average away. With `k` copies, each round times
+    control of `bench_optimizers.py` read 0.983 [0.972-0.995] at 2026-12-05 21:35 UTC, and
+    0.967 and 0.973 in two runs of a scratch probe of the same model an hour later (1.010 in
+    a third), so one copy per variant turns such an offset into a ratio the rounds cannot
+    average away. With `k` copies, each round times
     every variant's next copy (in turn, so each copy gets every k-th round): a copy's offset
     becomes round-to-round spread, which the confidence interval sees, and the median pools
     the copies.
