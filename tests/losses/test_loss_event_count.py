@@ -39,3 +39,16 @@ def test_counts_survive_repeated_resets_between_compiled_steps():
     assert model.train_on_batch(x, y, return_dict=True)[key] == 3.0
     assert model.test_on_batch(x, y, return_dict=True)[key] == 3.0
     assert np.isfinite(model.get_weights()[0]).all()
+
+
+def test_a_result_already_read_keeps_its_value_when_the_count_moves_on():
+    # On torch the variable is updated in place: a result that aliased its storage would
+    # change under the caller (TF and JAX return new values anyway).
+    counter = LossEventCount(name="events")
+    counter.record(3)
+    first = counter.result()
+    counter.record(2)
+    assert float(to_numpy(first)) == 3.0
+    assert float(to_numpy(counter.result())) == 5.0
+    counter.reset_state()
+    assert float(to_numpy(first)) == 3.0

@@ -64,7 +64,9 @@ class LossEventCount(keras.metrics.Metric):
         return True
 
     def result(self):
-        return ops.convert_to_tensor(self.count)
+        # A new tensor, not the variable: on TF `convert_to_tensor` hands back the variable
+        # itself and torch updates it in place, so a result read earlier would change.
+        return ops.copy(self.count.value)
 
     def reset_state(self):
         _counter_reset.reset_to_zero(self.count)
