@@ -52,6 +52,7 @@ __all__ = [
     "Measurement",
     "add_arguments",
     "add_copies_argument",
+    "copies_of",
     "limit_threads_from_argv",
     "measure",
     "print_measurement",
@@ -114,6 +115,12 @@ class Copies:
         run = self.runs[self._next]
         self._next = (self._next + 1) % len(self.runs)
         run(steps)
+
+
+def copies_of(make_run, copies):
+    """`run(steps)` for `copies` models: `make_run(i)` builds copy i; one copy runs directly."""
+    runs = [make_run(i) for i in range(copies)]
+    return runs[0] if len(runs) == 1 else Copies(runs)
 
 
 def _copies(run):

@@ -123,15 +123,15 @@ def compare(name, keras_loss, safe_losses, units, activation, y, args, reference
     labelled += [(label, loss, TARGET) for label, loss in safe_losses]
     labelled += [(label, loss, None) for label, loss in references]
     for label, loss, target in labelled:
-        runs = []
-        for copy in range(args.copies):
+        def make_run(copy, loss=loss):
             model = _model(units, activation)
             model.set_weights(weights)
             # Each copy its own loss object: a safe loss reports its counters to one model.
             copy_loss = loss if copy == 0 else loss.__class__.from_config(loss.get_config())
             model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=copy_loss)
-            runs.append(_harness.train_step_runner(model, x, y, BATCH))
-        run = runs[0] if len(runs) == 1 else _harness.Copies(runs)
+            return _harness.train_step_runner(model, x, y, BATCH)
+
+        run = _harness.copies_of(make_run, args.copies)
         variants.append(_harness.Variant(label, run, target, control="control" in label))
     measurement = _harness.measure(
         name, variants, baseline="keras", rounds=args.rounds, block_seconds=args.block_seconds

@@ -119,12 +119,12 @@ def main():
 
     timed = []
     for name, make_optimizer, target in variants(before, args.against):
-        runs = []
-        for _ in range(args.copies):
+        def make_run(_, make_optimizer=make_optimizer):
             model = make_model(weights)
             model.compile(optimizer=make_optimizer(), loss="mse")
-            runs.append(_harness.train_step_runner(model, x, y, BATCH))
-        run = runs[0] if len(runs) == 1 else _harness.Copies(runs)
+            return _harness.train_step_runner(model, x, y, BATCH)
+
+        run = _harness.copies_of(make_run, args.copies)
         timed.append(_harness.Variant(name, run, target, control=name == CONTROL))
 
     against = "" if before is None else f"against {before.__name__}"

@@ -86,12 +86,12 @@ def main():
     ]
     timed = []
     for name, make_optimizer in named:
-        runs = []
-        for _ in range(args.copies):
+        def make_run(_, make_optimizer=make_optimizer):
             model = bench_optimizers.make_model(weights)
             model.compile(optimizer=make_optimizer(), loss="mse")
-            runs.append(_harness.train_step_runner(model, x, y, bench_optimizers.BATCH))
-        run = runs[0] if len(runs) == 1 else _harness.Copies(runs)
+            return _harness.train_step_runner(model, x, y, bench_optimizers.BATCH)
+
+        run = _harness.copies_of(make_run, args.copies)
         timed.append(_harness.Variant(name, run, control="control" in name))
     _harness.print_header("probe_tf_norm_forms")
     measurement = _harness.measure(

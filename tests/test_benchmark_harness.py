@@ -95,3 +95,15 @@ def test_copies_time_each_copy_in_turn_and_measure_warms_every_copy():
 def test_copies_need_at_least_one_run():
     with pytest.raises(ValueError, match="runs"):
         _harness.Copies([])
+
+
+def test_copies_of_builds_each_copy_and_returns_one_run_directly():
+    built = []
+
+    def make_run(i):
+        built.append(i)
+        return lambda steps: None
+
+    single = _harness.copies_of(make_run, 1)
+    assert not isinstance(single, _harness.Copies) and built == [0]
+    assert len(_harness.copies_of(make_run, 3)) == 3 and built == [0, 0, 1, 2]
