@@ -13,6 +13,7 @@ network can be trained through the loss); TF and XLA prune them when nothing use
 on torch they are only computed for a target that requires a gradient.
 """
 
+import keras
 from keras import ops
 
 from xstable.numerics import _limits
@@ -97,6 +98,10 @@ def categorical_crossentropy_from_probabilities(target, y_pred, axis):
     """
     dtype = y_pred.dtype
     tiny = _limits.tiny(dtype)
+    if keras.config.backend() == "tensorflow":
+        from xstable.losses import _backend_tf_softmax
+
+        y_pred = _backend_tf_softmax.recomputed_softmax(y_pred, axis)
 
     @ops.custom_gradient
     def kernel(target, y_pred):
