@@ -3,7 +3,7 @@
 Usage: KERAS_BACKEND=<jax|torch|tensorflow> python benchmarks/bench_losses.py
            [--rounds 15] [--block-seconds 0.3] [--threads N] [--skip-saturation]
            [--only bce,cce,scce,mse] [--against REV] [--copies K]
-           [--reference-formula]
+           [--reference-formula] [--reference-counter]
 
 Part 1 prints, for saturated sigmoid outputs, the per-sample loss and its gradient with
 respect to the logit behind the sigmoid, for keras.losses.BinaryCrossentropy and for
@@ -19,7 +19,10 @@ whether the <= 1.05 target of issue #3 is met, missed or undecided at the curren
 revision REV (`_xstable_at_revision.py`) as a fourth variant, so a change is timed side by side
 with its predecessor in the same rounds. `--reference-formula` adds, for the cross-entropies,
 Keras's torch/JAX formula on the probabilities (`ProbabilityFormulaReference`, no target) and
-prints the safe loss against it. `--copies K` builds K models per variant and times a
+prints the safe loss against it. `--reference-counter` adds the Keras loss with one idle
+`LossEventCount` metric compiled in (no target): each safe loss reports one counter in the
+logs, and in `train_on_batch` Keras resets, reads and returns every metric on every call, so
+this row is the part of the ratio that reporting a counter costs. `--copies K` builds K models per variant and times a
 different one each round (`_harness.Copies`), so one model's own speed offset averages out.
 """
 
@@ -42,6 +45,7 @@ from xstable import losses as xstable_losses  # noqa: E402
 from xstable.losses import SafeBinaryCrossentropy  # noqa: E402
 
 TARGET = 1.05
+COUNTER_REFERENCE = "keras + 1 idle counter (reference)"
 BATCH = 512
 POOL_BATCHES = 4
 LOGITS = np.array([[-30.0], [-17.0], [0.0], [12.0], [16.2], [20.0]], np.float32)
@@ -112,7 +116,9 @@ def _model(units, activation):
     )
 
 
-def compare(name, keras_loss, safe_losses, units, activation, y, args, references=()):
+def compare(
+    name, keras_loss, safe_losses, units, activation, y, args, references=(), with_counter=False
+):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(BATCH * POOL_BATCHES, 64)).astype("float32")
     keras.utils.set_random_seed(1)
@@ -122,13 +128,19 @@ def compare(name, keras_loss, safe_losses, units, activation, y, args, reference
     labelled = [("keras", keras_loss, None), ("keras again (A/A control)", keras_again, None)]
     labelled += [(label, loss, TARGET) for label, loss in safe_losses]
     labelled += [(label, loss, None) for label, loss in references]
+    if with_counter:
+        keras_counted = keras_loss.__class__.from_config(keras_loss.get_config())
+        labelled.append((COUNTER_REFERENCE, keras_counted, None))
     for label, loss, target in labelled:
-        def make_run(copy, loss=loss):
+        def make_run(copy, loss=loss, counter=label == COUNTER_REFERENCE):
             model = _model(units, activation)
             model.set_weights(weights)
             # Each copy its own loss object: a safe loss reports its counters to one model.
             copy_loss = loss if copy == 0 else loss.__class__.from_config(loss.get_config())
-            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=copy_loss)
+            # The counter reference: a metric that computes nothing, so what it costs is what
+            # Keras charges per reported metric (reset, result, log entry) in train_on_batch.
+            metrics = [xstable_losses.LossEventCount()] if counter else None
+            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=copy_loss, metrics=metrics)
             return _harness.train_step_runner(model, x, y, BATCH)
 
         run = _harness.copies_of(make_run, args.copies)
@@ -139,6 +151,8 @@ def compare(name, keras_loss, safe_losses, units, activation, y, args, reference
     _harness.print_measurement(measurement)
     if references:
         _harness.print_paired_ratio(measurement, safe_losses[-1][0], references[0][0])
+    if with_counter:
+        _harness.print_paired_ratio(measurement, safe_losses[-1][0], COUNTER_REFERENCE)
     if len(safe_losses) == 2:
         _harness.print_paired_ratio(measurement, safe_losses[1][0], safe_losses[0][0])
 
@@ -233,6 +247,12 @@ def main():
         "reference loss, and the safe loss against it",
     )
     parser.add_argument(
+        "--reference-counter",
+        action="store_true",
+        help="also time the Keras loss with one idle LossEventCount metric compiled in: what "
+        "reporting one counter (each safe loss reports one) costs in train_on_batch",
+    )
+    parser.add_argument(
         "--only", default=None, help="comma-separated subset of bce,cce,scce,mse (default: all)"
     )
     _xstable_at_revision.add_against_argument(parser, "each safe loss")
@@ -256,7 +276,10 @@ def main():
         references = []
         if args.reference_formula and key != "mse":
             references.append(("probability formula (reference)", ProbabilityFormulaReference(key)))
-        compare(title, keras_loss, safe_losses, units, activation, y, args, references)
+        compare(
+            title, keras_loss, safe_losses, units, activation, y, args, references,
+            with_counter=args.reference_counter,
+        )
 
 
 if __name__ == "__main__":
