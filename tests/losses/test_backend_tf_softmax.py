@@ -77,9 +77,38 @@ def test_a_traced_softmax_output_is_read_through_its_logits():
         return safe_categorical_crossentropy(tf.constant(TARGETS), probabilities)
 
     loss_of_softmax.get_concrete_function(tf.TensorSpec((2, 4), tf.float32))
+    if not _backend_tf_softmax.recompute_pays():  # TF_ENABLE_ONEDNN_OPTS=0, a GPU, not x86
+        assert seen["recomputed"] is seen["probabilities"]
+        return
     assert seen["recomputed"] is not seen["probabilities"]
     # The loss never reads the Softmax op's output, so Grappler can prune the op.
     assert seen["probabilities"].consumers() == []
+
+
+@pytest.mark.parametrize(
+    "setting, machine, pays",
+    [
+        ("", "x86_64", True),
+        ("1", "AMD64", True),
+        ("0", "x86_64", False),
+        ("false", "x86_64", False),
+        ("", "aarch64", False),
+        ("", "arm64", False),
+    ],
+)
+def test_the_recomputation_runs_only_where_onednn_runs_the_softmax(
+    monkeypatch, setting, machine, pays
+):
+    import tensorflow as tf
+
+    from xstable.losses import _backend_tf_softmax
+
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", setting)
+    monkeypatch.setattr(_backend_tf_softmax.platform, "machine", lambda: machine)
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    assert _backend_tf_softmax.recompute_pays() is pays
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["a GPU"])
+    assert _backend_tf_softmax.recompute_pays() is False
 
 
 def test_anything_but_a_float32_last_axis_graph_softmax_is_left_as_given():
@@ -132,6 +161,8 @@ def test_recomputed_softmax_and_its_gradient_match_tf_nn_softmax(z, seed):
             tape.gradient(recomputed_total, z),
         )
 
+    if not _backend_tf_softmax.recompute_pays():
+        pytest.skip("the recomputation is off here (TF_ENABLE_ONEDNN_OPTS=0, a GPU, not x86)")
     given, recomputed, given_grad, recomputed_grad = (t.numpy() for t in both(tf.constant(z)))
     # A row holding +inf or NaN is NaN throughout, as JAX's, torch's and TF's own (Eigen)
     # softmax make it; oneDNN's kernel leaves its other entries at 0.

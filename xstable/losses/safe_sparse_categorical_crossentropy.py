@@ -157,7 +157,7 @@ def _one_hot(labels, num_classes, axis, rank, dtype, eager=False):
     comparison is three graph kernels (expand, broadcast compare, cast) where `ops.one_hot` is
     one `OneHot` kernel: a training step's CPU time 0.990 [0.985-0.999] of the comparison's,
     wall 1.002 [0.986-1.017] (`bench_losses.py --only scce --copies 3 --against 4d00677`,
-    2026-12-06 02:50 UTC, 2-core CPU). Labels outside `[0, num_classes)` give an all-zero
+    about 02:38 UTC on 2026-12-06, 2-core CPU). Labels outside `[0, num_classes)` give an all-zero
     row either way. `eager=True` (concrete labels) reuses cached class ids.
     """
     axis = axis % rank
