@@ -6,9 +6,9 @@ this project's 2-core CPU machine (2026-12-06 02:44 UTC, `benchmarks/probe_tf_so
 a `[512, 10]` float32 tensor, ops chained in one graph) the `Softmax` op took 42.6 us, the
 plain-op softmax below 18.6 us and `exp` alone 5.0 us (13.8, 22.0 and 7.0 us with
 `TF_ENABLE_ONEDNN_OPTS=0`, where the recomputation would cost more than the op it replaces;
-an earlier run read 38.5 / 19.2 us with oneDNN and 25.4 / 23.3 us without). Keras's own TF cross-entropies never run it in training: they find
-the logits behind the softmax and use a fused kernel, so Grappler prunes the model's `Softmax`
-op. The safe cross-entropies must use the probabilities themselves (the same value on every
+an earlier run read 38.5 / 19.2 us with oneDNN and 25.4 / 23.3 us without). Keras's own TF
+cross-entropies never run it in training: they find the logits behind the softmax and use a
+fused kernel, so Grappler prunes the model's `Softmax` op. The safe cross-entropies must use the probabilities themselves (the same value on every
 backend), so on TF they recompute them here from the same logits, with JAX's formula
 (`exp(z - max) / sum`), and the model's `Softmax` op is pruned in the same way when nothing
 else reads the model's output. The gradient is every backend's softmax backward,
