@@ -1,21 +1,21 @@
 """TensorFlow-only: a softmax output, recomputed from its logits with plain graph ops.
 
 With oneDNN (on by default in TF's x86 builds) a graph's `Softmax` op runs as `_MklSoftmax`,
-whose fixed cost dwarfs the arithmetic on the small tensors a classifier's output holds. On
-this project's 2-core CPU machine (2026-12-06 02:44 UTC, `benchmarks/probe_tf_softmax_cost.py`,
-a `[512, 10]` float32 tensor, ops chained in one graph) the `Softmax` op took 42.6 us, the
+whose fixed cost dwarfs the arithmetic on the small tensors a classifier's output holds. On this
+project's 2-core CPU machine (2026-12-06 02:44 UTC, `benchmarks/probe_tf_softmax_cost.py`, a
+`[512, 10]` float32 tensor, ops chained in one graph) the `Softmax` op took 42.6 us, the
 plain-op softmax below 18.6 us and `exp` alone 5.0 us (13.8, 22.0 and 7.0 us with
-`TF_ENABLE_ONEDNN_OPTS=0`, where the recomputation would cost more than the op it replaces;
-an earlier run read 38.5 / 19.2 us with oneDNN and 25.4 / 23.3 us without). Keras's own TF
+`TF_ENABLE_ONEDNN_OPTS=0`, where the recomputation would cost more than the op it replaces; an
+earlier run read 38.5 / 19.2 us with oneDNN and 25.4 / 23.3 us without). Keras's own TF
 cross-entropies never run it in training: they find the logits behind the softmax and use a
-fused kernel, so Grappler prunes the model's `Softmax` op. The safe cross-entropies must use
-the probabilities themselves (the same value on every backend), so on TF they recompute them
-here from the same logits, with JAX's formula (`exp(z - max) / sum`), and the model's
-`Softmax` op is pruned in the same way when nothing else reads the model's output. The
-gradient is every backend's softmax backward, `(g - sum(g * p)) * p`. In a training step (`benchmarks/bench_losses.py --against f0fb1bf
---copies 3`, 02:24 UTC) this made the safe categorical cross-entropy 0.980 [0.971-1.004] of
-its previous wall time (CPU 0.984 [0.975-0.991]) and the sparse one 0.993 [0.978-1.008]
-(CPU 0.990 [0.977-1.002]).
+fused kernel, so Grappler prunes the model's `Softmax` op. The safe cross-entropies must use the
+probabilities themselves (the same value on every backend), so on TF they recompute them here
+from the same logits, with JAX's formula (`exp(z - max) / sum`), and the model's `Softmax` op is
+pruned in the same way when nothing else reads the model's output. The gradient is every
+backend's softmax backward, `(g - sum(g * p)) * p`. In a training step
+(`benchmarks/bench_losses.py --against f0fb1bf --copies 3`, 02:24 UTC) this made the safe
+categorical cross-entropy 0.980 [0.971-1.004] of its previous wall time (CPU 0.984
+[0.975-0.991]) and the sparse one 0.993 [0.978-1.008] (CPU 0.990 [0.977-1.002]).
 
 Only where it pays: on a TF that runs oneDNN kernels (x86, `TF_ENABLE_ONEDNN_OPTS` not set to
 0) and sees no GPU. Without oneDNN TF's own `Softmax` kernel is cheaper than the recomputation
