@@ -52,6 +52,7 @@ __all__ = [
     "Measurement",
     "add_arguments",
     "add_copies_argument",
+    "control_warning",
     "copies_of",
     "limit_threads_from_argv",
     "measure",
@@ -413,6 +414,30 @@ def _fmt(ratios):
     return f"{statistics.median(ratios):.3f} [{low:.3f}-{high:.3f}] {q1:.2f}-{q3:.2f}"
 
 
+CONTROL_TOLERANCE = 0.01
+
+
+def control_warning(result, tolerance=CONTROL_TOLERANCE):
+    """A warning line if an A/A control's median wall ratio is more than `tolerance` from 1.
+
+    The control is a second copy of the baseline, so its true ratio is 1; a median further off
+    means the baseline's own models ran fast or slow this run, which moves every ratio of the
+    run with it (2026-12-06: TF A/A 1.016 with three copies, and every ratio ~1.5 % higher than
+    in the runs with eight copies, whose A/A read 0.997-1.001; docs/benchmarks.md). Returns
+    None for a control within the tolerance or for a variant that is not a control.
+    """
+    if not result.control:
+        return None
+    median = statistics.median(result.wall_ratios)
+    if abs(median - 1.0) <= tolerance:
+        return None
+    return (
+        f"note: the A/A control reads {median:.3f}, more than {tolerance:.0%} from 1: the "
+        "baseline's own speed moves every ratio of this run; rerun with more --copies "
+        "before reading a verdict"
+    )
+
+
 def print_measurement(m):
     """Prints one measurement: median paired ratios, their 95% CI [low-high] and IQR."""
     block = statistics.median(m.results[0].wall_seconds + m.results[-1].wall_seconds)
@@ -440,6 +465,10 @@ def print_measurement(m):
             f"{r.name:38s} {ms:8.2f}  {_fmt(r.wall_ratios):>32s}  {_fmt(r.cpu_ratios):>32s}"
             f"  {decided}"
         )
+    for r in m.results:
+        warning = control_warning(r)
+        if warning:
+            print(warning)
     sys.stdout.flush()
 
 

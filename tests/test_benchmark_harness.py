@@ -107,3 +107,25 @@ def test_copies_of_builds_each_copy_and_returns_one_run_directly():
     single = _harness.copies_of(make_run, 1)
     assert not isinstance(single, _harness.Copies) and built == [0]
     assert len(_harness.copies_of(make_run, 3)) == 3 and built == [0, 0, 1, 2]
+
+
+def _result(wall_ratios, control=True):
+    return _harness.VariantResult(
+        name="adam again",
+        target=None,
+        control=control,
+        wall_ratios=wall_ratios,
+        cpu_ratios=wall_ratios,
+        wall_seconds=[1.0] * len(wall_ratios),
+        cpu_seconds=[1.0] * len(wall_ratios),
+    )
+
+
+def test_a_control_off_by_more_than_a_percent_asks_for_more_copies():
+    assert _harness.control_warning(_result([0.99, 1.0, 1.009])) is None
+    assert _harness.control_warning(_result([0.995, 1.016, 1.03]), tolerance=0.02) is None
+    warning = _harness.control_warning(_result([1.0, 1.016, 1.03]))
+    assert "1.016" in warning and "--copies" in warning
+    assert "0.980" in _harness.control_warning(_result([0.97, 0.98, 0.99]))
+    # Only controls are judged: a variant's ratio is what is being measured.
+    assert _harness.control_warning(_result([1.2, 1.2, 1.2], control=False)) is None
