@@ -15,8 +15,9 @@ Method, per `measure()` call:
    Then every object alive is frozen out of the garbage collector (`gc.freeze`), so the
    collection before each block does not walk the models again each time.
 2. Calibration: the baseline runs 1, 2, 4, ... steps until a block takes >= 50 ms; from the
-   median of three blocks of that length the block length is set so that one block takes about `block_seconds` (0.3 s by default), well
-   above timer resolution and scheduler time slices. All variants use the same step count.
+   median of three blocks of that length the block length is set so that one block takes
+   about `block_seconds` (0.3 s by default), well above timer resolution and scheduler time
+   slices. All variants use the same step count.
 3. `rounds` rounds; per round and variant, wall time (`perf_counter`) and process CPU time
    (`process_time`, all threads) of one block, and the ratios to the baseline's block.
 4. An A/A control (a second copy of the baseline, `Variant(control=True)`) is timed like the

@@ -22,8 +22,9 @@ Keras's torch/JAX formula on the probabilities (`ProbabilityFormulaReference`, n
 prints the safe loss against it. `--reference-counter` adds the Keras loss with one idle
 `LossEventCount` metric compiled in (no target): each safe loss reports one counter in the
 logs, and in `train_on_batch` Keras resets, reads and returns every metric on every call, so
-this row is the part of the ratio that reporting a counter costs. `--copies K` builds K models per variant and times a
-different one each round (`_harness.Copies`), so one model's own speed offset averages out.
+this row is the part of the ratio that reporting a counter costs. `--copies K` builds K
+models per variant and times a different one each round (`_harness.Copies`), so one model's own
+speed offset averages out.
 """
 
 import argparse

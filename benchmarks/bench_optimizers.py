@@ -7,12 +7,12 @@ Usage:
 Model: MLP 256 -> 3 x 512 (relu) -> 1, batch 256, MSE, Adam(1e-3), `compile` defaults (eager on
 torch, XLA on JAX, tf.function on TF CPU). Every variant gets its own model with the same
 initial weights. Timed with `benchmarks/_harness.py`: paired rounds, each running every
-variant's `train_on_batch` steps over the same batches (about 0.3 s per block, order random per round); per
-round each variant's time is divided by plain Adam's time of that round. Printed: the median
-paired ratio and its interquartile range, for wall-clock and process CPU time, and whether the
-<= 1.05 target (issue #3/#4) is met, missed or undecided at the current load. Keras's own
-`global_clipnorm` and `LossScaleOptimizer` are measured as references (no target), and a second
-plain Adam model as an A/A control (its spread is the noise floor of the run).
+variant's `train_on_batch` steps over the same batches (about 0.3 s per block, order random per
+round); per round each variant's time is divided by plain Adam's time of that round. Printed:
+the median paired ratio and its interquartile range, for wall-clock and process CPU time, and
+whether the <= 1.05 target (issue #3/#4) is met, missed or undecided at the current load.
+Keras's own `global_clipnorm` and `LossScaleOptimizer` are measured as references (no target),
+and a second plain Adam model as an A/A control (its spread is the noise floor of the run).
 `--against REV` adds both guarded variants as they were at git revision REV
 (`_xstable_at_revision.py`) to the same rounds and prints the paired new/old ratios.
 `--copies K` builds K models per variant and times a different one each round

@@ -156,9 +156,10 @@ def _one_hot(labels, num_classes, axis, rank, dtype, eager=False):
     (~200 us), the comparison ~100 us; XLA folds the class ids into a constant. On TF the
     comparison is three graph kernels (expand, broadcast compare, cast) where `ops.one_hot` is
     one `OneHot` kernel: a training step's CPU time 0.990 [0.985-0.999] of the comparison's,
-    wall 1.002 [0.986-1.017] (`bench_losses.py --only scce --copies 3 --against 4d00677`,
-    about 02:38 UTC on 2026-12-06, 2-core CPU). Labels outside `[0, num_classes)` give an all-zero
-    row either way. `eager=True` (concrete labels) reuses cached class ids.
+    wall 1.002 [0.986-1.017] (`bench_losses.py --only scce --copies 3 --against 4d00677
+    --rounds 201 --block-seconds 0.05 --skip-saturation`, about 02:38 UTC on 2026-12-06,
+    2-core CPU). Labels outside `[0, num_classes)` give an all-zero row either way.
+    `eager=True` (concrete labels) reuses cached class ids.
     """
     axis = axis % rank
     if keras.config.backend() == "tensorflow":

@@ -5,8 +5,9 @@ kernels: `Square` writes a temporary as large as the gradient and `Sum` reads it
 extra pass over every gradient in each step (nothing fuses them without XLA). `tf.nn.l2_loss`
 computes `sum(g ** 2) / 2` in one pass. For `bench_optimizers.py`'s MLP (~660,000 parameters)
 this made a guarded Adam step with global clipping cheaper on a 2-core CPU: 0.986 [0.980-0.994]
-of the old form's CPU time, paired in the same rounds (`benchmarks/probe_tf_norm_forms.py`). Doubling the halved sum is exact (a power of
-two), so the result equals `sum(square(g))` bit for bit where that is a normal number, and is
+of the old form's CPU time, paired in the same rounds (`benchmarks/probe_tf_norm_forms.py`).
+Doubling the halved sum is exact (a power of two), so the result equals `sum(square(g))` bit
+for bit where that is a normal number, and is
 NaN or inf exactly where it is.
 """
 
