@@ -44,7 +44,12 @@ def _reads():
         "xstable _counter_reset._is_zero_now": _counter_reset._is_zero_now,
     }
     if keras.config.backend() == "tensorflow":
+        import tensorflow as tf
+
         reads["variable.value.numpy()"] = lambda variable: variable.value.numpy()
+        reads["tf.raw_ops.ReadVariableOp(handle)"] = lambda variable: tf.raw_ops.ReadVariableOp(
+            resource=variable.value.handle, dtype=variable.value.dtype
+        ).numpy()
         del reads["variable.value.item()"]  # TF tensors have no item()
     return reads
 
