@@ -6,7 +6,8 @@ docs/auto-scale.md and docs/safe-losses.md; absolute times depend on the machine
 between lines are what the docs use. One process per backend, one thread:
 
     KERAS_BACKEND=torch python benchmarks/probe_op_costs.py     # count forms, FiniteCheck call,
-                                                               # keras.ops vs operators
+                                                               # keras.ops vs operators and
+                                                               # vs torch (_kernel_ops.py)
     KERAS_BACKEND=tensorflow python benchmarks/probe_op_costs.py  # counter reset
     KERAS_BACKEND=jax python benchmarks/probe_op_costs.py       # also AutoScale robust vs auto
 """
@@ -101,6 +102,24 @@ def main():
         ),
     ):
         print(f"  {name:36s} {per_call_us(fn):8.1f} us")
+    if backend == "torch":
+        import torch
+
+        below = p < 0.5
+        print("keras.ops against the torch function it calls (xstable/losses/_kernel_ops.py):")
+        for name, fn in (
+            ("ops.maximum(p, 1e-38)", lambda: ops.maximum(p, 1e-38)),
+            ("torch.clamp_min(p, 1e-38)", lambda: torch.clamp_min(p, 1e-38)),
+            ("ops.clip(p, 0.0, 1.0)", lambda: ops.clip(p, 0.0, 1.0)),
+            ("torch.clamp(p, 0.0, 1.0)", lambda: torch.clamp(p, 0.0, 1.0)),
+            ("ops.sum(p, axis=-1, keepdims=True)", lambda: ops.sum(p, axis=-1, keepdims=True)),
+            ("torch.sum(p, dim=-1, keepdim=True)", lambda: torch.sum(p, dim=-1, keepdim=True)),
+            ("ops.where(below, 1.0, p)", lambda: ops.where(below, 1.0, p)),
+            ("torch.where(below, 1.0, p)", lambda: torch.where(below, 1.0, p)),
+            ("ops.log(p)", lambda: ops.log(p)),
+            ("torch.log(p)", lambda: torch.log(p)),
+        ):
+            print(f"  {name:36s} {per_call_us(fn):8.1f} us")
     rng = np.random.default_rng(0)
     features = rng.lognormal(0, 2, size=(2048, 20)).astype("float32")
     batch = ops.convert_to_tensor(features[:256])

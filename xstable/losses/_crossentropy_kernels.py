@@ -16,6 +16,7 @@ on torch they are only computed for a target that requires a gradient.
 import keras
 from keras import ops
 
+from xstable.losses import _kernel_ops
 from xstable.numerics import _limits
 
 
@@ -53,17 +54,17 @@ def binary_crossentropy_from_probabilities(target, y_pred, axis):
 
     @ops.custom_gradient
     def kernel(target, y_pred):
-        p = ops.clip(y_pred, 0.0, 1.0)
-        floored_p = ops.maximum(p, _limits.tiny(dtype))
-        floored_not_p = ops.maximum(1.0 - p, _limits.epsneg(dtype) / 2)
-        log_p = ops.log(floored_p)
-        log_not_p = ops.log(floored_not_p)
+        p = _kernel_ops.clip(y_pred, 0.0, 1.0)
+        floored_p = _kernel_ops.maximum(p, _limits.tiny(dtype))
+        floored_not_p = _kernel_ops.maximum(1.0 - p, _limits.epsneg(dtype) / 2)
+        log_p = _kernel_ops.log(floored_p)
+        log_not_p = _kernel_ops.log(floored_not_p)
         not_target = 1.0 - target
         elementwise = -(target * log_p + not_target * log_not_p)
         if not isinstance(size, int) or size != 1:
             # A mean as a sum of scaled terms: finite even when each term is near the max.
             elementwise = elementwise / ops.cast(size, dtype)
-        values = ops.sum(elementwise, axis=axis)
+        values = _kernel_ops.sum(elementwise, axis=axis)
         needs_target_gradient = _needs_gradient(target)
 
         def grad(*args, upstream=None):
@@ -105,24 +106,25 @@ def categorical_crossentropy_from_probabilities(target, y_pred, axis):
 
     @ops.custom_gradient
     def kernel(target, y_pred):
-        p = ops.clip(y_pred, 0.0, 1.0)
-        total = ops.sum(p, axis=axis, keepdims=True)
-        # Operators where they serve: on eager torch `total >= tiny` is ~14 us against ~37
-        # for ops.greater_equal (which converts the scalar and resolves dtypes every call).
-        normalizes = ops.cast(total >= tiny, dtype)
-        divisor = total * normalizes + (1.0 - normalizes)  # total, or 1 below tiny
+        p = _kernel_ops.clip(y_pred, 0.0, 1.0)
+        total = _kernel_ops.sum(p, axis=axis, keepdims=True)
+        # Operators where they serve: on eager torch `total < tiny` is ~14 us against ~37
+        # for ops.less (which converts the scalar and resolves dtypes every call).
+        below_tiny = total < tiny  # False for a NaN total: NaN reaches q and the loss
+        divisor = _kernel_ops.where(below_tiny, 1.0, total)
         q = p / divisor
-        floored_q = ops.maximum(q, tiny)
-        log_q = ops.log(floored_q)
-        values = -ops.sum(target * log_q, axis=axis)
+        floored_q = _kernel_ops.maximum(q, tiny)
+        log_q = _kernel_ops.log(floored_q)
+        values = -_kernel_ops.sum(target * log_q, axis=axis)
         needs_target_gradient = _needs_gradient(target)
 
         def grad(*args, upstream=None):
             scale = ops.expand_dims(_upstream(args, upstream), axis)
             along_q = -(target * scale) / floored_q
-            # along_q * q is finite (|along_q| <= t / tiny exactly where q < tiny), so the
-            # 0/1 mask can multiply instead of select.
-            through_total = ops.sum(along_q * q, axis=axis, keepdims=True) * normalizes
+            # No path through the total where it was not divided by.
+            through_total = _kernel_ops.where(
+                below_tiny, 0.0, _kernel_ops.sum(along_q * q, axis=axis, keepdims=True)
+            )
             pred_gradient = (along_q - through_total) / divisor
             target_gradient = -scale * log_q if needs_target_gradient else None
             return target_gradient, pred_gradient

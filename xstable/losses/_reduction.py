@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from xstable import _distribution
+from xstable.losses import _kernel_ops
 
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
 
@@ -73,7 +74,7 @@ def reduce_masked(values, valid, sample_weight, reduction, count_of_valid=None):
         weighted = values
     if reduction is None or reduction == "none" or len(values.shape) == 0:
         return weighted
-    total = ops.sum(weighted)
+    total = _kernel_ops.sum(weighted)
     if reduction == "sum":
         return total
     counts_entries = False
@@ -99,7 +100,7 @@ def reduce_masked(values, valid, sample_weight, reduction, count_of_valid=None):
     if counts_entries and global_divisor is divisor:
         # A local count is 0 or at least 1, and the total is 0 when it is 0: dividing by
         # max(count, 1) is divide_no_nan in two ops instead of six on eager torch.
-        return total / ops.maximum(divisor, 1.0)
+        return total / _kernel_ops.maximum(divisor, 1.0)
     return ops.divide_no_nan(total, global_divisor)
 
 
