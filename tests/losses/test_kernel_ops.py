@@ -70,3 +70,7 @@ def test_each_function_equals_keras_ops(dtype, x):
             )
     below = t < tiny
     _same(_kernel_ops.where(below, 1.0, t), ops.where(below, 1.0, t))
+    _same(_kernel_ops.where(below, t, 0.0), ops.where(below, t, 0.0))
+    _same(_kernel_ops.where(below, t, -t), ops.where(below, t, -t))
+    _same(_kernel_ops.isfinite(t), ops.isfinite(t))
+    _same(_kernel_ops.count(below), ops.sum(ops.cast(below, "float32")))

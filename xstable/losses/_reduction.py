@@ -36,7 +36,7 @@ def count(mask):
     Float32 is the dtype of xstable's counters (exact up to 2**24 events); a float16 sum
     would be exact only up to 2048.
     """
-    return ops.sum(ops.cast(mask, "float32"))
+    return _kernel_ops.count(mask)
 
 
 def count_complement(mask, count_of_mask):
