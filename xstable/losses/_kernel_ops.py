@@ -4,16 +4,18 @@ On eager torch every `keras.ops` call converts its arguments and resolves dtypes
 kernel runs: for a 512x10 float32 tensor `ops.maximum(x, 1e-38)` takes 27 us against 3.4 for
 `torch.clamp_min`, `ops.clip` 31 against 3.9, `ops.sum` 15 against 7.5, `ops.where` with a
 scalar 27 against 9.7 (`KERAS_BACKEND=torch python benchmarks/probe_op_costs.py`, one thread,
-about 05:10 UTC on 2026-12-06). A cross-entropy kernel makes about eight such calls per training step;
-going direct made a step 2-3.5 % faster (paired against the `keras.ops` kernels: SCCE 0.980
-[0.963-0.998], CCE 0.965 [0.952-0.991], BCE 0.975 [0.959-0.997]; `bench_losses.py --only
-scce,cce,bce --copies 3 --rounds 151 --block-seconds 0.05 --skip-saturation --against
-2a48128`, torch, about 05:06 UTC). Here, on the torch backend, float32
-and float64 tensors go to the torch function `keras.ops` itself ends up calling, with the
-same arguments, so the values are those of `keras.ops`; every other backend and dtype goes
-through `keras.ops` unchanged (XLA and TF graphs pay the overhead once, at tracing). One
-difference, a fix: Keras's torch `ops.maximum(float64 tensor, Python float)` returns float32,
-so a float64 floor of `tiny` (2.2e-308) became 0; `maximum` here keeps float64, as TF does.
+about 05:10 UTC on 2026-12-06). A cross-entropy kernel makes about eight such calls per
+training step; going direct made a step 2-3.5 % faster (paired against the `keras.ops`
+kernels: SCCE 0.980 [0.963-0.998], CCE 0.965 [0.952-0.991], BCE 0.975 [0.959-0.997];
+`bench_losses.py --only scce,cce,bce --copies 3 --rounds 151 --block-seconds 0.05
+--skip-saturation --against 2a48128`, torch, about 05:06 UTC).
+
+On the torch backend, float32 and float64 tensors go to the torch function `keras.ops` itself
+ends up calling, with the same arguments, so the values are those of `keras.ops`; every other
+backend and dtype goes through `keras.ops` unchanged (XLA and TF graphs pay the overhead once,
+at tracing). One difference, a fix: Keras's torch `ops.maximum(float64 tensor, Python float)`
+returns float32, so a float64 floor of `tiny` (2.2e-308) became 0; `maximum` here keeps
+float64, as TF does. `tests/losses/test_kernel_ops.py` checks every function bit for bit.
 
 The functions take `keras.ops`'s arguments, limited to what the kernels pass: a tensor first,
 Python numbers for bounds and fill values.
