@@ -77,7 +77,9 @@ def where(condition, x1, x2):
 def isfinite(x):
     """`ops.isfinite(x)` of a float tensor."""
     if _direct(x):
-        return torch.isfinite(x)
+        # torch.isfinite runs five kernels (abs, ne, a copy, eq, mul); this two. `x * 0` is
+        # +-0 for every finite x and NaN for +-inf and NaN.
+        return x * 0.0 == 0.0
     return ops.isfinite(x)
 
 
