@@ -13,9 +13,11 @@ kernels: SCCE 0.980 [0.963-0.998], CCE 0.965 [0.952-0.991], BCE 0.975 [0.959-0.9
 On the torch backend, float32 and float64 tensors go to the torch function `keras.ops` itself
 ends up calling, with the same arguments, so the values are those of `keras.ops`; every other
 backend and dtype goes through `keras.ops` unchanged (XLA and TF graphs pay the overhead once,
-at tracing). One difference, a fix: Keras's torch `ops.maximum(float64 tensor, Python float)`
-returns float32, so a float64 floor of `tiny` (2.2e-308) became 0; `maximum` here keeps
-float64, as TF does. `tests/losses/test_kernel_ops.py` checks every function bit for bit.
+at tracing). `isfinite` is the one function computed another way (`x * 0 == 0`: two kernels
+where torch.isfinite runs five; the same booleans). One difference, a fix: Keras's torch
+`ops.maximum(float64 tensor, Python float)` returns float32, so a float64 floor of `tiny`
+(2.2e-308) became 0; `maximum` here keeps float64, as TF does.
+`tests/losses/test_kernel_ops.py` checks every function bit for bit.
 
 The functions take `keras.ops`'s arguments, limited to what the kernels pass: a tensor first,
 Python numbers for bounds and fill values.
