@@ -118,6 +118,9 @@ def main():
             ("torch.where(below, 1.0, p)", lambda: torch.where(below, 1.0, p)),
             ("ops.log(p)", lambda: ops.log(p)),
             ("torch.log(p)", lambda: torch.log(p)),
+            ("ops.isfinite(p)", lambda: ops.isfinite(p)),
+            ("torch.isfinite(p)", lambda: torch.isfinite(p)),
+            ("p * 0.0 == 0.0 (_kernel_ops.isfinite)", lambda: p * 0.0 == 0.0),
         ):
             print(f"  {name:36s} {per_call_us(fn):8.1f} us")
     rng = np.random.default_rng(0)

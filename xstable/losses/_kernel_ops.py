@@ -13,8 +13,9 @@ kernels: SCCE 0.980 [0.963-0.998], CCE 0.965 [0.952-0.991], BCE 0.975 [0.959-0.9
 On the torch backend, float32 and float64 tensors go to the torch function `keras.ops` itself
 ends up calling, with the same arguments, so the values are those of `keras.ops`; every other
 backend and dtype goes through `keras.ops` unchanged (XLA and TF graphs pay the overhead once,
-at tracing). `isfinite` is the one function computed another way (`x * 0 == 0`: two kernels
-where torch.isfinite runs five; the same booleans). One difference, a fix: Keras's torch
+at tracing). `isfinite` is the one function computed another way (`x * 0 == 0`, the same
+booleans: 9.6 us against 11.4 for `torch.isfinite` and 14.6 for `ops.isfinite` in the same
+probe, about 06:35 UTC). One difference, a fix: Keras's torch
 `ops.maximum(float64 tensor, Python float)` returns float32, so a float64 floor of `tiny`
 (2.2e-308) became 0; `maximum` here keeps float64, as TF does.
 `tests/losses/test_kernel_ops.py` checks every function bit for bit.
@@ -79,8 +80,8 @@ def where(condition, x1, x2):
 def isfinite(x):
     """`ops.isfinite(x)` of a float tensor."""
     if _direct(x):
-        # torch.isfinite runs five kernels (abs, ne, a copy, eq, mul); this two. `x * 0` is
-        # +-0 for every finite x and NaN for +-inf and NaN.
+        # Two kernels where torch.isfinite composes several (probe_op_costs.py times both).
+        # `x * 0` is +-0 for every finite x and NaN for +-inf and NaN.
         return x * 0.0 == 0.0
     return ops.isfinite(x)
 
