@@ -3,7 +3,7 @@
 Usage: KERAS_BACKEND=<jax|torch|tensorflow> python benchmarks/bench_losses.py
            [--rounds 15] [--block-seconds 0.3] [--threads N] [--skip-saturation]
            [--only bce,cce,scce,mse] [--against REV] [--copies K]
-           [--reference-formula] [--reference-counter]
+           [--reference-formula] [--reference-counter] [--loop train_on_batch|fit]
 
 Part 1 prints, for saturated sigmoid outputs, the per-sample loss and its gradient with
 respect to the logit behind the sigmoid, for keras.losses.BinaryCrossentropy and for
@@ -12,7 +12,8 @@ xstable's SafeBinaryCrossentropy, computed the way `fit` computes them on this b
 
 Part 2 times a training step (MLP 64-256-256-k, batch 512, Adam, `compile` defaults) with
 each Keras loss and its safe twin, with `benchmarks/_harness.py`: paired rounds of
-`train_on_batch` blocks (~0.3 s each, order random per round, same initial weights), the ratio
+`train_on_batch` blocks (or, with `--loop fit`, the steps of one `fit` epoch per block, timed
+inside the epoch: `_harness.fit_step_runner`) (~0.3 s each, order random per round, same initial weights), the ratio
 safe / Keras taken within each round; printed is the median paired ratio with its IQR and
 whether the <= 1.05 target of issue #3 is met, missed or undecided at the current load.
 `--only` times some of the four losses; `--against REV` adds the safe loss as it was at git
@@ -46,6 +47,7 @@ from xstable import losses as xstable_losses  # noqa: E402
 from xstable.losses import SafeBinaryCrossentropy  # noqa: E402
 
 TARGET = 1.05
+RUNNERS = {"train_on_batch": _harness.train_step_runner, "fit": _harness.fit_step_runner}
 COUNTER_REFERENCE = "keras + 1 idle counter (reference)"
 BATCH = 512
 POOL_BATCHES = 4
@@ -142,7 +144,7 @@ def compare(
             # Keras charges per reported metric (reset, result, log entry) in train_on_batch.
             metrics = [xstable_losses.LossEventCount()] if counter else None
             model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=copy_loss, metrics=metrics)
-            return _harness.train_step_runner(model, x, y, BATCH)
+            return RUNNERS[args.loop](model, x, y, BATCH)
 
         run = _harness.copies_of(make_run, args.copies)
         variants.append(_harness.Variant(label, run, target, control="control" in label))
@@ -256,6 +258,14 @@ def main():
     parser.add_argument(
         "--only", default=None, help="comma-separated subset of bce,cce,scce,mse (default: all)"
     )
+    parser.add_argument(
+        "--loop",
+        choices=sorted(RUNNERS),
+        default="train_on_batch",
+        help="how the steps run: train_on_batch calls (default; Keras resets, reads and "
+        "returns every metric per call) or the steps of one fit epoch per block (metrics "
+        "reset once per epoch; fit's setup outside the timing: _harness.fit_step_runner)",
+    )
     _xstable_at_revision.add_against_argument(parser, "each safe loss")
     args = parser.parse_args()
     cases = _cases()
@@ -266,7 +276,7 @@ def main():
     )
     if not args.skip_saturation:
         report_saturation()
-    print(f"\n# Training-step cost (MLP 64-256-256-k, batch {BATCH}, Adam, train_on_batch)")
+    print(f"\n# Training-step cost (MLP 64-256-256-k, batch {BATCH}, Adam, {args.loop})")
     for key in keys:
         title, keras_loss, class_name, loss_args, units, activation, y = cases[key]
         safe_losses = []

@@ -129,3 +129,43 @@ def test_a_control_off_by_more_than_a_percent_asks_for_more_copies():
     assert "0.980" in _harness.control_warning(_result([0.97, 0.98, 0.99]))
     # Only controls are judged: a variant's ratio is what is being measured.
     assert _harness.control_warning(_result([1.2, 1.2, 1.2], control=False)) is None
+
+
+def test_measure_uses_the_times_a_runner_reports_for_its_own_steps():
+    # A runner that times its steps itself (fit_step_runner) returns (wall, cpu) of them;
+    # the harness records those, not the call's own duration.
+    reported = _harness.Variant("self-timed", lambda steps: (steps * 2.0, steps * 3.0))
+    baseline = _harness.Variant("baseline", lambda steps: (steps * 1.0, steps * 1.0))
+    measurement = _harness.measure(
+        "self-timed", [baseline, reported], "baseline", rounds=4, steps_per_block=5
+    )
+    by_name = {r.name: r for r in measurement.results}
+    assert by_name["self-timed"].wall_seconds == [10.0] * 4
+    assert by_name["self-timed"].cpu_seconds == [15.0] * 4
+    assert by_name["self-timed"].wall_ratios == [2.0] * 4
+    assert by_name["self-timed"].cpu_ratios == [3.0] * 4
+
+
+def test_fit_step_runner_runs_one_more_step_than_it_times_and_times_inside_fit():
+    import time
+
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 3)).astype("float32")
+    y = rng.normal(size=(12, 1)).astype("float32")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    run = _harness.fit_step_runner(model, x, y, batch_size=4)
+    for steps in (1, 5, 5):
+        before = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+        start = time.perf_counter()
+        wall, cpu = run(steps)
+        whole = time.perf_counter() - start
+        after = int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+        # steps + 1 batches trained (batch 0 runs before the clock starts) ...
+        assert after - before == steps + 1
+        # ... and the window lies inside the fit call.
+        assert 0.0 < wall < whole
+        assert cpu >= 0.0
+    assert model.history.history["loss"], "fit ran no epoch"
