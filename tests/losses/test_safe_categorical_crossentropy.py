@@ -139,3 +139,18 @@ def test_raw_probabilities_value_and_both_gradients_match_float64_reference(y, p
     bound = (1e-5 * np.abs(dloss_dp) + grad_atol)[representable]
     assert (deviation <= bound).all(), ("d/dy_pred", y, p, grad_p, dloss_dp, cancelled)
     assert_matches_reference(grad_y, dloss_dy, "cross_backend", what="gradient wrt y_true")
+
+
+def test_infinite_probabilities_are_clipped_like_any_other_with_finite_gradients():
+    # +inf clips to 1 and -inf to 0 in value. The gradient stays finite: the hand-written
+    # kernel (TF, torch) passes it straight through the clip; the autodiff form (JAX) gives 0
+    # at the infinite entry, whose value the clip holds constant.
+    y = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], np.float32)
+    p = np.array([[np.inf, 0.5, 0.5], [-np.inf, 0.25, 0.75]], np.float32)
+    value, grad = value_and_grad(safe_categorical_crossentropy, y, p, argnum=1)
+    expected, _, _, _ = _reference_from_probabilities(y, p)
+    assert_matches_reference(value, expected, "cross_backend")
+    assert np.isfinite(grad).all(), grad
+    finite = np.isfinite(p)
+    _, expected_grad, _, _ = _reference_from_probabilities(y, p)
+    assert_matches_reference(grad[finite], expected_grad[finite], "cross_backend", what="d/dy_pred")
