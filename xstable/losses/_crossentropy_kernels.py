@@ -12,8 +12,9 @@ On JAX the categorical cross-entropy is the same formula written for autodiff in
 (`_categorical_by_autodiff`): XLA fuses the whole step itself, and a custom VJP only keeps it
 from fusing across the loss. Its compiled training step ran 0.985 [0.979-0.991] of the
 kernel's (sparse, 10 classes) and 0.993 [0.986-1.002] (one-hot) on this project's 2-core CPU
-(`benchmarks/probe_jax_loss_step.py --only scce,cce --against 9a75909 --copies 4`, 2026-12-06
-07:31 UTC). The binary kernel showed no such gain there and stays as it is on every backend.
+(`KERAS_BACKEND=jax python benchmarks/probe_loss_train_step.py --only scce,cce --against
+9a75909 --copies 4`, 2026-12-06 07:31 UTC, when the probe was JAX-only). The binary kernel
+showed no such gain in a scratch comparison and stays as it is on every backend.
 
 Gradients with respect to the target are returned as well (soft targets produced by another
 network can be trained through the loss); TF and XLA prune them when nothing uses them, and

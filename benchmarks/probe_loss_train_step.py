@@ -1,14 +1,15 @@
-"""The compiled JAX training step alone: safe losses against their Keras twins, without Keras's loop.
+"""The training step alone: safe losses against their Keras twins, without Keras's loop.
 
 `bench_losses.py` times `train_on_batch` (or `fit`), whose Python around the step (metric
-resets, state write-back, log conversion) is a large, noisy share of a 2-3 ms step on CPU.
-This probe jits each model's `train_step` as Keras's JAX trainer does (state donated) and
-calls it back to back on the same batch, so a ratio here is what the loss changes in the
-program XLA runs, and nothing else. Same models, batch and paired, randomly ordered rounds as
+resets, log conversion, on JAX the state write-back) adds a per-call cost for every reported
+metric, and noise. This probe calls each model's `train_step` as Keras compiles it, back to
+back on one batch: `jax.jit` with the state donated (JAX), `tf.function` with the model's
+`jit_compile` (TF), eagerly (torch). A ratio here is what the loss changes in the step
+itself, and nothing else. Same models, batch, paired and randomly ordered rounds as
 `bench_losses.py` (`_harness.measure`); `--against REV` adds the safe loss as it was at REV.
 
-    python benchmarks/probe_jax_loss_step.py [--only scce,cce] [--against REV]
-        [--rounds 201] [--block-seconds 0.05] [--copies 4]
+    KERAS_BACKEND=<jax|tensorflow|torch> python benchmarks/probe_loss_train_step.py
+        [--only scce,cce] [--against REV] [--rounds 201] [--block-seconds 0.05] [--copies 4]
 """
 
 import argparse
@@ -17,15 +18,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-os.environ["KERAS_BACKEND"] = "jax"
-
 import _harness  # noqa: E402
 
 _harness.limit_threads_from_argv()
 
 import _xstable_at_revision  # noqa: E402
 import bench_losses  # noqa: E402
-import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -33,24 +31,40 @@ from xstable import losses as xstable_losses  # noqa: E402
 
 
 def compiled_step_runner(model, x, y):
-    """`run(steps)`: `steps` calls of the jitted `model.train_step` on one batch, state carried."""
+    """`run(steps)`: `steps` calls of `model.train_step` on one batch, compiled as Keras does."""
     model.train_on_batch(x, y)  # builds the optimizer's and the metrics' variables
-    state = (
-        [v.value for v in model.trainable_variables],
-        [v.value for v in model.non_trainable_variables],
-        [v.value for v in model.optimizer.variables],
-        [v.value for v in model.metrics_variables],
-    )
-    step = jax.jit(model.train_step, donate_argnums=0)
-    batch = (jax.numpy.asarray(x), jax.numpy.asarray(y))
-    carried = {"state": state}
+    backend = keras.config.backend()
+    batch = (keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(y))
+    if backend == "jax":
+        import jax
+
+        state = (
+            [v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables],
+            [v.value for v in model.optimizer.variables],
+            [v.value for v in model.metrics_variables],
+        )
+        step = jax.jit(model.train_step, donate_argnums=0)
+        carried = {"state": state}
+
+        def run(steps):
+            state = carried["state"]
+            for _ in range(steps):
+                _, state = step(state, batch)
+            jax.block_until_ready(state)
+            carried["state"] = state
+
+        return run
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        step = tf.function(model.train_step, jit_compile=bool(model.jit_compile))
+    else:
+        step = model.train_step
 
     def run(steps):
-        state = carried["state"]
         for _ in range(steps):
-            _, state = step(state, batch)
-        jax.block_until_ready(state)
-        carried["state"] = state
+            step(batch)
 
     return run
 
@@ -68,7 +82,7 @@ def main():
     keys = bench_losses._selected(args.only, cases)
     before = _xstable_at_revision.import_against(args.against)
     _harness.print_header(
-        "probe_jax_loss_step", "" if before is None else f"against {before.__name__}"
+        "probe_loss_train_step", "" if before is None else f"against {before.__name__}"
     )
     x = np.random.default_rng(0).normal(size=(bench_losses.BATCH, 64)).astype("float32")
     for key in keys:
@@ -102,7 +116,7 @@ def _time_case(case, x, args, before):
         run = _harness.copies_of(make_run, args.copies)
         variants.append(_harness.Variant(label, run, target, control="control" in label))
     measurement = _harness.measure(
-        f"{title}: jitted train_step only",
+        f"{title}: train_step only",
         variants,
         baseline="keras",
         rounds=args.rounds,
