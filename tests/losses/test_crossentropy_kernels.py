@@ -7,25 +7,13 @@ must agree, including rows that sum to less than `tiny`, subnormal and out-of-ra
 
 import numpy as np
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
+from tests.losses._strategies import raw_probabilities, soft_targets
 from tests.numerics._grad import value_and_grad
 from xstable.losses import _crossentropy_kernels
 from xstable.numerics import _limits
 
 TINY = float(_limits.tiny("float32"))
-
-probabilities = st.lists(
-    st.one_of(
-        st.sampled_from([0.0, -0.0, 1e-45, 1e-38, 1e-30, 1.0, 1.5, -0.25, 3e38, -3e38]),
-        st.floats(0.0, 1.0, width=32),
-    ),
-    min_size=6,
-    max_size=6,
-).map(lambda v: np.asarray(v, np.float32).reshape(2, 3))
-targets = st.lists(st.sampled_from([0.0, 1.0, 0.25, 0.5, 0.01]), min_size=6, max_size=6).map(
-    lambda v: np.asarray(v, np.float32).reshape(2, 3)
-)
 
 
 def _kernel(y, p):
@@ -37,7 +25,7 @@ def _autodiff(y, p):
 
 
 @settings(max_examples=60, deadline=None)
-@given(targets, probabilities)
+@given(soft_targets, raw_probabilities)
 def test_autodiff_form_matches_the_closed_form_kernel(y, p):
     kernel_value, kernel_grad = value_and_grad(_kernel, y, p, argnum=1)
     value, grad = value_and_grad(_autodiff, y, p, argnum=1)

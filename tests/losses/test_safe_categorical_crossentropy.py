@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import assert_matches_reference, to_numpy
 from tests.losses import _reference as ref
+from tests.losses._strategies import raw_probabilities, soft_targets
 from tests.numerics._grad import value_and_grad
 from xstable.losses import SafeCategoricalCrossentropy, safe_categorical_crossentropy
 
@@ -90,19 +91,6 @@ def _reference_from_probabilities(y, p, flush=False):
     # is an absolute error of about eps32 times this.
     cancelled = (np.abs(along_q) + np.abs(through_total)) / divisor
     return -(y * np.log(floored)).sum(-1), grad_p, -np.log(floored), cancelled
-
-
-raw_probabilities = st.lists(
-    st.one_of(
-        st.sampled_from([0.0, 1e-45, 1e-30, 1.0, 1.5, -0.25, 3e38, -3e38]),
-        st.floats(0.0, 1.0, width=32),
-    ),
-    min_size=6,
-    max_size=6,
-).map(lambda v: np.asarray(v, np.float32).reshape(2, 3))
-soft_targets = st.lists(st.sampled_from([0.0, 1.0, 0.25, 0.5, 0.01]), min_size=6, max_size=6).map(
-    lambda v: np.asarray(v, np.float32).reshape(2, 3)
-)
 
 
 @settings(max_examples=30, deadline=None)
