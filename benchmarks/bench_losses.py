@@ -12,10 +12,11 @@ xstable's SafeBinaryCrossentropy, computed the way `fit` computes them on this b
 
 Part 2 times a training step (MLP 64-256-256-k, batch 512, Adam, `compile` defaults) with
 each Keras loss and its safe twin, with `benchmarks/_harness.py`: paired rounds of
-`train_on_batch` blocks (or, with `--loop fit`, the steps of one `fit` epoch per block, timed
-inside the epoch: `_harness.fit_step_runner`) (~0.3 s each, order random per round, same initial weights), the ratio
-safe / Keras taken within each round; printed is the median paired ratio with its IQR and
-whether the <= 1.05 target of issue #3 is met, missed or undecided at the current load.
+`train_on_batch` blocks (~0.3 s each, order random per round, same initial weights; with
+`--loop fit`, the steps of one `fit` epoch per block, timed inside the epoch:
+`_harness.fit_step_runner`), the ratio safe / Keras taken within each round; printed is the
+median paired ratio with its IQR and whether the <= 1.05 target of issue #3 is met, missed or
+undecided at the current load.
 `--only` times some of the four losses; `--against REV` adds the safe loss as it was at git
 revision REV (`_xstable_at_revision.py`) as a fourth variant, so a change is timed side by side
 with its predecessor in the same rounds. `--reference-formula` adds, for the cross-entropies,
