@@ -484,9 +484,8 @@ def print_measurement(m):
 def train_step_runner(model, x, y, batch_size):
     """Returns `run(steps)`: `steps` calls of `model.train_on_batch`, cycling a fixed batch pool.
 
-    Why not `fit`: one `fit` call costs 150-300 ms of setup on TensorFlow (data adapter,
-    iterator, callbacks; measured on this project's 2-core CPU machine, about ten MLP steps),
-    so a block of `fit` would be timing Keras's setup as much as the step. `train_on_batch`
+    Why not a whole `fit` call: its setup (data adapter, iterator, callbacks) would be timed
+    with the steps (`fit_step_runner` times the steps inside one epoch instead). `train_on_batch`
     runs the same compiled train function (`tf.function` / `jax.jit` / eager torch) one batch
     at a time. The batches are converted to backend tensors once, outside the timing. The
     last weight is read back at the end so asynchronous backends (JAX) have finished.
@@ -525,7 +524,7 @@ def fit_step_runner(model, x, y, batch_size):
     Keras's own data adapter for NumPy arrays, as a user's `fit(x, y)` gets). A callback
     reads the clocks when batch 1 begins and when the epoch ends (after Keras has flushed the
     background log conversions and, on JAX, written the state back), so `fit`'s setup (data
-    adapter, iterator, callbacks: 150-300 ms per call on TF) and batch 0 (the iterator's
+    adapter, iterator, callbacks) and batch 0 (the iterator's
     first fetch) are outside the window, and the epoch's end (metric results, state write-back)
     is inside it, once per block. Returns `(wall seconds, cpu seconds)` of those `steps` steps.
     """

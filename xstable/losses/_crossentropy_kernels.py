@@ -24,7 +24,7 @@ on torch they are only computed for a target that requires a gradient.
 import keras
 from keras import ops
 
-from xstable.losses import _kernel_ops
+from xstable.losses import _kernel_ops, _log_probabilities
 from xstable.numerics import _limits
 
 
@@ -153,26 +153,11 @@ def _categorical_by_autodiff(target, y_pred, axis, tiny):
     """`categorical_crossentropy_from_probabilities` written for autodiff (used on JAX).
 
     The same forward operations as `_categorical_kernel`, and the gradient of its closed form
-    up to rounding (two divisions by the divisor instead of one), with each term expressed
-    through `stop_gradient` so that autodiff derives exactly it
-    (`tests/losses/test_crossentropy_kernels.py` compares the two on every backend). On JAX
-    the compiled step with this form is faster than with the custom VJP of the closed form
-    (module docstring).
-
-    Two places where plain autodiff would differ: the clip to [0, 1] passes the gradient
-    straight through (with 0 for an infinite probability, whose value is clipped like any
-    other), and the normalization's gradient with respect to the total is written as
-    `-q / total`, because autodiff of `p / total` computes `p / total**2`, which overflows to
-    infinity for totals below ~1e-19 (and times a zero upstream gradient gives NaN).
+    up to rounding (two divisions by the divisor instead of one): `-sum(t * log q)` with
+    `_log_probabilities.normalized_floored_log`, which expresses each term of that gradient
+    through `stop_gradient` (`tests/losses/test_crossentropy_kernels.py` compares the two on
+    every backend). On JAX the compiled step with this form is faster than with the custom
+    VJP of the closed form (module docstring).
     """
-    clipped = ops.stop_gradient(ops.clip(y_pred, 0.0, 1.0))
-    finite = ops.where(ops.isfinite(y_pred), y_pred, 0.0)
-    p = clipped + (finite - ops.stop_gradient(finite))
-    total = ops.sum(p, axis=axis, keepdims=True)
-    divisor = ops.where(total < tiny, 1.0, total)  # no gradient path where not divided by
-    constant_divisor = ops.stop_gradient(divisor)
-    q_value = clipped / constant_divisor
-    q = p / constant_divisor - q_value * ((divisor - constant_divisor) / constant_divisor)
-    floored_q = ops.maximum(q_value, tiny)
-    log_q = ops.log(floored_q) + (q - q_value) / floored_q
+    log_q = _log_probabilities.normalized_floored_log(y_pred, axis, tiny)
     return -ops.sum(target * log_q, axis=axis)

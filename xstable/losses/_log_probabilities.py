@@ -55,7 +55,7 @@ def categorical_log_probabilities(y_pred, from_logits, axis):
     """Returns `log softmax(y_pred)` (logits) or the floored log of normalized probabilities.
 
     Probabilities are clipped to `[0, 1]` in value only and normalized to sum to 1 along `axis`
-    (as Keras does), then floored at the smallest normal number. Logits go through a
+    (as Keras does), then floored at the smallest normal number (`normalized_floored_log`). Logits go through a
     log-softmax whose shift is held constant for the gradient, so ties at the maximum do not
     split the gradient differently per backend.
     """
@@ -65,8 +65,32 @@ def categorical_log_probabilities(y_pred, from_logits, axis):
         shift = ops.where(ops.isfinite(shift), shift, ops.zeros_like(shift))
         shifted = y_pred - shift
         return shifted - ops.log(ops.sum(ops.exp(shifted), axis=axis, keepdims=True))
-    p = _straight_through(ops.clip(y_pred, 0.0, 1.0), y_pred)
+    return normalized_floored_log(y_pred, axis, _limits.tiny(dtype))
+
+
+def normalized_floored_log(y_pred, axis, tiny):
+    """`log(max(q, tiny))`, `q = clip(y_pred, 0, 1) / sum(clip(y_pred, 0, 1), axis)` (no
+    normalization where that sum is below `tiny`), with the closed-form gradient.
+
+    Written for autodiff, with each term of the gradient expressed through `stop_gradient`:
+
+    - the clip passes the gradient straight through (0 at an infinite probability, whose
+      value is clipped like any other: `x - stop_gradient(x)` would be NaN there);
+    - the normalization's gradient with respect to the total is `-q / total`: autodiff of
+      `p / total` computes `p / total**2` on JAX, which overflows to infinity for totals
+      below ~1e-19 (and times a zero upstream gradient gives NaN);
+    - the floor passes `1 / max(q, tiny)` (`floored_log`).
+
+    The safe categorical cross-entropy on JAX is `-sum(t * this)`
+    (`_crossentropy_kernels._categorical_by_autodiff`); `tests/losses/test_crossentropy_kernels.py`
+    compares it with the closed-form kernel TF and torch use, on every backend.
+    """
+    clipped = ops.stop_gradient(ops.clip(y_pred, 0.0, 1.0))
+    finite = ops.where(ops.isfinite(y_pred), y_pred, 0.0)
+    p = clipped + (finite - ops.stop_gradient(finite))
     total = ops.sum(p, axis=axis, keepdims=True)
-    usable = ops.greater_equal(ops.stop_gradient(total), _limits.tiny(dtype))
-    p = p / ops.where(usable, total, ops.ones_like(total))
-    return floored_log(p, _limits.tiny(dtype))
+    divisor = ops.where(total < tiny, 1.0, total)  # no gradient path where not divided by
+    constant_divisor = ops.stop_gradient(divisor)
+    q_value = clipped / constant_divisor  # q's value, held constant
+    q = p / constant_divisor - q_value * ((divisor - constant_divisor) / constant_divisor)
+    return floored_log(q, tiny)
