@@ -47,9 +47,14 @@ def _reads():
         import tensorflow as tf
 
         reads["variable.value.numpy()"] = lambda variable: variable.value.numpy()
-        reads["tf.raw_ops.ReadVariableOp(handle)"] = lambda variable: tf.raw_ops.ReadVariableOp(
-            resource=variable.value.handle, dtype=variable.value.dtype
-        ).numpy()
+        reads["tf.raw_ops.ReadVariableOp(handle).numpy()"] = (
+            lambda variable: tf.raw_ops.ReadVariableOp(
+                resource=variable.value.handle, dtype=variable.value.dtype
+            ).numpy()
+        )
+        reads["float(tf.raw_ops.ReadVariableOp(handle))"] = lambda variable: float(
+            tf.raw_ops.ReadVariableOp(resource=variable.value.handle, dtype=variable.value.dtype)
+        )
         del reads["variable.value.item()"]  # TF tensors have no item()
     return reads
 

@@ -40,3 +40,25 @@ def test_reset_after_the_jax_trainer_donated_the_value():
     assert not _counter_reset._is_zero_now(counter)
     _counter_reset.reset_to_zero(counter)
     assert float(np.asarray(counter.value)) == 0.0
+
+
+def test_reset_traced_in_a_tf_function_writes_zero():
+    """Traced, the value cannot be read on the host: the reset must write, not raise."""
+    if keras.config.backend() != "tensorflow":
+        pytest.skip("tf.function tracing exists only on TensorFlow")
+    import tensorflow as tf
+
+    counter = keras.Variable(4.0, dtype="float32", trainable=False)
+    tf.function(lambda: _counter_reset.reset_to_zero(counter))()
+    assert float(to_numpy(counter.value)) == 0.0
+    counter.assign(0.0)
+    tf.function(lambda: _counter_reset.reset_to_zero(counter))()  # a zero is written too
+    assert float(to_numpy(counter.value)) == 0.0
+
+
+def test_reset_of_a_float16_counter_reads_its_own_dtype():
+    counter = keras.Variable(2.0, dtype="float16", trainable=False)
+    assert not _counter_reset._is_zero_now(counter)
+    _counter_reset.reset_to_zero(counter)
+    assert _counter_reset._is_zero_now(counter)
+    assert float(to_numpy(counter.value)) == 0.0

