@@ -16,8 +16,13 @@ is on the hot path of those loops. Three savings, measured on this project's 2-c
   (in isolation both are a few us), and a training step 0.961 [0.941-0.978] of the time
   with one counter (`bench_losses.py --only scce --copies 3 --rounds 201 --block-seconds 0.05
   --skip-saturation --against c371d3d`, JAX, about 04:50 UTC). On torch
-  `float` (12 us) and `np.asarray` (9 us) are close; on TF `float` (126 us) beats
-  `np.asarray` (271 us) and `.numpy()` (208 us); both keep `float`.
+  `float` (12 us) and `np.asarray` (9 us) are close, and torch keeps `float`. On TF `float`
+  (126 us) beat `np.asarray` (271 us) and `.numpy()` (208 us); calling the read op itself,
+  `float(tf.raw_ops.ReadVariableOp(...))`, skips the variable's own read path: 79.6 us
+  against 95.1 for `float(variable.value)` (same probe, TF, 2026-12-06 10:16 UTC), and the
+  whole zero check 83.6 us. In `train_on_batch` that is inside the noise (paired against the
+  `float` read, `bench_losses.py --only bce,cce,scce --against 73a560c --rounds 601`:
+  0.994-1.001).
 - Where an assign is needed, the zero is created once per backend and dtype (eager TF:
   `assign(ops.zeros(()))` is two eager ops, 418 us in the same run, against 184 us for a
   cached zero), and only when it was created eagerly, so a reset traced inside a
