@@ -120,31 +120,47 @@ def _model(units, activation):
     )
 
 
+def initial_weights(units, activation):
+    """The weights every variant of one case starts from (seeded)."""
+    keras.utils.set_random_seed(1)
+    return _model(units, activation).get_weights()
+
+
+def compiled_model(units, activation, weights, loss, metrics=None):
+    """The benchmark MLP with `weights`, compiled with Adam(1e-3), `loss` and `metrics`."""
+    model = _model(units, activation)
+    model.set_weights(weights)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=metrics)
+    return model
+
+
+def fresh_copy(loss):
+    """A new loss object configured like `loss` (a safe loss reports to one model only)."""
+    return loss.__class__.from_config(loss.get_config())
+
+
 def compare(
     name, keras_loss, safe_losses, units, activation, y, args, references=(), with_counter=False
 ):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(BATCH * POOL_BATCHES, 64)).astype("float32")
-    keras.utils.set_random_seed(1)
-    weights = _model(units, activation).get_weights()
+    weights = initial_weights(units, activation)
     variants = []
-    keras_again = keras_loss.__class__.from_config(keras_loss.get_config())
+    keras_again = fresh_copy(keras_loss)
     labelled = [("keras", keras_loss, None), ("keras again (A/A control)", keras_again, None)]
     labelled += [(label, loss, TARGET) for label, loss in safe_losses]
     labelled += [(label, loss, None) for label, loss in references]
     if with_counter:
-        keras_counted = keras_loss.__class__.from_config(keras_loss.get_config())
+        keras_counted = fresh_copy(keras_loss)
         labelled.append((COUNTER_REFERENCE, keras_counted, None))
     for label, loss, target in labelled:
         def make_run(copy, loss=loss, counter=label == COUNTER_REFERENCE):
-            model = _model(units, activation)
-            model.set_weights(weights)
             # Each copy its own loss object: a safe loss reports its counters to one model.
-            copy_loss = loss if copy == 0 else loss.__class__.from_config(loss.get_config())
+            copy_loss = loss if copy == 0 else fresh_copy(loss)
             # The counter reference: a metric that computes nothing, so what it costs is what
             # Keras charges per reported metric (reset, result, log entry) in train_on_batch.
             metrics = [xstable_losses.LossEventCount()] if counter else None
-            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=copy_loss, metrics=metrics)
+            model = compiled_model(units, activation, weights, copy_loss, metrics)
             return RUNNERS[args.loop](model, x, y, BATCH)
 
         run = _harness.copies_of(make_run, args.copies)

@@ -92,11 +92,10 @@ def main():
 def _time_case(case, x, args, before):
     title, keras_loss, class_name, loss_args, units, activation, y = case
     y = y[: bench_losses.BATCH]
-    keras.utils.set_random_seed(1)
-    weights = bench_losses._model(units, activation).get_weights()
+    weights = bench_losses.initial_weights(units, activation)
 
     def keras_twin():
-        return keras_loss.__class__.from_config(keras_loss.get_config())
+        return bench_losses.fresh_copy(keras_loss)
 
     labelled = [("keras", keras_twin, None), ("keras again (A/A control)", keras_twin, None)]
     if before is not None:
@@ -108,9 +107,7 @@ def _time_case(case, x, args, before):
     for label, make_loss, target in labelled:
 
         def make_run(copy, make_loss=make_loss):
-            model = bench_losses._model(units, activation)
-            model.set_weights(weights)
-            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=make_loss())
+            model = bench_losses.compiled_model(units, activation, weights, make_loss())
             return compiled_step_runner(model, x, y)
 
         run = _harness.copies_of(make_run, args.copies)

@@ -69,23 +69,18 @@ def timed_call(model, x, y):
 
 def _variants(case, x, y):
     _, keras_loss, class_name, loss_args, units, activation, _ = case
-    keras.utils.set_random_seed(1)
-    weights = bench_losses._model(units, activation).get_weights()
-
-    def twin():
-        return keras_loss.__class__.from_config(keras_loss.get_config())
-
-    made = {
-        "keras": (twin, None),
-        "keras + 1 idle counter": (twin, lambda: [LossEventCount(name="idle_count")]),
-        "safe": (lambda: getattr(xstable_losses, class_name)(*loss_args), None),
+    weights = bench_losses.initial_weights(units, activation)
+    losses = {
+        "keras": (bench_losses.fresh_copy(keras_loss), None),
+        "keras + 1 idle counter": (
+            bench_losses.fresh_copy(keras_loss),
+            [LossEventCount(name="idle_count")],
+        ),
+        "safe": (getattr(xstable_losses, class_name)(*loss_args), None),
     }
     models = {}
-    for label, (make_loss, make_metrics) in made.items():
-        model = bench_losses._model(units, activation)
-        model.set_weights(weights)
-        metrics = make_metrics() if make_metrics else None
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=make_loss(), metrics=metrics)
+    for label, (loss, metrics) in losses.items():
+        model = bench_losses.compiled_model(units, activation, weights, loss, metrics)
         for _ in range(10):  # builds, compiles and warms up, as train_on_batch would
             model.train_on_batch(x, y)
         models[label] = model
