@@ -13,6 +13,7 @@ and hypothesis installed, run them without installing anything:
 """
 
 import os
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import nox
@@ -22,6 +23,9 @@ BACKENDS = ("tensorflow", "torch", "jax")
 NO_INSTALL = os.environ.get("XSTABLE_NOX_NO_INSTALL") == "1"
 # The CPU session that also installs the other two backends for the cross-backend tests.
 CROSS_BACKEND_HOST = "jax"
+
+# pytest's JUnit XML per backend session, read back for the one-line-per-backend summary.
+RESULTS = ROOT / ".nox" / "_test_results"
 
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = False
@@ -59,10 +63,40 @@ def _require_gpu(session, backend):
         )
 
 
+def _summary_line(name):
+    """One readable line for a backend session, from its JUnit XML (or why there is none)."""
+    path = RESULTS / f"{name}.xml"
+    if not path.is_file():
+        return f"{name}: did not run (installation failed or the session was interrupted)"
+    try:
+        root = ElementTree.parse(path).getroot()
+    except ElementTree.ParseError:
+        return f"{name}: no readable result ({path})"
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    totals = {
+        key: sum(int(s.get(key, 0)) for s in suites)
+        for key in ("tests", "failures", "errors", "skipped")
+    }
+    seconds = sum(float(s.get("time", 0.0)) for s in suites)
+    passed = totals["tests"] - totals["failures"] - totals["errors"] - totals["skipped"]
+    failed = totals["failures"] + totals["errors"]
+    verdict = "OK" if failed == 0 and totals["tests"] > 0 else "FAILED"
+    return (
+        f"{name}: {verdict}, {passed} passed, {failed} failed, {totals['skipped']} skipped "
+        f"in {seconds / 60:.1f} min"
+    )
+
+
 def _pytest(session, backend, device):
     session.env["KERAS_BACKEND"] = backend
     session.env["XSTABLE_TEST_DEVICE"] = device
-    session.run("python", "-m", "pytest", *session.posargs)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    junit = RESULTS / f"{session.name}.xml"
+    junit.unlink(missing_ok=True)
+    try:
+        session.run("python", "-m", "pytest", f"--junitxml={junit}", *session.posargs)
+    finally:
+        session.log(_summary_line(session.name))
 
 
 def _make_test_session(backend, device):
@@ -124,7 +158,21 @@ def tests(session):
     Usage: nox -s tests [-- pytest arguments]
     """
     for backend in BACKENDS:
+        (RESULTS / f"tests-{backend}.xml").unlink(missing_ok=True)
         session.notify(f"tests-{backend}", posargs=session.posargs)
+    session.notify("tests-summary")
+
+
+@nox.session(name="tests-summary", python=False)
+def tests_summary(session):
+    """Print one line per backend for the last `nox -s tests` (run by it, at its end).
+
+    Usage: nox -s tests-summary
+    """
+    print()
+    print("xstable test results, one line per backend:")
+    for backend in BACKENDS:
+        print("  " + _summary_line(f"tests-{backend}"))
 
 
 @nox.session(python=False)

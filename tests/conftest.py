@@ -54,6 +54,9 @@ def _marker_reason(item, marker):
 def pytest_collection_modifyitems(config, items):
     backend = keras.config.backend()
     for item in items:
+        # `-m property` selects every Hypothesis test (CI's randomized pass runs these).
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+            item.add_marker(pytest.mark.property)
         for marker in item.iter_markers("skip_backend"):
             reason = _marker_reason(item, marker)
             if backend in marker.args:
