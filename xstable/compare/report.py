@@ -2,7 +2,6 @@
 
 import json
 import math
-import os
 
 __all__ = ["run_summary", "target_findings", "render_markdown", "write_report"]
 
@@ -69,15 +68,20 @@ def run_summary(record):
     }
 
 
-def target_findings(runs, divergence, reference, localization=None):
+def target_findings(runs, divergence, reference, localization=None, not_compared=None):
     """Lists the findings of one target (see `xstable.compare.findings.FINDING_KINDS`).
 
     A divergence whose per-layer check found every part of the step agreeing from identical
-    state (stage `none`) is a `drift`: the runs parted through accumulated rounding.
+    state (stage `none`) is a `drift`: the runs parted through accumulated rounding. A run
+    that did not start from the shared initial weights is not compared (`not_compared`:
+    backend -> reason) and is reported `unavailable`, never as a divergence or drift. A run
+    cut short by an interrupt is no finding (the report's `status` says it).
     """
     located = (localization or {}).get("backends") or {}
     findings = []
     for backend, run in runs.items():
+        if run["status"] == "interrupted":
+            continue
         if run["status"] == "unavailable":
             findings.append({"kind": "unavailable", "backend": backend, "message": run["error"]})
         elif run["status"] != "completed":
@@ -92,6 +96,8 @@ def target_findings(runs, divergence, reference, localization=None):
                     "message": f"non-finite at step {run['first_nonfinite_step']}{where}",
                 }
             )
+    for backend, reason in (not_compared or {}).items():
+        findings.append({"kind": "unavailable", "backend": backend, "message": reason})
     for backend, div in divergence.items():
         if div["first_divergent_step"] is not None:
             location = located.get(backend) or {}
@@ -141,9 +147,15 @@ def render_markdown(report):
     """Renders the report dict as Markdown: settings, the target x backend table, details."""
     settings = report["settings"]
     tol = settings["tolerances"]
-    lines = [
-        "# xstable compare report",
-        "",
+    lines = ["# xstable compare report", ""]
+    if report.get("status") == "interrupted":
+        lines += [
+            f"**Interrupted** ({report['summary'].get('interrupted', 'signal')}): this report "
+            "holds what finished before the run was stopped; runs marked `interrupted` did not "
+            "finish.",
+            "",
+        ]
+    lines += [
         f"Backends: {', '.join(settings['backends'])} (reference: **{settings['reference']}**), "
         f"device {settings['device']}, TF32 {settings['tf32']}, batch order "
         f"{settings['batch_order']}, initial weights {settings['initial_weights']}.",
@@ -231,13 +243,23 @@ def render_markdown(report):
     return "\n".join(lines) + "\n"
 
 
-def write_report(report, out_dir):
-    """Writes `report.json` and `report.md` into `out_dir` and returns their paths."""
-    os.makedirs(out_dir, exist_ok=True)
-    json_path = os.path.join(out_dir, "report.json")
-    md_path = os.path.join(out_dir, "report.md")
-    with open(json_path, "w") as f:
-        json.dump(report, f, indent=1, allow_nan=False)
-    with open(md_path, "w") as f:
-        f.write(render_markdown(report))
+def write_report(report, out):
+    """Writes `report.json` and `report.md` and returns their paths.
+
+    Args:
+        report: dict, the report.
+        out: `xstable.compare.output.OutputFolder`, or a folder path (opened as one): each
+            file is written atomically, replacing (never writing through) a symlink.
+    """
+    from xstable.compare.output import OutputFolder
+
+    if isinstance(out, OutputFolder):
+        return _write_files(report, out)
+    with OutputFolder(out) as folder:
+        return _write_files(report, folder)
+
+
+def _write_files(report, folder):
+    json_path = folder.write_text("report.json", json.dumps(report, indent=1, allow_nan=False))
+    md_path = folder.write_text("report.md", render_markdown(report))
     return json_path, md_path

@@ -29,7 +29,8 @@ _RUN = {
     "type": "object",
     "required": ["status", "outcome", "steps", "first_nonfinite_step", "final_loss", "losses"],
     "properties": {
-        "status": {"enum": ["completed", "error", "crashed", "timeout", "unavailable"]},
+        "status": {"enum": ["completed", "error", "crashed", "timeout", "unavailable",
+                            "interrupted"]},
         "outcome": {"enum": ["ok", "nan", "diverged", None]},
         "steps": {"type": "integer", "minimum": 0},
         "first_nonfinite_step": _NULLABLE_INT,
@@ -107,6 +108,7 @@ REPORT_SCHEMA = {
     "properties": {
         "schema_version": {"enum": [SCHEMA_VERSION]},
         "xstable_version": {"type": "string"},
+        "status": {"enum": ["complete", "interrupted"]},
         "settings": {
             "type": "object",
             "required": ["backends", "reference", "device", "tolerances", "target_timeout_s",
@@ -132,7 +134,8 @@ REPORT_SCHEMA = {
                 "type": "object",
                 "required": ["status", "versions", "device", "restarts", "wall_time_s"],
                 "properties": {
-                    "status": {"enum": ["ok", "partial", "failed", "unavailable"]},
+                    "status": {"enum": ["ok", "partial", "failed", "unavailable",
+                                        "interrupted"]},
                     "versions": {"type": ["object", "null"]},
                     "device": _NULLABLE_STRING,
                     "restarts": {"type": "integer", "minimum": 0},
@@ -153,6 +156,8 @@ REPORT_SCHEMA = {
                     "description": _NULLABLE_STRING,
                     "runs": {"type": "object", "additionalProperties": _RUN},
                     "divergence": {"type": "object", "additionalProperties": _DIVERGENCE},
+                    "not_compared": {"type": "object",
+                                     "additionalProperties": {"type": "string"}},
                     "localization": {
                         "type": ["object", "null"],
                         "required": ["step", "reference", "backends", "errors"],
@@ -175,7 +180,8 @@ REPORT_SCHEMA = {
             "properties": {
                 "findings": {"type": "object", "additionalProperties": {"type": "integer"}},
                 "fail_on": {"type": "array", "items": {"type": "string"}},
-                "exit_status": {"enum": [0, 1]},
+                "exit_status": {"enum": [0, 1, 130, 143]},
+                "interrupted": {"enum": ["SIGINT", "SIGTERM"]},
                 "wall_time_s": {"type": "number", "minimum": 0},
                 "plots": _NULLABLE_STRING,
             },
