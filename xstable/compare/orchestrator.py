@@ -662,7 +662,13 @@ def inspect_step(workers, reference, target, step, work_dir, timeout_s):
     for backend, path in paths.items():
         answer = _await(workers[backend], "inspected", timeout_s)
         if answer.get("ok"):
-            inspections[backend] = load_tree(path)  # Data only: no pickle.
+            try:
+                inspections[backend] = load_tree(path)  # Data only: no pickle.
+            except Exception as error:  # A damaged or substituted file: refused, reported.
+                errors[backend] = (
+                    f"the inspection file could not be read as data ({type(error).__name__}: "
+                    f"{error})"
+                )
         else:
             errors[backend] = answer.get("error")
     return inspections, errors
