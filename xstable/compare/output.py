@@ -165,15 +165,22 @@ class OutputFolder:
                 os.unlink(name, dir_fd=fd)  # A symlink is never entered: replace it.
         raise OutputFolderError(f"Cannot create the report folder {self.join(name)!r}.")
 
-    def _new_file(self, relative, mode=0o644):
-        """Creates a fresh temporary file beside `relative`; returns (dir fd, temp name, fd)."""
+    def _new_file(self, relative, readable=False):
+        """Creates a fresh temporary file beside `relative`.
+
+        Returns:
+            `(folder fd, temporary name, final name, file fd)`.
+        """
         parts = self._parts(relative)
         folder = self._open_folder(parts[:-1])
         try:
             while True:
                 temp = f".{parts[-1]}.{secrets.token_hex(6)}.tmp"
                 try:
-                    fd = os.open(temp, _NEW_FILE_FLAGS, mode, dir_fd=folder)
+                    flags = _NEW_FILE_FLAGS
+                    if readable:
+                        flags = (flags & ~os.O_WRONLY) | os.O_RDWR
+                    fd = os.open(temp, flags, 0o644, dir_fd=folder)
                     return folder, temp, parts[-1], fd
                 except FileExistsError:
                     continue
@@ -214,9 +221,10 @@ class OutputFolder:
         """Starts a fresh log file at `relative` and returns a binary file open for appending.
 
         The file is created under a temporary name and renamed into place, and the returned
-        file keeps writing to that new file even if the name is later replaced.
+        file keeps writing to that new file even if the name is later replaced. Its descriptor
+        is also readable (`os.pread`), so the log's tail can be read back from the same file.
         """
-        folder, temp, name, fd = self._new_file(relative)
+        folder, temp, name, fd = self._new_file(relative, readable=True)
         try:
             os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
         except BaseException:
