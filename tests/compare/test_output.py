@@ -84,3 +84,11 @@ def test_a_folder_of_another_user_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(output_module, "current_user_id", lambda: os.geteuid() + 4242)
     with pytest.raises(OutputFolderError, match="belongs to another user"):
         check_output_folder(str(tmp_path))
+
+
+def test_a_subfolder_of_another_user_is_refused(tmp_path, monkeypatch):
+    with OutputFolder(str(tmp_path)) as folder:
+        folder.write_text("runs/a.json", "{}")
+        monkeypatch.setattr(output_module, "current_user_id", lambda: os.geteuid() + 4242)
+        with pytest.raises(OutputFolderError, match="subfolder .* belongs to another user"):
+            folder.write_text("runs/b.json", "{}")

@@ -223,7 +223,7 @@ def compare(
         # comparison, so it is drawn while the slowest backend still trains.
         drawer.plot(_target_report(target, runs, {}, plan, reference, tolerances, False, None))
 
-    runs, workers = {}, {}
+    runs, workers, report = {}, {}, None
     private = tempfile.TemporaryDirectory(prefix="xstable-compare-", ignore_cleanup_errors=True)
     plan.work_dir = private.name  # mkdtemp: mode 0700, only this user can read or plant files.
     try:
@@ -249,9 +249,12 @@ def compare(
         except INTERRUPTS as interrupt:
             with signals_ignored():  # A second Ctrl-C must not cut the partial report short.
                 kill_workers(workers)
-                _write_interrupted(runs, plan, reference, tolerances, fail_on, plots_note,
-                                   started, output, drawer, interrupt, progress)
-            raise
+                if report is None:
+                    _write_interrupted(runs, plan, reference, tolerances, fail_on, plots_note,
+                                       started, output, drawer, interrupt, progress)
+            if report is None:
+                raise
+            # The report was complete; only the workers' exit was cut short (now killed).
         except BaseException:
             kill_workers(workers)
             raise

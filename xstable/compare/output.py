@@ -7,7 +7,7 @@ otherwise make the tool overwrite the link's target, anywhere the user can write
 - the folder itself must be a directory owned by the user running the command;
 - every path under it is reached from an open descriptor of the folder, one component at a
   time, with `O_NOFOLLOW`: a symlink in place of a subfolder is removed and replaced by a real
-  folder, never entered;
+  folder, never entered, and a subfolder of another user is refused;
 - every file is written to a fresh temporary name (`O_CREAT | O_EXCL | O_NOFOLLOW`) and renamed
   over the final name, which replaces a symlink there instead of writing through it.
 """
@@ -147,12 +147,13 @@ class OutputFolder:
     def _open_child_folder(self, fd, name):
         for _ in range(3):
             try:
-                return os.open(name, _DIR_FLAGS, dir_fd=fd)
+                child = os.open(name, _DIR_FLAGS, dir_fd=fd)
             except FileNotFoundError:
                 try:
                     os.mkdir(name, 0o777, dir_fd=fd)
                 except FileExistsError:
                     pass
+                continue
             except OSError as error:
                 if error.errno not in (errno.ELOOP, errno.ENOTDIR):
                     raise
@@ -163,6 +164,15 @@ class OutputFolder:
                         "directory; move it away or pass another `--out`."
                     ) from None
                 os.unlink(name, dir_fd=fd)  # A symlink is never entered: replace it.
+                continue
+            owner = os.fstat(child).st_uid
+            if owner != current_user_id():
+                os.close(child)
+                raise OutputFolderError(
+                    f"The report subfolder {self.join(name)!r} belongs to another user (uid "
+                    f"{owner}); writing into it is refused. Remove it or pass another `--out`."
+                )
+            return child
         raise OutputFolderError(f"Cannot create the report folder {self.join(name)!r}.")
 
     def _new_file(self, relative, readable=False):
@@ -232,5 +242,4 @@ class OutputFolder:
             raise
         finally:
             os.close(folder)
-        os.set_blocking(fd, True)
         return os.fdopen(fd, "ab", buffering=0)
