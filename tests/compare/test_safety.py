@@ -129,9 +129,12 @@ def _sessions_alive(sessions):
     return alive
 
 
-@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_signal_stops_workers_and_writes_a_partial_report(tmp_path, signum, status):
-    """Item 4: SIGTERM and SIGINT to the parent leave no process and a partial report."""
+def _signal_a_hanging_compare(tmp_path, signum):
+    """Runs `xstable compare` on `tiny` then `hangs`, signals it in the hang.
+
+    Returns:
+        `(parent exit status, its stderr, the parent's pid, the hanging worker's pid, out)`.
+    """
     marker, out = tmp_path / "hanging-worker", tmp_path / "out"
     env = {**os.environ, "XSTABLE_TEST_HANG_MARKER": str(marker),
            "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
@@ -154,12 +157,27 @@ def test_signal_stops_workers_and_writes_a_partial_report(tmp_path, signum, stat
         if parent.poll() is None:
             os.killpg(parent.pid, signal.SIGKILL)
             parent.wait()
-    assert parent.returncode == status, stderr
+    return parent.returncode, stderr, parent.pid, worker, out
+
+
+def _assert_no_process_left(parent, worker, reaped=True):
+    deadline = time.monotonic() + 10  # A worker killed by the kernel goes away asynchronously.
+    while _sessions_alive({parent, worker}) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _sessions_alive({parent, worker}) == []
+    if reaped:  # Not even a zombie: the parent waited for its workers.
+        for group in (parent, worker):
+            with pytest.raises(ProcessLookupError):
+                os.killpg(group, 0)
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_stops_workers_and_writes_a_partial_report(tmp_path, signum, status):
+    """Item 4: SIGTERM and SIGINT to the parent leave no process and a partial report."""
+    code, stderr, parent, worker, out = _signal_a_hanging_compare(tmp_path, signum)
+    assert code == status, stderr
     assert "Traceback" not in stderr
-    for group in (parent.pid, worker):
-        with pytest.raises(ProcessLookupError):
-            os.killpg(group, 0)
-    assert _sessions_alive({parent.pid, worker}) == []
+    _assert_no_process_left(parent, worker)
     report = json.loads((out / "report.json").read_text())
     assert validate_report(report) == []
     assert report["status"] == "interrupted"
@@ -168,6 +186,14 @@ def test_signal_stops_workers_and_writes_a_partial_report(tmp_path, signum, stat
     assert _target(report, TINY)["runs"]["jax"]["status"] == "completed"
     assert _target(report, HANGS)["runs"]["jax"]["status"] == "interrupted"
     assert "**Interrupted**" in (out / "report.md").read_text()
+
+
+def test_a_parent_killed_outright_leaves_no_worker(tmp_path):
+    """Item 4: even SIGKILL, which the parent cannot act on, orphans no worker."""
+    code, _, parent, worker, _ = _signal_a_hanging_compare(tmp_path, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    # The orphaned worker is reaped by init, if at all; it must not run on.
+    _assert_no_process_left(parent, worker, reaped=False)
 
 
 def test_tool_errors_exit_with_status_2(tmp_path, monkeypatch, capsys):

@@ -308,11 +308,6 @@ class _Runner:
 
     def _record(self, backend, target, record):
         self.runs[backend].records[target] = record
-        if record.get("status") == "completed":
-            # The parent, not the worker, writes into the report folder (no symlink followed).
-            self.output.write_json(
-                f"runs/{backend}/{target_slug(target)}.json", record, indent=1
-            )
         self._print_progress(backend, target, record)
         if self.on_target_done is not None and all(
             target in self.runs[b].records for b in self.plan.backends
@@ -458,7 +453,10 @@ class _Runner:
             target = event["target"]
             if target in worker.pending:
                 worker.pending.remove(target)
-            self._record(backend, target, event["record"])
+            record = event["record"]
+            # The parent, not the worker, writes into the report folder (no symlink followed).
+            self.output.write_json(f"runs/{backend}/{target_slug(target)}.json", record, indent=1)
+            self._record(backend, target, record)
         elif kind == "trained":
             worker.trained = True
             worker.current = None
