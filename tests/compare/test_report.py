@@ -73,3 +73,18 @@ def test_without_a_per_layer_check_a_divergence_stays_a_divergence():
         {"tensorflow": _run(), "torch": _run()}, {"torch": _div(3)}, "tensorflow", None
     )
     assert _kinds(findings) == {"torch": "divergence"}
+
+
+def test_runs_without_shared_weights_are_not_compared_and_never_drift():
+    findings = target_findings(
+        {"torch": _run(), "jax": _run()}, {}, "torch", None,
+        {"jax": "not compared with torch: the runs did not start from shared initial weights"},
+    )
+    assert findings == [{"kind": "unavailable", "backend": "jax", "message":
+                         "not compared with torch: the runs did not start from shared initial "
+                         "weights"}]
+
+
+def test_an_interrupted_run_is_no_finding():
+    interrupted = {**_run(), "status": "interrupted", "error": "interrupted: SIGTERM"}
+    assert target_findings({"torch": _run(), "jax": interrupted}, {}, "torch") == []
