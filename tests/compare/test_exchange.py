@@ -43,7 +43,7 @@ def test_a_substituted_pickle_file_is_refused_without_running_it(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "inspect.npz"
     path.write_bytes(pickle.dumps(_Payload(str(marker))))
-    with pytest.raises(Exception):
+    with pytest.raises(ValueError, match="pickled"):
         load_tree(str(path))
     # An .npz whose member is a pickled object array: also refused.
     np.savez(path, __structure__=np.array("{}"),

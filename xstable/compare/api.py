@@ -114,6 +114,7 @@ def compare(
     locate=True,
     env=None,
     progress=sys.stderr,
+    noise_floor=False,
 ):
     """Trains each target on each backend from the same weights and batches, and compares.
 
@@ -144,6 +145,9 @@ def compare(
         locate: bool, take divergent and NaN steps apart layer by layer.
         env: dict of extra environment variables for the workers.
         progress: text stream for progress lines, or `None`.
+        noise_floor: bool, train every target twice on the reference backend (A/A) and
+            report how far the two identical runs part: the run-to-run noise under which a
+            cross-backend difference means nothing. Doubles the reference's training time.
 
     Returns:
         The report dict (also written to `out_dir/report.json`); `report["summary"]
@@ -207,6 +211,7 @@ def compare(
         jobs=jobs,
         env=dict(env or {}),
         locate_nan=locate,
+        noise_floor=bool(noise_floor),
     )
     plots_note = None
     drawer = None
@@ -410,9 +415,19 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
 
     divergence = {}
     not_compared = {}
+    noise_floor = None
     reference_run = run_entries[reference]
     if reference_run["status"] == "completed":
         ref_losses = [_as_float(v) for v in records[reference]["result"]["losses"]]
+        repeated = records[reference]["result"]["extra"].get("aa_losses")
+        if repeated is not None:
+            aa = loss_divergence(ref_losses, [_as_float(v) for v in repeated], tolerances)
+            noise_floor = {
+                "backend": reference,
+                "compared_steps": aa["compared_steps"],
+                "max_relative_deviation": aa["max_relative_deviation"],
+                "first_divergent_step": aa["first_divergent_step"],
+            }
         for backend, run in run_entries.items():
             if backend == reference or run["status"] != "completed":
                 continue
@@ -489,6 +504,7 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
         "runs": run_entries,
         "divergence": divergence,
         "not_compared": not_compared,
+        "noise_floor": noise_floor,
         "localization": localization,
         "findings": findings,
         "plot": None,

@@ -90,6 +90,9 @@ def add_compare_parser(commands):
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG loss plots")
     parser.add_argument("--no-locate", action="store_true",
                         help="skip the per-layer comparison and NaN location")
+    parser.add_argument("--noise-floor", action="store_true",
+                        help="train each target twice on the reference backend (A/A) and "
+                        "report how far two identical runs part (doubles its training time)")
     parser.add_argument("--list", action="store_true", help="list the seed scenario targets and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.set_defaults(handler=run_compare)
@@ -148,6 +151,7 @@ def _run_compare(args):
             plots=not args.no_plots,
             locate=not args.no_locate,
             progress=None if args.quiet else sys.stderr,
+            noise_floor=args.noise_floor,
         )
     except (TypeError, ValueError, RuntimeError, OSError) as error:
         print(f"xstable compare: error: {error}", file=sys.stderr)

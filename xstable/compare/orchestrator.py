@@ -76,6 +76,8 @@ class RunPlan:
             of every step (past it, the per-layer comparison replays the run instead).
         share_compiled_programs: let a worker reuse a compiled program that an earlier target
             of the same run compiled (JAX's compilation cache, in `work_dir`).
+        noise_floor: the reference trains each target a second time (A/A) to measure how far
+            two identical runs on it part.
     """
 
     targets: list
@@ -90,6 +92,7 @@ class RunPlan:
     state_budget_bytes: int = 64 * 2**20
     share_compiled_programs: bool = True
     work_dir: str | None = None
+    noise_floor: bool = False
 
     @property
     def exchange_dir(self):
@@ -188,6 +191,7 @@ class _Worker:
                     "build_weights": build_weights,
                     "weights_dir": os.path.join(plan.exchange_dir, "weights"),
                     "parent_pid": os.getpid(),
+                    "repeat_runs": plan.noise_floor and backend == plan.backends[0],
                     "locate_nan": plan.locate_nan,
                     # The reference keeps every step's state for the per-layer comparison;
                     # the others need only the latest (for locating a NaN).

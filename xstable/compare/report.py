@@ -196,7 +196,12 @@ def render_markdown(report):
             expected = run.get("expected_outcome")
             if run["status"] == "completed" and expected and expected != run["outcome"]:
                 outcome += f" (expected {expected})"
-            if backend == settings["reference"]:
+            noise = target.get("noise_floor")
+            if backend == settings["reference"] and noise:
+                deviation = f"(reference; A/A {_fmt_dev(noise['max_relative_deviation'])})"
+                first = ("-" if noise["first_divergent_step"] is None
+                         else f"A/A: **{noise['first_divergent_step']}**")
+            elif backend == settings["reference"]:
                 deviation, first = "(reference)", "-"
             else:
                 deviation = _fmt_dev(div["max_relative_deviation"]) if div else "-"
@@ -215,6 +220,19 @@ def render_markdown(report):
         items = []
         for finding in target["findings"]:
             items.append(f"- {finding['kind']} on {finding['backend']}: {finding['message']}")
+        noise = target.get("noise_floor")
+        if noise:
+            line = (
+                f"- A/A noise floor on {noise['backend']}: two identical runs part by at most "
+                f"{_fmt_dev(noise['max_relative_deviation'])} over {noise['compared_steps']} steps"
+            )
+            if noise["first_divergent_step"] is not None:
+                line += (
+                    f"; beyond the tolerance from step {noise['first_divergent_step']}: the "
+                    "reference is not deterministic run to run, so cross-backend differences "
+                    "of that size are noise"
+                )
+            items.append(line)
         localization = target["localization"]
         if localization:
             for backend, location in localization["backends"].items():

@@ -158,6 +158,17 @@ REPORT_SCHEMA = {
                     "divergence": {"type": "object", "additionalProperties": _DIVERGENCE},
                     "not_compared": {"type": "object",
                                      "additionalProperties": {"type": "string"}},
+                    "noise_floor": {
+                        "type": ["object", "null"],
+                        "required": ["backend", "compared_steps", "max_relative_deviation",
+                                     "first_divergent_step"],
+                        "properties": {
+                            "backend": {"type": "string"},
+                            "compared_steps": {"type": "integer", "minimum": 0},
+                            "max_relative_deviation": {"type": "number", "minimum": 0},
+                            "first_divergent_step": _NULLABLE_INT,
+                        },
+                    },
                     "localization": {
                         "type": ["object", "null"],
                         "required": ["step", "reference", "backends", "errors"],

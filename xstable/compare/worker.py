@@ -240,6 +240,16 @@ class _Worker:
                 before_step=note_compile_mode,
             )
             timings["run_spec"] = time.perf_counter() - run_started
+            if self.plan.get("repeat_runs"):
+                # A/A: the same run again, same weights and batches, in this process. Where
+                # the two part, the backend is not deterministic run to run, and a cross-backend
+                # difference of that size says nothing.
+                repeat_started = time.perf_counter()
+                keras.utils.clear_session(free_memory=False)
+                again = run_spec(spec, initial_weights=weights,
+                                 diverged_threshold=settings["diverged_threshold"])
+                result.extra["aa_losses"] = [float(v) for v in again.losses]
+                timings["aa_run"] = time.perf_counter() - repeat_started
             result.extra["compile_mode"] = mode.get("compile_mode")
             if "expected" in settings:
                 result.extra["expected_outcome"] = settings["expected"].get(self.backend)
