@@ -3,7 +3,9 @@
 import json
 import math
 
-__all__ = ["run_summary", "target_findings", "render_markdown", "write_report"]
+from xstable.compare.findings import FINDING_KINDS
+
+__all__ = ["run_summary", "target_findings", "render_verdict", "render_markdown", "write_report"]
 
 
 def _number(value):
@@ -143,11 +145,41 @@ def _where(run, location):
     return "; ".join(parts) or "-"
 
 
+def render_verdict(report):
+    """Returns the verdict block that opens `report.md`, as a list of lines.
+
+    `PASS` when no finding kind in `--fail-on` occurred, `FAIL` when one did, `INTERRUPTED`
+    when a signal stopped the run; then every finding kind with its count and whether it
+    fails the run.
+    """
+    summary = report["summary"]
+    counts, fail_on = summary["findings"], summary["fail_on"]
+    if report.get("status") == "interrupted":
+        verdict = f"INTERRUPTED ({summary.get('interrupted', 'signal')})"
+    else:
+        verdict = "FAIL" if any(counts.get(kind) for kind in fail_on) else "PASS"
+    lines = [
+        f"## Verdict: {verdict}",
+        "",
+        f"Exit status {summary['exit_status']}; fails on: {', '.join(fail_on) or 'nothing'}.",
+        "",
+        "| finding | count | fails the run |",
+        "|---|---|---|",
+    ]
+    for kind in FINDING_KINDS:
+        count = counts.get(kind, 0)
+        fails = kind in fail_on
+        mark = ("**yes**" if count else "yes") if fails else "no"
+        lines.append(f"| {kind} | {count} | {mark} |")
+    return lines + [""]
+
+
 def render_markdown(report):
-    """Renders the report dict as Markdown: settings, the target x backend table, details."""
+    """Renders the report dict as Markdown: verdict, settings, the target x backend table,
+    details."""
     settings = report["settings"]
     tol = settings["tolerances"]
-    lines = ["# xstable compare report", ""]
+    lines = ["# xstable compare report", "", *render_verdict(report)]
     if report.get("status") == "interrupted":
         lines += [
             f"**Interrupted** ({report['summary'].get('interrupted', 'signal')}): this report "
