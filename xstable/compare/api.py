@@ -71,6 +71,23 @@ def _check_arguments(targets, backends, device, jobs, timeout_s, tolerances):
         )
 
 
+def _check_python(python, backends):
+    python = dict(python or {})
+    for backend, path in python.items():
+        if backend not in backends:
+            raise ValueError(
+                f"`python` names a backend that is not compared: {backend!r} (compared: "
+                f"{list(backends)}). Received: python={python!r}."
+            )
+        if not (isinstance(path, str) and os.path.isfile(path) and os.access(path, os.X_OK)):
+            raise ValueError(
+                f"`python` for {backend} must be the path of an executable Python "
+                f"interpreter. Received: python={python!r}."
+            )
+        python[backend] = os.path.abspath(path)
+    return python
+
+
 def _clean(value):
     """Makes a value strict-JSON: non-finite floats become "nan"/"inf"/"-inf"."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -115,6 +132,7 @@ def compare(
     env=None,
     progress=sys.stderr,
     noise_floor=False,
+    python=None,
 ):
     """Trains each target on each backend from the same weights and batches, and compares.
 
@@ -148,6 +166,9 @@ def compare(
         noise_floor: bool, train every target twice on the reference backend (A/A) and
             report how far the two identical runs part: the run-to-run noise under which a
             cross-backend difference means nothing. Doubles the reference's training time.
+        python: dict backend -> path of the Python interpreter that runs that backend's
+            worker (e.g. a virtual environment with another TensorFlow); default: this
+            process's interpreter. The worker imports this process's xstable.
 
     Returns:
         The report dict (also written to `out_dir/report.json`); `report["summary"]
@@ -197,6 +218,7 @@ def compare(
             f"Received: reference={reference!r}."
         )
     backends = [reference] + [b for b in backends if b != reference]
+    python = _check_python(python, backends)
     for target in targets:
         check_target_resolvable(target)
     output = OutputFolder(out_dir)
@@ -212,6 +234,7 @@ def compare(
         env=dict(env or {}),
         locate_nan=locate,
         noise_floor=bool(noise_floor),
+        python=python,
     )
     plots_note = None
     drawer = None
@@ -365,6 +388,7 @@ def _write(target_reports, runs, plan, reference, tolerances, fail_on, plots_not
             "tf32": "off",
             "batch_order": "pinned by NumPy (xstable.training.batch_order), same on every backend",
             "initial_weights": _initial_weights_note(builder, target_reports),
+            "python": dict(plan.python),
         },
         "backends": {
             b: {
@@ -372,6 +396,7 @@ def _write(target_reports, runs, plan, reference, tolerances, fail_on, plots_not
                 "versions": (runs[b].ready or {}).get("versions"),
                 "device": (runs[b].ready or {}).get("device"),
                 "restarts": runs[b].restarts,
+                "python": (runs[b].ready or {}).get("python") or plan.interpreter(b),
                 "wall_time_s": runs[b].wall_time_s,
                 "log": runs[b].log_path,
             }

@@ -53,6 +53,19 @@ def _backends(value):
     return names
 
 
+def _pythons(values):
+    python = {}
+    for value in values or []:
+        backend, sep, path = value.partition("=")
+        if not sep or backend not in BACKENDS or not path:
+            raise ValueError(
+                f"`--python` takes BACKEND=PATH with BACKEND one of {list(BACKENDS)}, e.g. "
+                f"`--python tensorflow=/opt/tf216/bin/python`. Received: --python={value!r}."
+            )
+        python[backend] = path
+    return python
+
+
 def add_compare_parser(commands):
     """Adds the `compare` subcommand to an argparse subparsers object."""
     import argparse
@@ -90,6 +103,9 @@ def add_compare_parser(commands):
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG loss plots")
     parser.add_argument("--no-locate", action="store_true",
                         help="skip the per-layer comparison and NaN location")
+    parser.add_argument("--python", action="append", metavar="BACKEND=PATH",
+                        help="run BACKEND's worker with the Python interpreter at PATH (e.g. a "
+                        "virtual environment with another version); repeatable")
     parser.add_argument("--noise-floor", action="store_true",
                         help="train each target twice on the reference backend (A/A) and "
                         "report how far two identical runs part (doubles its training time)")
@@ -152,6 +168,7 @@ def _run_compare(args):
             locate=not args.no_locate,
             progress=None if args.quiet else sys.stderr,
             noise_floor=args.noise_floor,
+            python=_pythons(args.python),
         )
     except (TypeError, ValueError, RuntimeError, OSError) as error:
         print(f"xstable compare: error: {error}", file=sys.stderr)

@@ -78,6 +78,8 @@ class RunPlan:
             of the same run compiled (JAX's compilation cache, in `work_dir`).
         noise_floor: the reference trains each target a second time (A/A) to measure how far
             two identical runs on it part.
+        python: dict backend -> Python interpreter that runs that backend's worker (default:
+            this process's interpreter); it imports this process's xstable.
     """
 
     targets: list
@@ -93,6 +95,11 @@ class RunPlan:
     share_compiled_programs: bool = True
     work_dir: str | None = None
     noise_floor: bool = False
+    python: dict = dataclasses.field(default_factory=dict)
+
+    def interpreter(self, backend):
+        """The Python interpreter that runs `backend`'s worker."""
+        return self.python.get(backend) or sys.executable
 
     @property
     def exchange_dir(self):
@@ -148,9 +155,18 @@ def worker_env(plan, backend):
     Returns:
         A dict: this process's environment, `plan.env`, `KERAS_BACKEND` and the settings
         every worker gets (GPUs hidden for `device="cpu"`, quiet TensorFlow logs, OpenMP
-        threads that wait passively, unbuffered output).
+        threads that wait passively, unbuffered output). A worker run by another interpreter
+        (`plan.python`) gets this xstable first on `PYTHONPATH`, so both sides speak the same
+        protocol.
     """
     env = {**os.environ, **plan.env, "KERAS_BACKEND": backend}
+    if plan.python.get(backend):
+        import xstable
+
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(xstable.__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_root, env.get("PYTHONPATH")) if p
+        )
     if plan.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
         env["JAX_PLATFORMS"] = "cpu"
@@ -210,7 +226,7 @@ class _Worker:
         # Its own session and process group: a terminal's Ctrl-C reaches only this process,
         # which then kills the whole group (the worker and anything a spec started).
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "xstable.compare.worker", "--plan", plan_path],
+            [plan.interpreter(backend), "-m", "xstable.compare.worker", "--plan", plan_path],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
@@ -376,7 +392,8 @@ class _Runner:
         plan = self.plan
         installed = []
         for backend in plan.backends:
-            if _backend_installed(backend):
+            # Another interpreter's packages are not visible from here: its worker says.
+            if plan.python.get(backend) or _backend_installed(backend):
                 installed.append(backend)
             else:
                 for target in plan.targets:
@@ -473,7 +490,8 @@ class _Runner:
         tail = self._log_tail(backend)
         if worker.ready is None:
             if _looks_like_missing_backend(tail, backend):
-                status, message = "unavailable", f"{backend} could not be imported"
+                status, message = "unavailable", (
+                    f"{backend} could not be imported by {self.plan.interpreter(backend)}")
             elif "xstable-compare: no GPU visible" in tail:
                 status, message = "unavailable", (
                     f"{backend} sees no GPU (`--device gpu`); install its GPU build "

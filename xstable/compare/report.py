@@ -212,6 +212,9 @@ def render_markdown(report):
             f"| {backend} | {versions.get('backend_version') or '-'} | {info['device'] or '-'} | "
             f"{', '.join(modes) or '-'} | {info['status']} |"
         )
+    if settings.get("python"):
+        lines += ["", "Workers run by another interpreter (`--python`): " + ", ".join(
+            f"{backend} `{path}`" for backend, path in settings["python"].items()) + "."]
     lines += [
         "",
         "| target | backend | outcome | first non-finite step | stage and layer | final loss "

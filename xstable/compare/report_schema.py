@@ -126,6 +126,7 @@ REPORT_SCHEMA = {
                 "tf32": {"enum": ["off"]},
                 "batch_order": {"type": "string"},
                 "initial_weights": {"type": "string"},
+                "python": {"type": "object", "additionalProperties": {"type": "string"}},
             },
         },
         "backends": {
@@ -141,6 +142,7 @@ REPORT_SCHEMA = {
                     "restarts": {"type": "integer", "minimum": 0},
                     "wall_time_s": {"type": "number", "minimum": 0},
                     "log": _NULLABLE_STRING,
+                    "python": _NULLABLE_STRING,
                 },
             },
         },

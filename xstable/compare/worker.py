@@ -94,7 +94,12 @@ def _die_with_parent(parent_pid):
     except (OSError, AttributeError):
         return
     if parent_pid is not None and os.getppid() != parent_pid:
-        os._exit(1)  # The orchestrator died before the request took effect.
+        try:  # Started through a wrapper (`--python`), or orphaned before the request?
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            os._exit(1)  # The orchestrator died before the request took effect.
+        except PermissionError:
+            pass
 
 
 class _Worker:
@@ -332,6 +337,7 @@ def main(argv=None):
         device=xstable.active_device(),
         versions=xstable.library_versions(),
         pid=os.getpid(),
+        python=sys.executable,
     )
     if plan.get("compilation_cache_dir"):
         from xstable.compare._backend_jit import share_compiled_programs
