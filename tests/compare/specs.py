@@ -2,7 +2,9 @@
 
 `saturated_bce` and `batchnorm_large_mean` plant real backend differences (BACKEND-NOTES 2 and
 5) at a known step; `benign_mlp` must not be flagged; `faulty` crashes on torch and hangs on
-JAX. The rest are malformed on purpose.
+JAX. `tiny` trains 2 steps; `crashes_building_on_torch` kills torch's worker while it builds
+the model; `hangs` writes its process id to `$XSTABLE_TEST_HANG_MARKER` and sleeps. The rest
+are malformed on purpose.
 """
 
 import os
@@ -21,6 +23,9 @@ __all__ = [
     "saturated_bce",
     "batchnorm_large_mean",
     "faulty",
+    "tiny",
+    "crashes_building_on_torch",
+    "hangs",
     "returns_number",
     "dict_missing_data",
     "dict_spec",
@@ -142,6 +147,55 @@ def faulty():
         lambda: keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]),
         make_data,
         lambda: {"optimizer": "sgd", "loss": "mse"},
+        batch_size=4,
+    )
+
+
+def _tiny_model():
+    inputs = keras.Input((2,))
+    return keras.Model(inputs, keras.layers.Dense(1, name="head")(inputs))
+
+
+def _tiny_data():
+    x = np.linspace(-1, 1, 16, dtype="float32").reshape(8, 2)
+    return x, x[:, :1] * 0.5
+
+
+def tiny():
+    """Two SGD steps of a one-layer regression: the quickest healthy target."""
+    return TrainingSpec(
+        "tiny", _tiny_model, _tiny_data, lambda: {"optimizer": "sgd", "loss": "mse"},
+        batch_size=4, shuffle=False,
+    )
+
+
+def crashes_building_on_torch():
+    """Kills its own process while torch builds the model; trains normally elsewhere."""
+
+    def build_model():
+        if keras.config.backend() == "torch":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return _tiny_model()
+
+    return TrainingSpec(
+        "crashes_building_on_torch", build_model, _tiny_data,
+        lambda: {"optimizer": "sgd", "loss": "mse"}, batch_size=4, shuffle=False,
+    )
+
+
+def hangs():
+    """Builds its model, then hangs in `make_data` after writing its pid to a marker file."""
+
+    def make_data():
+        marker = os.environ.get("XSTABLE_TEST_HANG_MARKER")
+        if marker:
+            with open(marker + ".tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.replace(marker + ".tmp", marker)
+        time.sleep(3600)
+
+    return TrainingSpec(
+        "hangs", _tiny_model, make_data, lambda: {"optimizer": "sgd", "loss": "mse"},
         batch_size=4,
     )
 

@@ -73,3 +73,34 @@ def test_without_a_per_layer_check_a_divergence_stays_a_divergence():
         {"tensorflow": _run(), "torch": _run()}, {"torch": _div(3)}, "tensorflow", None
     )
     assert _kinds(findings) == {"torch": "divergence"}
+
+
+def test_runs_without_shared_weights_are_not_compared_and_never_drift():
+    findings = target_findings(
+        {"torch": _run(), "jax": _run()}, {}, "torch", None,
+        {"jax": "not compared with torch: the runs did not start from shared initial weights"},
+    )
+    assert findings == [{"kind": "unavailable", "backend": "jax", "message":
+                         "not compared with torch: the runs did not start from shared initial "
+                         "weights"}]
+
+
+def test_an_interrupted_run_is_no_finding():
+    interrupted = {**_run(), "status": "interrupted", "error": "interrupted: SIGTERM"}
+    assert target_findings({"torch": _run(), "jax": interrupted}, {}, "torch") == []
+
+
+def test_the_report_opens_with_a_verdict_and_a_count_per_finding():
+    from tests.compare.test_report_schema import minimal_report
+    from xstable.compare.report import render_markdown
+
+    report = minimal_report()  # One `nan` finding; fails on `nan`.
+    lines = render_markdown(report).splitlines()
+    assert lines[2] == "## Verdict: FAIL"
+    assert "| nan | 1 | **yes** |" in lines and "| divergence | 0 | no |" in lines
+    report["summary"].update(fail_on=["divergence"], exit_status=0)
+    assert "## Verdict: PASS" in render_markdown(report)
+    report.update(status="interrupted")
+    report["summary"].update(interrupted="SIGINT", exit_status=130)
+    markdown = render_markdown(report)
+    assert "## Verdict: INTERRUPTED (SIGINT)" in markdown and "Exit status 130" in markdown

@@ -4,6 +4,10 @@
 backend, from the same initial weights and batch order with TF32 off, compares the per-step
 losses with a reference backend, names the layer, loss or update where backends part ways,
 locates NaN onsets, and writes `report.md`, `report.json` and loss plots. See docs/compare.md.
+
+It is safe to run in shared folders and CI: the processes exchange data only (JSON, `.npz`
+without pickle) in a private folder, every file under the report folder is written atomically
+without following symlinks, and SIGINT/SIGTERM stop every worker and leave a partial report.
 """
 
 from xstable.compare.api import compare

@@ -1,9 +1,11 @@
 """`compare()`: train targets on several backends and report where they part ways."""
 
 import dataclasses
+import io
 import math
 import os
 import sys
+import tempfile
 import time
 
 from xstable._version import __version__
@@ -13,15 +15,29 @@ from xstable.compare.findings import DEFAULT_FAIL_ON, exit_status, parse_fail_on
 from xstable.compare.orchestrator import (
     BACKENDS,
     DEVICES,
+    BackendRuns,
     RunPlan,
     close_workers,
     inspect_step,
+    kill_workers,
     release_workers,
     run_backends,
 )
+from xstable.compare.output import OutputFolder
 from xstable.compare.plots import MATPLOTLIB_MISSING, LossPlotter, matplotlib_available
 from xstable.compare.report_schema import SCHEMA_VERSION
-from xstable.compare.targets import default_targets, expand_targets, target_slug
+from xstable.compare.signals import (
+    INTERRUPTS,
+    exit_status_for,
+    interrupt_signal,
+    signals_ignored,
+)
+from xstable.compare.targets import (
+    check_target_resolvable,
+    default_targets,
+    expand_targets,
+    target_slug,
+)
 from xstable.compare.tolerances import DEFAULT_TOLERANCES, Tolerances
 
 __all__ = ["compare"]
@@ -55,6 +71,23 @@ def _check_arguments(targets, backends, device, jobs, timeout_s, tolerances):
         )
 
 
+def _check_python(python, backends):
+    python = dict(python or {})
+    for backend, path in python.items():
+        if backend not in backends:
+            raise ValueError(
+                f"`python` names a backend that is not compared: {backend!r} (compared: "
+                f"{list(backends)}). Received: python={python!r}."
+            )
+        if not (isinstance(path, str) and os.path.isfile(path) and os.access(path, os.X_OK)):
+            raise ValueError(
+                f"`python` for {backend} must be the path of an executable Python "
+                f"interpreter. Received: python={python!r}."
+            )
+        python[backend] = os.path.abspath(path)
+    return python
+
+
 def _clean(value):
     """Makes a value strict-JSON: non-finite floats become "nan"/"inf"/"-inf"."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -70,8 +103,10 @@ def _as_float(value):
     return float(value) if value is not None else math.nan
 
 
-def _backend_status(records):
+def _backend_status(records, targets, interrupted):
     statuses = {r["status"] for r in records.values()}
+    if interrupted and len(records) < len(targets):
+        return "interrupted"
     if statuses == {"completed"}:
         return "ok"
     if statuses == {"unavailable"}:
@@ -96,6 +131,8 @@ def compare(
     locate=True,
     env=None,
     progress=sys.stderr,
+    noise_floor=False,
+    python=None,
 ):
     """Trains each target on each backend from the same weights and batches, and compares.
 
@@ -126,6 +163,12 @@ def compare(
         locate: bool, take divergent and NaN steps apart layer by layer.
         env: dict of extra environment variables for the workers.
         progress: text stream for progress lines, or `None`.
+        noise_floor: bool, train every target twice on the reference backend (A/A) and
+            report how far the two identical runs part: the run-to-run noise under which a
+            cross-backend difference means nothing. Doubles the reference's training time.
+        python: dict backend -> path of the Python interpreter that runs that backend's
+            worker (e.g. a virtual environment with another TensorFlow); default: this
+            process's interpreter. The worker imports this process's xstable.
 
     Returns:
         The report dict (also written to `out_dir/report.json`); `report["summary"]
@@ -133,8 +176,19 @@ def compare(
 
     Raises:
         TypeError: If `targets` or `tolerances` has the wrong type.
-        ValueError: If a backend, device, `jobs`, `timeout_s` or `fail_on` value is invalid.
+        ValueError: If a backend, device, `jobs`, `timeout_s` or `fail_on` value is invalid,
+            a target cannot be found, or `out_dir` cannot be used
+            (`xstable.compare.output.OutputFolderError`: not a directory, not writable, or
+            owned by another user).
         RuntimeError: If `targets` is `None` and the seed scenarios are not installed.
+        KeyboardInterrupt: On SIGINT, after the workers are killed and a partial report
+            (`"status": "interrupted"`) is written; likewise
+            `xstable.compare.signals.Terminated` on SIGTERM where the caller made SIGTERM
+            raise it (`xstable compare` does).
+
+    Safety: workers exchange data with this process only as JSON and `.npz` (no pickle) in a
+    private temporary folder (mode 0700, outside `out_dir`, removed at the end); every file
+    under `out_dir` is written atomically by this process without following symlinks.
 
     Example:
 
@@ -164,7 +218,11 @@ def compare(
             f"Received: reference={reference!r}."
         )
     backends = [reference] + [b for b in backends if b != reference]
-    out_dir = os.path.abspath(out_dir)
+    python = _check_python(python, backends)
+    for target in targets:
+        check_target_resolvable(target)
+    output = OutputFolder(out_dir)
+    out_dir = output.path
     plan = RunPlan(
         targets=targets,
         backends=backends,
@@ -175,12 +233,14 @@ def compare(
         jobs=jobs,
         env=dict(env or {}),
         locate_nan=locate,
+        noise_floor=bool(noise_floor),
+        python=python,
     )
     plots_note = None
     drawer = None
     if plots:
         if matplotlib_available():
-            drawer = _PlotsAsTargetsFinish(out_dir)
+            drawer = _PlotsAsTargetsFinish(output)
         else:
             plots_note = MATPLOTLIB_MISSING
             if progress is not None:
@@ -191,29 +251,46 @@ def compare(
         # comparison, so it is drawn while the slowest backend still trains.
         drawer.plot(_target_report(target, runs, {}, plan, reference, tolerances, False, None))
 
+    runs, workers, report = {}, {}, None
+    private = tempfile.TemporaryDirectory(prefix="xstable-compare-", ignore_cleanup_errors=True)
+    plan.work_dir = private.name  # mkdtemp: mode 0700, only this user can read or plant files.
     try:
-        runs, workers, say = run_backends(
-            plan, progress, plot_finished_target if drawer is not None else None
-        )
         try:
-            target_reports = [
-                _target_report(target, runs, workers, plan, reference, tolerances, locate, say)
-                for target in targets
-            ]
-        finally:
-            release_workers(workers)  # They wind down while the report is written.
-        try:
+            _, workers, say = run_backends(
+                plan, progress, plot_finished_target if drawer is not None else None,
+                output=output, runs=runs,
+            )
+            try:
+                target_reports = [
+                    _target_report(target, runs, workers, plan, reference, tolerances, locate,
+                                   say)
+                    for target in targets
+                ]
+            finally:
+                release_workers(workers)  # They wind down while the report is written.
             if drawer is not None:
                 for entry in target_reports:
                     entry["plot"] = drawer.plot(entry)
-            report = _write(
-                target_reports, runs, plan, reference, tolerances, fail_on, plots_note, started
-            )
-        finally:
+            report = _write(target_reports, runs, plan, reference, tolerances, fail_on,
+                            plots_note, started, output)
             close_workers(workers)
+        except INTERRUPTS as interrupt:
+            with signals_ignored():  # A second Ctrl-C must not cut the partial report short.
+                kill_workers(workers)
+                if report is None:
+                    _write_interrupted(runs, plan, reference, tolerances, fail_on, plots_note,
+                                       started, output, drawer, interrupt, progress)
+            if report is None:
+                raise
+            # The report was complete; only the workers' exit was cut short (now killed).
+        except BaseException:
+            kill_workers(workers)
+            raise
     finally:
         if drawer is not None:
             drawer.close()
+        output.close()
+        private.cleanup()
     if progress is not None:
         # The time printed is the whole run, the workers' exit included (the report's
         # `wall_time_s` ends when the report is assembled).
@@ -227,11 +304,35 @@ def compare(
     return report
 
 
+def _write_interrupted(runs, plan, reference, tolerances, fail_on, plots_note, started, output,
+                       drawer, interrupt, progress):
+    """Writes the report of what finished before SIGINT or SIGTERM ended the run."""
+    signal_name = interrupt_signal(interrupt).name
+    for backend in plan.backends:  # The interrupt may come before a backend was set up.
+        runs.setdefault(backend, BackendRuns(backend, {}))
+    missing = f"the run was interrupted ({signal_name}) before this target finished"
+    target_reports = []
+    for target in plan.targets:
+        entry = _target_report(target, runs, {}, plan, reference, tolerances, False, None,
+                               missing=missing)
+        if drawer is not None:
+            entry["plot"] = drawer.paths.get(target)
+        target_reports.append(entry)
+    _write(target_reports, runs, plan, reference, tolerances, fail_on, plots_note, started,
+           output, interrupted=signal_name, status_override=exit_status_for(interrupt))
+    if progress is not None:
+        progress.write(
+            f"compare: interrupted by {signal_name}; workers stopped; partial report in "
+            f"{output.join('report.md')}\n"
+        )
+        progress.flush()
+
+
 class _PlotsAsTargetsFinish:
     """Draws each target's loss plot once, on one reused figure created at the first plot."""
 
-    def __init__(self, out_dir):
-        self.out_dir = out_dir
+    def __init__(self, output):
+        self.output = output
         self.paths = {}
         self._plotter = None
 
@@ -240,7 +341,7 @@ class _PlotsAsTargetsFinish:
         if target not in self.paths:
             if self._plotter is None:
                 self._plotter = LossPlotter().__enter__()
-            self.paths[target] = _plot(self._plotter, entry, self.out_dir)
+            self.paths[target] = _plot(self._plotter, entry, self.output)
         return self.paths[target]
 
     def close(self):
@@ -249,18 +350,35 @@ class _PlotsAsTargetsFinish:
             self._plotter = None
 
 
-def _write(target_reports, runs, plan, reference, tolerances, fail_on, plots_note, started):
+def _initial_weights_note(builder, target_reports):
+    unshared = sorted(
+        t["target"] for t in target_reports
+        if any(r["status"] == "completed" and r["same_initial_weights"] is False
+               for r in t["runs"].values())
+    )
+    note = f"built once on {builder or 'no backend'} and loaded everywhere"
+    if unshared:
+        note += (
+            f", except for {len(unshared)} target(s) whose weights could not be built there "
+            f"({', '.join(unshared)}): not compared"
+        )
+    return note
+
+
+def _write(target_reports, runs, plan, reference, tolerances, fail_on, plots_note, started,
+           output, interrupted=None, status_override=None):
     """Assembles the report dict, writes report.json and report.md, and returns the dict."""
-    backends, device, out_dir = plan.backends, plan.device, plan.out_dir
+    backends, device = plan.backends, plan.device
     timeout_s = plan.target_timeout_s
     findings = [f for entry in target_reports for f in entry["findings"]]
     counts = {}
     for finding in findings:
         counts[finding["kind"]] = counts.get(finding["kind"], 0) + 1
-    builder = next((b for b in backends if runs[b].ready is not None), None)
+    builder = plan.backends[0] if runs[plan.backends[0]].ready is not None else None
     report = {
         "schema_version": SCHEMA_VERSION,
         "xstable_version": __version__,
+        "status": "interrupted" if interrupted else "complete",
         "settings": {
             "backends": backends,
             "reference": reference,
@@ -269,14 +387,16 @@ def _write(target_reports, runs, plan, reference, tolerances, fail_on, plots_not
             "target_timeout_s": float(timeout_s),
             "tf32": "off",
             "batch_order": "pinned by NumPy (xstable.training.batch_order), same on every backend",
-            "initial_weights": f"built once on {builder or 'no backend'} and loaded everywhere",
+            "initial_weights": _initial_weights_note(builder, target_reports),
+            "python": dict(plan.python),
         },
         "backends": {
             b: {
-                "status": _backend_status(runs[b].records),
+                "status": _backend_status(runs[b].records, plan.targets, interrupted),
                 "versions": (runs[b].ready or {}).get("versions"),
                 "device": (runs[b].ready or {}).get("device"),
                 "restarts": runs[b].restarts,
+                "python": (runs[b].ready or {}).get("python") or plan.interpreter(b),
                 "wall_time_s": runs[b].wall_time_s,
                 "log": runs[b].log_path,
             }
@@ -286,22 +406,29 @@ def _write(target_reports, runs, plan, reference, tolerances, fail_on, plots_not
         "summary": {
             "findings": counts,
             "fail_on": list(fail_on),
-            "exit_status": exit_status(findings, fail_on),
+            "exit_status": exit_status(findings, fail_on) if status_override is None
+            else status_override,
             "wall_time_s": time.monotonic() - started,
             "plots": plots_note,
         },
     }
+    if interrupted:
+        report["summary"]["interrupted"] = interrupted
     report = _clean(report)
-    report_module.write_report(report, out_dir)
+    report_module.write_report(report, output)
     return report
 
 
-def _target_report(target, runs, workers, plan, reference, tolerances, locate, say):
-    records = {b: runs[b].records.get(target) for b in plan.backends}
+def _target_report(target, runs, workers, plan, reference, tolerances, locate, say,
+                   missing=None):
+    records = {b: runs[b].records.get(target) if b in runs else None for b in plan.backends}
     run_entries = {}
     name = description = None
     for backend, record in records.items():
-        if record is None:
+        if record is None and missing is not None:
+            record = {"status": "interrupted", "error": {"type": "interrupted",
+                                                         "message": missing}}
+        elif record is None:
             record = {"status": "crashed", "error": {"type": "crashed",
                                                      "message": "no result was recorded"}}
         if record["status"] == "completed":
@@ -312,11 +439,31 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
         run_entries[backend] = report_module.run_summary(record)
 
     divergence = {}
+    not_compared = {}
+    noise_floor = None
     reference_run = run_entries[reference]
     if reference_run["status"] == "completed":
         ref_losses = [_as_float(v) for v in records[reference]["result"]["losses"]]
+        repeated = records[reference]["result"]["extra"].get("aa_losses")
+        if repeated is not None:
+            aa = loss_divergence(ref_losses, [_as_float(v) for v in repeated], tolerances)
+            noise_floor = {
+                "backend": reference,
+                "compared_steps": aa["compared_steps"],
+                "max_relative_deviation": aa["max_relative_deviation"],
+                "first_divergent_step": aa["first_divergent_step"],
+            }
         for backend, run in run_entries.items():
             if backend == reference or run["status"] != "completed":
+                continue
+            if not (reference_run["same_initial_weights"] and run["same_initial_weights"]):
+                # Different starting points: a loss difference says nothing about the backends.
+                note = (records[backend].get("initial_weights_note")
+                        or records[reference].get("initial_weights_note") or "unknown reason")
+                not_compared[backend] = (
+                    f"not compared with {reference}: the runs did not start from shared "
+                    f"initial weights ({note})"
+                )
                 continue
             losses = [_as_float(v) for v in records[backend]["result"]["losses"]]
             divergence[backend] = loss_divergence(ref_losses, losses, tolerances)
@@ -327,8 +474,8 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
     if steps and locate:
         step = _step_to_inspect(min(steps), run_entries)
         say(reference, f"{target}: taking step {step} apart on every backend")
-        work_dir = os.path.join(plan.out_dir, "work", "inspect")
-        os.makedirs(work_dir, exist_ok=True)
+        work_dir = os.path.join(plan.exchange_dir, "inspect")
+        os.makedirs(work_dir, mode=0o700, exist_ok=True)
         live = {b: w for b, w in workers.items() if b in divergence or b == reference}
         # Inspection compiles a fresh function per backend: never less time than a minute.
         inspections, errors = inspect_step(
@@ -373,13 +520,16 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
             "backends": located,
             "errors": {b: str(e) for b, e in errors.items()},
         }
-    findings = report_module.target_findings(run_entries, divergence, reference, localization)
+    findings = report_module.target_findings(run_entries, divergence, reference, localization,
+                                             not_compared)
     return {
         "target": target,
         "name": name,
         "description": description,
         "runs": run_entries,
         "divergence": divergence,
+        "not_compared": not_compared,
+        "noise_floor": noise_floor,
         "localization": localization,
         "findings": findings,
         "plot": None,
@@ -400,7 +550,7 @@ def _step_to_inspect(step, run_entries):
     return step
 
 
-def _plot(plotter, entry, out_dir):
+def _plot(plotter, entry, output):
     curves = {
         backend: ([_as_float(v) if not isinstance(v, str) else float(v) for v in run["losses"]],
                   run["first_nonfinite_step"])
@@ -411,6 +561,8 @@ def _plot(plotter, entry, out_dir):
         return None
     steps = [d["first_divergent_step"] for d in entry["divergence"].values()
              if d["first_divergent_step"] is not None]
-    path = os.path.join(out_dir, "plots", f"{target_slug(entry['target'])}.png")
-    plotter.plot(entry["target"], curves, path, min(steps) if steps else None)
-    return os.path.relpath(path, out_dir)
+    relative = f"plots/{target_slug(entry['target'])}.png"
+    png = io.BytesIO()
+    plotter.plot(entry["target"], curves, png, min(steps) if steps else None)
+    output.write_bytes(relative, png.getvalue())
+    return relative

@@ -2,10 +2,12 @@
 
 import os
 import sys
+import traceback
 import warnings
 
 from xstable.compare.findings import DEFAULT_FAIL_ON, FINDING_KINDS
 from xstable.compare.orchestrator import BACKENDS
+from xstable.compare.signals import INTERRUPTS, exit_status_for, raise_on_sigterm
 from xstable.compare.tolerances import DEFAULT_TOLERANCES, Tolerances
 
 __all__ = ["add_compare_parser", "run_compare"]
@@ -20,6 +22,19 @@ targets:
 
 findings for --fail-on (comma-separated, or `none`/`any`):
 """ + "\n".join(f"  {k:<12} {v}" for k, v in FINDING_KINDS.items()) + """
+
+exit status:
+  0    no finding named in --fail-on
+  1    a finding named in --fail-on occurred
+  2    usage or tool error: bad arguments, a target that cannot be found, an --out that
+       is not a directory, not writable or owned by another user
+  130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: workers killed, partial report
+       (status "interrupted") written
+
+safety (shared folders, CI):
+  every file under --out is written atomically by the parent process and never through a
+  symlink (a symlink there is replaced); the workers exchange data with it only as JSON and
+  .npz (no pickle) in a private temporary folder (mode 0700, outside --out, removed at exit)
 
 examples:
   xstable compare --out reports/compare
@@ -36,6 +51,19 @@ def _backends(value):
             f"Received: --backends={value!r}."
         )
     return names
+
+
+def _pythons(values):
+    python = {}
+    for value in values or []:
+        backend, sep, path = value.partition("=")
+        if not sep or backend not in BACKENDS or not path:
+            raise ValueError(
+                f"`--python` takes BACKEND=PATH with BACKEND one of {list(BACKENDS)}, e.g. "
+                f"`--python tensorflow=/opt/tf216/bin/python`. Received: --python={value!r}."
+            )
+        python[backend] = path
+    return python
 
 
 def add_compare_parser(commands):
@@ -57,7 +85,8 @@ def add_compare_parser(commands):
                         f"(default: {','.join(BACKENDS)})")
     parser.add_argument("--reference", default=None, help="reference backend (default: first)")
     parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--out", default="reports/compare", help="report folder")
+    parser.add_argument("--out", default="reports/compare",
+                        help="report folder: a directory of yours, created if missing")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds one target may take on one backend (default: 300)")
     parser.add_argument("--startup-timeout", type=float, default=300.0,
@@ -74,6 +103,12 @@ def add_compare_parser(commands):
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG loss plots")
     parser.add_argument("--no-locate", action="store_true",
                         help="skip the per-layer comparison and NaN location")
+    parser.add_argument("--python", action="append", metavar="BACKEND=PATH",
+                        help="run BACKEND's worker with the Python interpreter at PATH (e.g. a "
+                        "virtual environment with another version); repeatable")
+    parser.add_argument("--noise-floor", action="store_true",
+                        help="train each target twice on the reference backend (A/A) and "
+                        "report how far two identical runs part (doubles its training time)")
     parser.add_argument("--list", action="store_true", help="list the seed scenario targets and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.set_defaults(handler=run_compare)
@@ -81,7 +116,22 @@ def add_compare_parser(commands):
 
 
 def run_compare(args):
-    """Runs the subcommand; returns the exit status."""
+    """Runs the subcommand; returns the exit status (see `_EPILOG`).
+
+    SIGTERM raises in this process for the duration, so that it, like Ctrl-C, kills the
+    workers and writes a partial report instead of ending the parent alone.
+    """
+    with raise_on_sigterm():
+        try:
+            return _run_compare(args)
+        except INTERRUPTS as interrupt:
+            if args.quiet:
+                print(f"xstable compare: interrupted ({type(interrupt).__name__})",
+                      file=sys.stderr)
+            return exit_status_for(interrupt)
+
+
+def _run_compare(args):
     if "keras" not in sys.modules:
         # This process only lists the seed scenarios (whose modules import Keras) and writes
         # the report; each backend trains in its own worker process. Keras's NumPy backend
@@ -117,8 +167,14 @@ def run_compare(args):
             plots=not args.no_plots,
             locate=not args.no_locate,
             progress=None if args.quiet else sys.stderr,
+            noise_floor=args.noise_floor,
+            python=_pythons(args.python),
         )
-    except (TypeError, ValueError, RuntimeError) as error:
+    except (TypeError, ValueError, RuntimeError, OSError) as error:
         print(f"xstable compare: error: {error}", file=sys.stderr)
+        return 2
+    except Exception:  # A bug of the tool: its traceback, and never the status of a finding.
+        traceback.print_exc()
+        print("xstable compare: internal error (traceback above)", file=sys.stderr)
         return 2
     return report["summary"]["exit_status"]

@@ -9,7 +9,8 @@ FINDING_KINDS = {
     "identical state the step agrees: float32 rounding amplified by the training, no op to blame",
     "nan": "a backend's run hit a non-finite loss or weight",
     "error": "the spec raised, the worker crashed, or a target timed out",
-    "unavailable": "a backend is not installed or its worker could not start",
+    "unavailable": "a backend is not installed or its worker could not start, or a run was "
+    "not compared because it could not start from the shared initial weights",
 }
 DEFAULT_FAIL_ON = ("divergence", "error")
 
@@ -50,5 +51,9 @@ def parse_fail_on(value):
 
 
 def exit_status(findings, fail_on):
-    """Returns 1 if any finding's kind is in `fail_on`, else 0."""
+    """Returns 1 if any finding's kind is in `fail_on`, else 0.
+
+    (`xstable compare` exits with 2 for usage and tool errors and 130/143 when interrupted;
+    those never come from findings.)
+    """
     return 1 if any(f["kind"] in fail_on for f in findings) else 0

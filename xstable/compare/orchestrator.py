@@ -5,13 +5,18 @@ backend's import is paid once. A target that hangs past `target_timeout_s`, or a
 crashes, costs only that target on that backend: the worker is killed and restarted for the
 remaining targets. A backend that is not installed, or whose process dies before it is ready,
 is reported as such for every target. Everything else is kept.
+
+Nothing the workers exchange with this process can run code when read: events and results
+travel as JSON lines over the workers' pipes; plans, initial weights, states and inspections
+are JSON or `.npz` files (`allow_pickle=False`) in a private folder (mode 0700, outside the
+report folder) that the caller creates and removes. Only this process writes into the report
+folder, through `OutputFolder` (no symlink followed).
 """
 
 import dataclasses
 import importlib.util
 import json
 import os
-import pickle
 import queue
 import signal
 import subprocess
@@ -19,6 +24,8 @@ import sys
 import threading
 import time
 
+from xstable.compare.exchange import load_tree
+from xstable.compare.output import OutputFolder
 from xstable.compare.protocol import (
     decode,
     encode,
@@ -34,6 +41,7 @@ __all__ = [
     "BackendRuns",
     "close_workers",
     "inspect_step",
+    "kill_workers",
     "release_workers",
     "run_backends",
     "worker_env",
@@ -54,6 +62,9 @@ class RunPlan:
         backends: list of backend names; the first is the reference and builds the initial
             weights.
         out_dir: folder for results, logs and the report.
+        work_dir: private folder (mode 0700, outside `out_dir`) for the plans, initial
+            weights, states and inspections the processes exchange; `None` means
+            `out_dir/work` (tests of the bookkeeping only).
         device: `"cpu"` (GPUs hidden from the workers) or `"gpu"`.
         target_timeout_s: seconds one target may take on one backend (training plus NaN
             location) before its worker is killed.
@@ -64,7 +75,11 @@ class RunPlan:
         state_budget_bytes: memory per target the reference worker may use to keep the state
             of every step (past it, the per-layer comparison replays the run instead).
         share_compiled_programs: let a worker reuse a compiled program that an earlier target
-            of the same run compiled (JAX's compilation cache, in `out_dir/work`).
+            of the same run compiled (JAX's compilation cache, in `work_dir`).
+        noise_floor: the reference trains each target a second time (A/A) to measure how far
+            two identical runs on it part.
+        python: dict backend -> Python interpreter that runs that backend's worker (default:
+            this process's interpreter); it imports this process's xstable.
     """
 
     targets: list
@@ -78,6 +93,18 @@ class RunPlan:
     locate_nan: bool = True
     state_budget_bytes: int = 64 * 2**20
     share_compiled_programs: bool = True
+    work_dir: str | None = None
+    noise_floor: bool = False
+    python: dict = dataclasses.field(default_factory=dict)
+
+    def interpreter(self, backend):
+        """The Python interpreter that runs `backend`'s worker."""
+        return self.python.get(backend) or sys.executable
+
+    @property
+    def exchange_dir(self):
+        """The folder for files only the processes of this run read."""
+        return self.work_dir or os.path.join(self.out_dir, "work")
 
 
 @dataclasses.dataclass
@@ -87,7 +114,7 @@ class BackendRuns:
     Attributes:
         backend: Backend name.
         records: dict target -> record (the worker's result JSON, or a record with `status`
-            `"crashed"`, `"timeout"`, `"unavailable"` or `"not_run"` and an `error`).
+            `"crashed"`, `"timeout"` or `"unavailable"` and an `error`).
         ready: The worker's `ready` event (versions, device), or `None` if it never started.
         restarts: How many times the worker was restarted after a crash or timeout.
         wall_time_s: Seconds from the first start to the last target.
@@ -110,15 +137,6 @@ def _read_events(stream, events):
     events.put({"event": "_eof"})
 
 
-def _tail(path, chars=_LOG_TAIL_CHARS):
-    try:
-        with open(path, errors="replace") as f:
-            text = f.read()
-    except OSError:
-        return ""
-    return text[-chars:]
-
-
 def _looks_like_missing_backend(log_tail, backend):
     module = _BACKEND_MODULES[backend]
     return (
@@ -137,9 +155,18 @@ def worker_env(plan, backend):
     Returns:
         A dict: this process's environment, `plan.env`, `KERAS_BACKEND` and the settings
         every worker gets (GPUs hidden for `device="cpu"`, quiet TensorFlow logs, OpenMP
-        threads that wait passively, unbuffered output).
+        threads that wait passively, unbuffered output). A worker run by another interpreter
+        (`plan.python`) gets this xstable first on `PYTHONPATH`, so both sides speak the same
+        protocol.
     """
     env = {**os.environ, **plan.env, "KERAS_BACKEND": backend}
+    if plan.python.get(backend):
+        import xstable
+
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(xstable.__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_root, env.get("PYTHONPATH")) if p
+        )
     if plan.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
         env["JAX_PLATFORMS"] = "cpu"
@@ -156,7 +183,7 @@ def worker_env(plan, backend):
 class _Worker:
     """One live worker process of a backend and what it is doing."""
 
-    def __init__(self, plan, backend, targets, build_weights, log_path, progress):
+    def __init__(self, plan, backend, targets, build_weights, log, progress):
         self.backend = backend
         self.targets = list(targets)
         self.pending = list(targets)
@@ -166,11 +193,10 @@ class _Worker:
         self.trained = False
         self.finished = False
         self.started = time.monotonic()
-        self.log_path = log_path
         self.progress = progress
         self.events = queue.Queue()
         self.weights_done = not build_weights
-        plan_path = os.path.join(plan.out_dir, "work", f"plan-{backend}-{os.getpid()}-"
+        plan_path = os.path.join(plan.exchange_dir, f"plan-{backend}-{os.getpid()}-"
                                  f"{int(time.time() * 1e6)}.json")
         with open(plan_path, "w") as f:
             json.dump(
@@ -179,8 +205,9 @@ class _Worker:
                     "device": plan.device,
                     "targets": [[t, target_slug(t)] for t in targets],
                     "build_weights": build_weights,
-                    "weights_dir": os.path.join(plan.out_dir, "work", "weights"),
-                    "out_dir": plan.out_dir,
+                    "weights_dir": os.path.join(plan.exchange_dir, "weights"),
+                    "parent_pid": os.getpid(),
+                    "repeat_runs": plan.noise_floor and backend == plan.backends[0],
                     "locate_nan": plan.locate_nan,
                     # The reference keeps every step's state for the per-layer comparison;
                     # the others need only the latest (for locating a NaN).
@@ -188,24 +215,25 @@ class _Worker:
                     else 0,
                     "sys_path": [os.getcwd()],
                     "compilation_cache_dir": os.path.join(
-                        plan.out_dir, "work", f"compiled-{backend}"
+                        plan.exchange_dir, f"compiled-{backend}"
                     ) if plan.share_compiled_programs else None,
                 },
                 f,
             )
         env = worker_env(plan, backend)
-        with open(log_path, "a") as log:
-            log.write(f"\n===== worker start {time.strftime('%H:%M:%S')} targets={targets}\n")
-            log.flush()
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "xstable.compare.worker", "--plan", plan_path],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env=env,
-                text=True,
-                start_new_session=True,
-            )
+        log.write(f"\n===== worker start {time.strftime('%H:%M:%S')} targets={targets}\n"
+                  .encode())
+        # Its own session and process group: a terminal's Ctrl-C reaches only this process,
+        # which then kills the whole group (the worker and anything a spec started).
+        self.process = subprocess.Popen(
+            [plan.interpreter(backend), "-m", "xstable.compare.worker", "--plan", plan_path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+            text=True,
+            start_new_session=True,
+        )
         self.reader = threading.Thread(
             target=_read_events, args=(self.process.stdout, self.events), daemon=True
         )
@@ -220,11 +248,11 @@ class _Worker:
             return False
 
     def kill(self):
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        """Kills the worker's process group (also what a spec started) and reaps the worker."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         self.process.wait()
         self.finished = True
 
@@ -280,16 +308,19 @@ class _Progress:
 
 
 class _Runner:
-    def __init__(self, plan, progress_stream, on_target_done=None):
+    def __init__(self, plan, progress_stream, on_target_done=None, output=None, runs=None):
         self.plan = plan
         self.on_target_done = on_target_done
-        os.makedirs(os.path.join(plan.out_dir, "work", "weights"), exist_ok=True)
-        os.makedirs(os.path.join(plan.out_dir, "logs"), exist_ok=True)
+        self.output = output if output is not None else OutputFolder(plan.out_dir)
+        os.makedirs(os.path.join(plan.exchange_dir, "weights"), mode=0o700, exist_ok=True)
         self.progress = _Progress(progress_stream, len(plan.targets) * len(plan.backends))
-        self.runs = {
-            b: BackendRuns(b, {}, log_path=os.path.join(plan.out_dir, "logs", f"{b}.log"))
+        self.runs = runs if runs is not None else {}
+        self.runs.update({
+            b: BackendRuns(b, {}, log_path=self.output.join(f"logs/{b}.log"))
             for b in plan.backends
-        }
+        })
+        self.logs = {}
+        self.all_workers = []
         self.workers = {}
         self.waiting = []
         self.builder = None
@@ -320,24 +351,26 @@ class _Runner:
 
     def _start(self, backend, targets):
         build = backend == self.builder and not self._weights_complete()
-        worker = _Worker(
-            self.plan, backend, targets, build, self.runs[backend].log_path, self.progress
-        )
+        if backend not in self.logs:
+            self.logs[backend] = self.output.open_log(f"logs/{backend}.log")
+        worker = _Worker(self.plan, backend, targets, build, self.logs[backend], self.progress)
         self.first_start.setdefault(backend, time.monotonic())
         self.workers[backend] = worker
+        self.all_workers.append(worker)
         self.progress(backend, f"started (pid {worker.process.pid}), {len(targets)} targets")
 
     def _weights_complete(self):
-        weights_dir = os.path.join(self.plan.out_dir, "work", "weights")
+        weights_dir = os.path.join(self.plan.exchange_dir, "weights")
         return all(
             os.path.exists(initial_weights_path(weights_dir, target_slug(t)))
             or os.path.exists(weights_unavailable_path(weights_dir, target_slug(t)))
             for t in self.plan.targets
         )
 
-    def _give_up_on_weights(self, reason):
-        weights_dir = os.path.join(self.plan.out_dir, "work", "weights")
-        for target in self.plan.targets:
+    def _weights_unavailable(self, targets, reason):
+        """Tells the other workers that these targets' shared initial weights will not come."""
+        weights_dir = os.path.join(self.plan.exchange_dir, "weights")
+        for target in targets:
             slug = target_slug(target)
             if not os.path.exists(initial_weights_path(weights_dir, slug)):
                 marker = weights_unavailable_path(weights_dir, slug)
@@ -359,7 +392,8 @@ class _Runner:
         plan = self.plan
         installed = []
         for backend in plan.backends:
-            if _backend_installed(backend):
+            # Another interpreter's packages are not visible from here: its worker says.
+            if plan.python.get(backend) or _backend_installed(backend):
                 installed.append(backend)
             else:
                 for target in plan.targets:
@@ -440,8 +474,10 @@ class _Runner:
             target = event["target"]
             if target in worker.pending:
                 worker.pending.remove(target)
-            with open(event["path"]) as f:
-                self._record(backend, target, json.load(f))
+            record = event["record"]
+            # The parent, not the worker, writes into the report folder (no symlink followed).
+            self.output.write_json(f"runs/{backend}/{target_slug(target)}.json", record, indent=1)
+            self._record(backend, target, record)
         elif kind == "trained":
             worker.trained = True
             worker.current = None
@@ -451,10 +487,11 @@ class _Runner:
 
     def _on_exit(self, backend, worker):
         code = worker.process.returncode
-        tail = _tail(self.runs[backend].log_path)
+        tail = self._log_tail(backend)
         if worker.ready is None:
             if _looks_like_missing_backend(tail, backend):
-                status, message = "unavailable", f"{backend} could not be imported"
+                status, message = "unavailable", (
+                    f"{backend} could not be imported by {self.plan.interpreter(backend)}")
             elif "xstable-compare: no GPU visible" in tail:
                 status, message = "unavailable", (
                     f"{backend} sees no GPU (`--device gpu`); install its GPU build "
@@ -475,23 +512,55 @@ class _Runner:
         worker.finished = True
         self._after_fault(backend, worker, target, phase, "crashed", message, tail)
 
+    def _log_tail(self, backend):
+        log = self.logs.get(backend)
+        if log is None:
+            return ""
+        try:
+            # The parent's own descriptor of the log: the file it created, wherever the name
+            # points now.
+            size = os.fstat(log.fileno()).st_size
+            start = max(0, size - _LOG_TAIL_CHARS * 4)
+            data = os.pread(log.fileno(), size - start, start)
+        except OSError:
+            return ""
+        return data.decode(errors="replace")[-_LOG_TAIL_CHARS:]
+
+    def close_logs(self):
+        for log in self.logs.values():
+            log.close()
+        self.logs = {}
+
+    def kill_all(self):
+        """Kills every worker this run started (their process groups) and reaps them."""
+        for worker in self.all_workers:
+            worker.kill()
+
     def _fail_remaining(self, backend, worker, status, message, tail=""):
         worker.finished = True
         if backend == self.builder and not worker.weights_done:
-            self._give_up_on_weights(f"the weight-building backend {backend} failed: {message}")
+            # The weight-building backend itself could not run (it never became ready): no
+            # target gets shared weights, and none is compared with it (there is no reference
+            # result to compare with).
+            self._weights_unavailable(
+                worker.pending, f"the weight-building backend {backend} failed: {message}"
+            )
         for target in list(worker.pending):
             self._record(backend, target, _failure_record(target, backend, status, message, tail))
         worker.pending = []
 
     def _after_fault(self, backend, worker, target, phase, status, message, tail=None):
         if tail is None:
-            tail = _tail(self.runs[backend].log_path)
+            tail = self._log_tail(backend)
         worker.finished = True
         if phase == "weights":
-            # The builder failed while building weights: the others initialise from seeds.
-            self._give_up_on_weights(f"the weight-building backend {backend} {status}: {message}")
-            worker.weights_done = True
-        elif target in worker.pending:
+            # This target's model crashed or hung the builder: only this target goes without
+            # shared weights (and is reported as not compared); the restarted builder builds
+            # the others. Training it again on this backend would fault again.
+            self._weights_unavailable(
+                [target], f"building the initial weights on {backend} {status}: {message}"
+            )
+        if target in worker.pending:
             worker.pending.remove(target)
             self._record(backend, target, _failure_record(target, backend, status, message, tail))
         self.runs[backend].restarts += 1
@@ -500,7 +569,7 @@ class _Runner:
             self._start(backend, worker.pending)
 
 
-def run_backends(plan, progress_stream=sys.stderr, on_target_done=None):
+def run_backends(plan, progress_stream=sys.stderr, on_target_done=None, output=None, runs=None):
     """Trains every target of `plan` on every backend, one worker process per backend.
 
     Args:
@@ -509,19 +578,24 @@ def run_backends(plan, progress_stream=sys.stderr, on_target_done=None):
         on_target_done: optional `(target, runs) -> None`, called in this process as soon as
             every backend has a record for `target` (while the others still train), e.g. to
             draw its loss plot in the time a finished backend leaves free.
+        output: `OutputFolder` of `plan.out_dir` (default: opened here); logs and per-run
+            results are written through it.
+        runs: optional empty dict, filled with the `BackendRuns` as they progress, so that a
+            caller still has what finished when an interrupt ends the run early.
 
     Returns:
         `(runs, workers, progress)`: dict backend -> `BackendRuns`, the live workers (waiting
         for inspection commands; let them go with `release_workers` and `close_workers`) and
         the progress printer.
     """
-    runner = _Runner(plan, progress_stream, on_target_done)
+    runner = _Runner(plan, progress_stream, on_target_done, output, runs)
     try:
         runs = runner.run()
-    except BaseException:  # Ctrl-C included: workers run in their own sessions.
-        for worker in runner.workers.values():
-            worker.kill()
+    except BaseException:  # Ctrl-C and SIGTERM included: workers run in their own sessions.
+        runner.kill_all()
         raise
+    finally:
+        runner.close_logs()
     live = {b: w for b, w in runner.workers.items() if w.trained and not w.finished}
     return runs, live, runner.progress
 
@@ -534,6 +608,12 @@ def release_workers(workers):
     """
     for worker in workers.values():
         worker.release()
+
+
+def kill_workers(workers):
+    """Kills every worker of `workers` (dict backend -> worker) with its process group."""
+    for worker in workers.values():
+        worker.kill()
 
 
 def close_workers(workers, timeout_s=30.0):
@@ -574,7 +654,7 @@ def inspect_step(workers, reference, target, step, work_dir, timeout_s):
         reference: backend whose state is used.
         target: target string.
         step: step index.
-        work_dir: folder for the state and inspection files.
+        work_dir: private folder for the state and inspection files (`.npz`, data only).
         timeout_s: seconds each command may take.
 
     Returns:
@@ -582,7 +662,7 @@ def inspect_step(workers, reference, target, step, work_dir, timeout_s):
     """
     errors = {}
     slug = target_slug(target)
-    state_path = os.path.join(work_dir, f"{slug}-state-{step}.pkl")
+    state_path = os.path.join(work_dir, f"{slug}-state-{step}.npz")
     worker = workers.get(reference)
     if worker is None or worker.finished:
         return {}, {reference: "the reference backend's worker is not running"}
@@ -595,15 +675,20 @@ def inspect_step(workers, reference, target, step, work_dir, timeout_s):
         if w.finished:
             errors[backend] = "worker not running"
             continue
-        paths[backend] = os.path.join(work_dir, f"{slug}-inspect-{step}-{backend}.pkl")
+        paths[backend] = os.path.join(work_dir, f"{slug}-inspect-{step}-{backend}.npz")
         w.send({"cmd": "inspect", "target": target, "state_path": state_path,
                 "path": paths[backend]})
     inspections = {}
     for backend, path in paths.items():
         answer = _await(workers[backend], "inspected", timeout_s)
         if answer.get("ok"):
-            with open(path, "rb") as f:
-                inspections[backend] = pickle.load(f)
+            try:
+                inspections[backend] = load_tree(path)  # Data only: no pickle.
+            except Exception as error:  # A damaged or substituted file: refused, reported.
+                errors[backend] = (
+                    f"the inspection file could not be read as data ({type(error).__name__}: "
+                    f"{error})"
+                )
         else:
             errors[backend] = answer.get("error")
     return inspections, errors

@@ -71,8 +71,11 @@ class LossPlotter:
         axes.set_ylabel("loss")
         axes.set_title(title, fontsize=10)
         axes.legend(fontsize=7)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self.figure.savefig(path)
+        if isinstance(path, (str, os.PathLike)):
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            self.figure.savefig(path)
+        else:  # A binary file object, e.g. for a write that must not follow symlinks.
+            self.figure.savefig(path, format="png")
         return path
 
 
@@ -84,7 +87,7 @@ def plot_losses(title, curves, path, divergent_step=None):
         curves: dict backend -> `(losses, first_nonfinite_step)`; losses are floats (NaN and
             infinity allowed). The first non-finite step is marked with an "x" on the top edge
             and a dotted line.
-        path: str, PNG file to write.
+        path: str, PNG file to write, or a binary file object.
         divergent_step: int or `None`, a step to mark with a dashed line.
 
     Returns:

@@ -2,8 +2,9 @@
 
 The worker writes one JSON event per line to its event stream (its original stdout; anything
 else the process prints goes to stderr, i.e. the backend's log file). The orchestrator writes
-one JSON command per line to the worker's stdin. Large data (results, states, inspections)
-travel through files whose paths the messages name.
+one JSON command per line to the worker's stdin. A target's result travels inside its `done`
+event; states and inspections (arrays) travel as data-only `.npz` files
+(`xstable.compare.exchange`) in the run's private folder, whose paths the messages name.
 
 Events: `ready`, `weights`, `weights_done`, `start`, `done`, `trained`, `captured`,
 `inspected`. Commands: `capture`, `inspect`, `exit`.

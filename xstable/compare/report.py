@@ -2,9 +2,10 @@
 
 import json
 import math
-import os
 
-__all__ = ["run_summary", "target_findings", "render_markdown", "write_report"]
+from xstable.compare.findings import FINDING_KINDS
+
+__all__ = ["run_summary", "target_findings", "render_verdict", "render_markdown", "write_report"]
 
 
 def _number(value):
@@ -69,15 +70,20 @@ def run_summary(record):
     }
 
 
-def target_findings(runs, divergence, reference, localization=None):
+def target_findings(runs, divergence, reference, localization=None, not_compared=None):
     """Lists the findings of one target (see `xstable.compare.findings.FINDING_KINDS`).
 
     A divergence whose per-layer check found every part of the step agreeing from identical
-    state (stage `none`) is a `drift`: the runs parted through accumulated rounding.
+    state (stage `none`) is a `drift`: the runs parted through accumulated rounding. A run
+    that did not start from the shared initial weights is not compared (`not_compared`:
+    backend -> reason) and is reported `unavailable`, never as a divergence or drift. A run
+    cut short by an interrupt is no finding (the report's `status` says it).
     """
     located = (localization or {}).get("backends") or {}
     findings = []
     for backend, run in runs.items():
+        if run["status"] == "interrupted":
+            continue
         if run["status"] == "unavailable":
             findings.append({"kind": "unavailable", "backend": backend, "message": run["error"]})
         elif run["status"] != "completed":
@@ -92,6 +98,8 @@ def target_findings(runs, divergence, reference, localization=None):
                     "message": f"non-finite at step {run['first_nonfinite_step']}{where}",
                 }
             )
+    for backend, reason in (not_compared or {}).items():
+        findings.append({"kind": "unavailable", "backend": backend, "message": reason})
     for backend, div in divergence.items():
         if div["first_divergent_step"] is not None:
             location = located.get(backend) or {}
@@ -137,13 +145,49 @@ def _where(run, location):
     return "; ".join(parts) or "-"
 
 
+def render_verdict(report):
+    """Returns the verdict block that opens `report.md`, as a list of lines.
+
+    `PASS` when no finding kind in `--fail-on` occurred, `FAIL` when one did, `INTERRUPTED`
+    when a signal stopped the run; then every finding kind with its count and whether it
+    fails the run.
+    """
+    summary = report["summary"]
+    counts, fail_on = summary["findings"], summary["fail_on"]
+    if report.get("status") == "interrupted":
+        verdict = f"INTERRUPTED ({summary.get('interrupted', 'signal')})"
+    else:
+        verdict = "FAIL" if any(counts.get(kind) for kind in fail_on) else "PASS"
+    lines = [
+        f"## Verdict: {verdict}",
+        "",
+        f"Exit status {summary['exit_status']}; fails on: {', '.join(fail_on) or 'nothing'}.",
+        "",
+        "| finding | count | fails the run |",
+        "|---|---|---|",
+    ]
+    for kind in FINDING_KINDS:
+        count = counts.get(kind, 0)
+        fails = kind in fail_on
+        mark = ("**yes**" if count else "yes") if fails else "no"
+        lines.append(f"| {kind} | {count} | {mark} |")
+    return lines + [""]
+
+
 def render_markdown(report):
-    """Renders the report dict as Markdown: settings, the target x backend table, details."""
+    """Renders the report dict as Markdown: verdict, settings, the target x backend table,
+    details."""
     settings = report["settings"]
     tol = settings["tolerances"]
-    lines = [
-        "# xstable compare report",
-        "",
+    lines = ["# xstable compare report", "", *render_verdict(report)]
+    if report.get("status") == "interrupted":
+        lines += [
+            f"**Interrupted** ({report['summary'].get('interrupted', 'signal')}): this report "
+            "holds what finished before the run was stopped; runs marked `interrupted` did not "
+            "finish.",
+            "",
+        ]
+    lines += [
         f"Backends: {', '.join(settings['backends'])} (reference: **{settings['reference']}**), "
         f"device {settings['device']}, TF32 {settings['tf32']}, batch order "
         f"{settings['batch_order']}, initial weights {settings['initial_weights']}.",
@@ -168,6 +212,9 @@ def render_markdown(report):
             f"| {backend} | {versions.get('backend_version') or '-'} | {info['device'] or '-'} | "
             f"{', '.join(modes) or '-'} | {info['status']} |"
         )
+    if settings.get("python"):
+        lines += ["", "Workers run by another interpreter (`--python`): " + ", ".join(
+            f"{backend} `{path}`" for backend, path in settings["python"].items()) + "."]
     lines += [
         "",
         "| target | backend | outcome | first non-finite step | stage and layer | final loss "
@@ -184,7 +231,12 @@ def render_markdown(report):
             expected = run.get("expected_outcome")
             if run["status"] == "completed" and expected and expected != run["outcome"]:
                 outcome += f" (expected {expected})"
-            if backend == settings["reference"]:
+            noise = target.get("noise_floor")
+            if backend == settings["reference"] and noise:
+                deviation = f"(reference; A/A {_fmt_dev(noise['max_relative_deviation'])})"
+                first = ("-" if noise["first_divergent_step"] is None
+                         else f"A/A: **{noise['first_divergent_step']}**")
+            elif backend == settings["reference"]:
                 deviation, first = "(reference)", "-"
             else:
                 deviation = _fmt_dev(div["max_relative_deviation"]) if div else "-"
@@ -203,6 +255,19 @@ def render_markdown(report):
         items = []
         for finding in target["findings"]:
             items.append(f"- {finding['kind']} on {finding['backend']}: {finding['message']}")
+        noise = target.get("noise_floor")
+        if noise:
+            line = (
+                f"- A/A noise floor on {noise['backend']}: two identical runs part by at most "
+                f"{_fmt_dev(noise['max_relative_deviation'])} over {noise['compared_steps']} steps"
+            )
+            if noise["first_divergent_step"] is not None:
+                line += (
+                    f"; beyond the tolerance from step {noise['first_divergent_step']}: the "
+                    "reference is not deterministic run to run, so cross-backend differences "
+                    "of that size are noise"
+                )
+            items.append(line)
         localization = target["localization"]
         if localization:
             for backend, location in localization["backends"].items():
@@ -231,13 +296,23 @@ def render_markdown(report):
     return "\n".join(lines) + "\n"
 
 
-def write_report(report, out_dir):
-    """Writes `report.json` and `report.md` into `out_dir` and returns their paths."""
-    os.makedirs(out_dir, exist_ok=True)
-    json_path = os.path.join(out_dir, "report.json")
-    md_path = os.path.join(out_dir, "report.md")
-    with open(json_path, "w") as f:
-        json.dump(report, f, indent=1, allow_nan=False)
-    with open(md_path, "w") as f:
-        f.write(render_markdown(report))
+def write_report(report, out):
+    """Writes `report.json` and `report.md` and returns their paths.
+
+    Args:
+        report: dict, the report.
+        out: `xstable.compare.output.OutputFolder`, or a folder path (opened as one): each
+            file is written atomically, replacing (never writing through) a symlink.
+    """
+    from xstable.compare.output import OutputFolder
+
+    if isinstance(out, OutputFolder):
+        return _write_files(report, out)
+    with OutputFolder(out) as folder:
+        return _write_files(report, folder)
+
+
+def _write_files(report, folder):
+    json_path = folder.write_text("report.json", json.dumps(report, indent=1, allow_nan=False))
+    md_path = folder.write_text("report.md", render_markdown(report))
     return json_path, md_path

@@ -29,7 +29,8 @@ _RUN = {
     "type": "object",
     "required": ["status", "outcome", "steps", "first_nonfinite_step", "final_loss", "losses"],
     "properties": {
-        "status": {"enum": ["completed", "error", "crashed", "timeout", "unavailable"]},
+        "status": {"enum": ["completed", "error", "crashed", "timeout", "unavailable",
+                            "interrupted"]},
         "outcome": {"enum": ["ok", "nan", "diverged", None]},
         "steps": {"type": "integer", "minimum": 0},
         "first_nonfinite_step": _NULLABLE_INT,
@@ -107,6 +108,7 @@ REPORT_SCHEMA = {
     "properties": {
         "schema_version": {"enum": [SCHEMA_VERSION]},
         "xstable_version": {"type": "string"},
+        "status": {"enum": ["complete", "interrupted"]},
         "settings": {
             "type": "object",
             "required": ["backends", "reference", "device", "tolerances", "target_timeout_s",
@@ -124,6 +126,7 @@ REPORT_SCHEMA = {
                 "tf32": {"enum": ["off"]},
                 "batch_order": {"type": "string"},
                 "initial_weights": {"type": "string"},
+                "python": {"type": "object", "additionalProperties": {"type": "string"}},
             },
         },
         "backends": {
@@ -132,12 +135,14 @@ REPORT_SCHEMA = {
                 "type": "object",
                 "required": ["status", "versions", "device", "restarts", "wall_time_s"],
                 "properties": {
-                    "status": {"enum": ["ok", "partial", "failed", "unavailable"]},
+                    "status": {"enum": ["ok", "partial", "failed", "unavailable",
+                                        "interrupted"]},
                     "versions": {"type": ["object", "null"]},
                     "device": _NULLABLE_STRING,
                     "restarts": {"type": "integer", "minimum": 0},
                     "wall_time_s": {"type": "number", "minimum": 0},
                     "log": _NULLABLE_STRING,
+                    "python": _NULLABLE_STRING,
                 },
             },
         },
@@ -153,6 +158,19 @@ REPORT_SCHEMA = {
                     "description": _NULLABLE_STRING,
                     "runs": {"type": "object", "additionalProperties": _RUN},
                     "divergence": {"type": "object", "additionalProperties": _DIVERGENCE},
+                    "not_compared": {"type": "object",
+                                     "additionalProperties": {"type": "string"}},
+                    "noise_floor": {
+                        "type": ["object", "null"],
+                        "required": ["backend", "compared_steps", "max_relative_deviation",
+                                     "first_divergent_step"],
+                        "properties": {
+                            "backend": {"type": "string"},
+                            "compared_steps": {"type": "integer", "minimum": 0},
+                            "max_relative_deviation": {"type": "number", "minimum": 0},
+                            "first_divergent_step": _NULLABLE_INT,
+                        },
+                    },
                     "localization": {
                         "type": ["object", "null"],
                         "required": ["step", "reference", "backends", "errors"],
@@ -175,7 +193,8 @@ REPORT_SCHEMA = {
             "properties": {
                 "findings": {"type": "object", "additionalProperties": {"type": "integer"}},
                 "fail_on": {"type": "array", "items": {"type": "string"}},
-                "exit_status": {"enum": [0, 1]},
+                "exit_status": {"enum": [0, 1, 130, 143]},
+                "interrupted": {"enum": ["SIGINT", "SIGTERM"]},
                 "wall_time_s": {"type": "number", "minimum": 0},
                 "plots": _NULLABLE_STRING,
             },

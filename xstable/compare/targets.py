@@ -22,6 +22,7 @@ import sys
 __all__ = [
     "DICT_SPEC_KEYS",
     "REQUIRED_DICT_SPEC_KEYS",
+    "check_target_resolvable",
     "default_targets",
     "expand_targets",
     "initial_weights_for",
@@ -117,7 +118,13 @@ def _import_module(module_part, target):
         module_spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
-        module_spec.loader.exec_module(module)
+        try:
+            module_spec.loader.exec_module(module)
+        except BaseException:
+            # As `import` does: a module that failed is not left half-initialized, or the next
+            # lookup would report a missing attribute instead of the import error.
+            del sys.modules[name]
+            raise
         return module
     try:
         return importlib.import_module(module_part)
@@ -241,6 +248,51 @@ def expand_targets(targets):
         scenario = registry.get_scenario(target)
         expanded.extend(f"{target}/{kind}" for kind in scenario.variant_kinds())
     return expanded
+
+
+def check_target_resolvable(target):
+    """Checks, without running any of the target's code, that a target can be found.
+
+    A `module:function` target's module must be findable on the path (its parent packages are
+    imported to look, as `import` would), a `file.py:function` target's file must exist, and a
+    seed scenario variant must be registered. Whether the module imports and the function gives
+    a spec is left to the workers, which report an import error as such.
+
+    Args:
+        target: str.
+
+    Raises:
+        ValueError: If the target cannot be found.
+    """
+    if ":" not in target:
+        _scenario_variant(target)
+        return
+    module_part, _, attribute = target.rpartition(":")
+    if not module_part or not attribute:
+        raise ValueError(
+            f"Target {target!r} must look like `module:function` or `file.py:function`."
+        )
+    if module_part.endswith(".py"):
+        if not os.path.isfile(os.path.abspath(module_part)):
+            raise ValueError(
+                f"Target {target!r}: the file {os.path.abspath(module_part)!r} does not exist. "
+                "Pass `path/to/file.py:function` with an existing file, or `module:function`."
+            )
+        return
+    try:
+        found = importlib.util.find_spec(module_part)
+    except ModuleNotFoundError as error:
+        if error.name and not (module_part + ".").startswith(error.name + "."):
+            return  # A parent package imports a missing module: the workers report that.
+        found = None
+    except Exception:
+        return  # A parent package fails to import: the workers report that error.
+    if found is None:
+        raise ValueError(
+            f"Target {target!r}: cannot find module {module_part!r}. Run from the directory "
+            "that contains it, add that directory to PYTHONPATH, or pass "
+            "`path/to/file.py:function`."
+        )
 
 
 def load_spec(target):

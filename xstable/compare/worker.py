@@ -1,9 +1,11 @@
 """One backend's side of `xstable compare`: `python -m xstable.compare.worker --plan PLAN`.
 
 Started by the orchestrator with `KERAS_BACKEND` set. It trains every target of the plan in
-this one process (paying the backend's import once), writes each result to
-`<out>/runs/<backend>/<target>.json`, then waits for `capture`/`inspect` commands on stdin to
-take a step apart for the per-layer comparison. See `xstable.compare.protocol`.
+this one process (paying the backend's import once), sends each result as a JSON event on
+its event stream, then waits for `capture`/`inspect` commands on stdin to take a step apart
+for the per-layer comparison. See `xstable.compare.protocol`. It writes only into the run's
+private folder (plans, weights, states, inspections; data-only `.npz`), never into the
+report folder: the orchestrator writes the report.
 
 The backend that builds the initial weights (`build_weights` in the plan) first builds every
 target's model and saves its weights to `<weights_dir>/<target>.npz`; the other workers load
@@ -13,13 +15,15 @@ seed instead, recording `same_initial_weights: false`.
 """
 
 import argparse
+import ctypes
 import json
 import os
-import pickle
+import signal
 import sys
 import time
 import traceback
 
+from xstable.compare.exchange import load_tree, save_tree
 from xstable.compare.protocol import (
     decode,
     encode,
@@ -76,11 +80,26 @@ def _error_record(error):
     }
 
 
-def _write_json(path, data):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+def _die_with_parent(parent_pid):
+    """Asks Linux to kill this worker if the orchestrator dies (even by SIGKILL).
+
+    The orchestrator kills its workers on SIGINT and SIGTERM; this covers the deaths it cannot
+    act on, so that a hanging spec never lives on as an orphan.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if parent_pid is not None and os.getppid() != parent_pid:
+        try:  # Started through a wrapper (`--python`), or orphaned before the request?
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            os._exit(1)  # The orchestrator died before the request took effect.
+        except PermissionError:
+            pass
 
 
 class _Worker:
@@ -92,15 +111,20 @@ class _Worker:
         self.recorders = {}
         self.weights_dir = plan["weights_dir"]
         self.backend = plan["backend"]
-        self.runs_dir = os.path.join(plan["out_dir"], "runs", self.backend)
-        os.makedirs(self.runs_dir, exist_ok=True)
 
     def spec(self, target):
+        """Loads a target's spec once; a target that failed to load raises the same error again."""
         from xstable.compare.targets import load_spec
 
         if target not in self.specs:
-            self.specs[target] = load_spec(target)
-        return self.specs[target]
+            try:
+                self.specs[target] = load_spec(target)
+            except Exception as error:
+                self.specs[target] = error
+        spec = self.specs[target]
+        if isinstance(spec, Exception):
+            raise spec
+        return spec
 
     def build_weights(self):
         import numpy as np
@@ -122,7 +146,8 @@ class _Worker:
                 self.events.send("weights", target=target, ok=True)
             except Exception as error:
                 with open(weights_unavailable_path(self.weights_dir, slug), "w") as f:
-                    f.write(f"{self.backend} could not build the model: {error}\n")
+                    f.write(f"{self.backend} could not build the model: "
+                            f"{type(error).__name__}: {error}\n")
                 self.events.send("weights", target=target, ok=False, error=str(error))
         self.events.send("weights_done")
 
@@ -136,7 +161,7 @@ class _Worker:
                 with open(unavailable) as f:
                     return None, f.read().strip()
             time.sleep(_WEIGHTS_POLL_S)
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             return [data[k] for k in sorted(data.files)], None
 
     def inspect(self, target, state, include_update):
@@ -220,6 +245,16 @@ class _Worker:
                 before_step=note_compile_mode,
             )
             timings["run_spec"] = time.perf_counter() - run_started
+            if self.plan.get("repeat_runs"):
+                # A/A: the same run again, same weights and batches, in this process. Where
+                # the two part, the backend is not deterministic run to run, and a cross-backend
+                # difference of that size says nothing.
+                repeat_started = time.perf_counter()
+                keras.utils.clear_session(free_memory=False)
+                again = run_spec(spec, initial_weights=weights,
+                                 diverged_threshold=settings["diverged_threshold"])
+                result.extra["aa_losses"] = [float(v) for v in again.losses]
+                timings["aa_run"] = time.perf_counter() - repeat_started
             result.extra["compile_mode"] = mode.get("compile_mode")
             if "expected" in settings:
                 result.extra["expected_outcome"] = settings["expected"].get(self.backend)
@@ -240,9 +275,7 @@ class _Worker:
             record["status"] = "error"
             record["error"] = _error_record(error)
         timings["total"] = time.perf_counter() - started
-        path = os.path.join(self.runs_dir, f"{slug}.json")
-        _write_json(path, record)
-        self.events.send("done", target=target, status=record["status"], path=path)
+        self.events.send("done", target=target, status=record["status"], record=record)
 
     def serve(self, commands):
         for line in commands:
@@ -257,14 +290,10 @@ class _Worker:
                 if kind == "capture":
                     payload = self.state_at(target, command["step"])
                 elif kind == "inspect":
-                    with open(command["state_path"], "rb") as f:
-                        state = pickle.load(f)
-                    payload = self.inspect(target, state, True)
+                    payload = self.inspect(target, load_tree(command["state_path"]), True)
                 else:
                     raise ValueError(f"unknown command {kind!r}")
-                with open(command["path"] + ".tmp", "wb") as f:
-                    pickle.dump(payload, f)
-                os.replace(command["path"] + ".tmp", command["path"])
+                save_tree(command["path"], payload)
                 self.events.send(f"{kind}d" if kind == "capture" else "inspected",
                                  target=target, ok=True, path=command["path"])
             except Exception as error:
@@ -290,6 +319,7 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 2
+    _die_with_parent(plan.get("parent_pid"))
     events = _Events(_redirect_stdout_to_stderr())
     for path in plan.get("sys_path", []):
         if path not in sys.path:
@@ -307,6 +337,7 @@ def main(argv=None):
         device=xstable.active_device(),
         versions=xstable.library_versions(),
         pid=os.getpid(),
+        python=sys.executable,
     )
     if plan.get("compilation_cache_dir"):
         from xstable.compare._backend_jit import share_compiled_programs
@@ -317,6 +348,10 @@ def main(argv=None):
         worker.build_weights()
     for target, slug in plan["targets"]:
         worker.run_target(target, slug)
+    cache = plan.get("compilation_cache_dir")
+    if cache and os.path.isdir(cache):
+        print(f"xstable-compare: compiled programs shared in this run: {len(os.listdir(cache))}",
+              file=sys.stderr)
     events.send("trained")
     worker.serve(sys.stdin)
     return 0
