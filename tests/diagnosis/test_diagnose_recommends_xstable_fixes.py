@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from xstable.diagnosis.diagnose import diagnose
 from xstable.diagnosis._model_checks import suggested_learning_rate
+from xstable.diagnosis.diagnose import diagnose
 from xstable.scenarios import all_scenarios
 from xstable.scenarios.initial_weights import portable_weights_for_spec
 

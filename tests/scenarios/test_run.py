@@ -17,16 +17,6 @@ SEED_DOCUMENTS = {
     "003_c52b4ecd4f715f77.txt",
 }
 CASES = [(s.id, kind) for s in all_scenarios() for kind in s.variant_kinds()]
-# Where an xstable fix cannot get to `ok` or to its document fix's loss, and why; the summary
-# table shows the numbers (docs/scenario-results/summary.md).
-NOT_OK = {
-    "in_range_data.saturated_bias": "one epoch (4 steps) on random labels: no variant, the "
-    "document's fix included, gets below the label prior's loss",
-}
-ABOVE_DOCUMENT_FIX = {
-    "after_normalization.gradient_clipping": "the document's fix memorises the random targets "
-    "through saturated tanh units on unscaled inputs; diagnose() recommends scaling them",
-}
 
 
 def test_one_scenario_per_code_example_of_the_four_documents():
@@ -54,10 +44,8 @@ def test_every_xstable_fix_is_recorded_ok_on_every_backend(scenario):
     if "xstable_fix" not in scenario.variants:
         return
     outcomes, _ = scenario.variant("xstable_fix").expected
-    if scenario.id in NOT_OK:
-        assert "ok" not in outcomes.values(), f"{scenario.id} learns now: drop it from NOT_OK"
-    else:
-        assert set(outcomes.values()) == {"ok"}, (scenario.id, outcomes)
+    if set(outcomes.values()) != {"ok"}:
+        assert scenario.xstable_fix_note.startswith("Not `ok`"), (scenario.id, outcomes)
 
 
 @pytest.mark.parametrize("scenario", all_scenarios(), ids=scenario_ids())
@@ -68,8 +56,8 @@ def test_xstable_fix_ends_at_or_below_the_document_fix(scenario_results, scenari
     theirs = scenario_results[(scenario.id, "document_fix")]
     verdict = compare_to_document(mine, theirs)
     relative = (mine.final_loss / mine.trivial_loss, theirs.final_loss / theirs.trivial_loss)
-    if scenario.id in ABOVE_DOCUMENT_FIX:
-        assert verdict == "no", f"{scenario.id} is level now ({relative}): update the docs"
+    if scenario.xstable_fix_note.startswith("Above the document's fix"):
+        assert verdict == "no", f"{scenario.id} is level now ({relative}): update its note"
     else:
         assert verdict != "no", f"{scenario.id}: xstable {relative[0]:.4g} vs {relative[1]:.4g}"
 

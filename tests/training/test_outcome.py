@@ -42,9 +42,7 @@ def test_trivial_loss_matches_float64_references():
     rng = np.random.default_rng(0)
     y = rng.normal(3.0, 2.0, size=(50, 1))
     np.testing.assert_allclose(trivial_loss("mse", y), np.var(y), rtol=1e-5)
-    np.testing.assert_allclose(
-        trivial_loss("mae", y), np.mean(np.abs(y - y.mean())), rtol=1e-5
-    )
+    np.testing.assert_allclose(trivial_loss("mae", y), np.mean(np.abs(y - y.mean())), rtol=1e-5)
     labels = (rng.random((40, 1)) < 0.3).astype("float64")
     p = labels.mean()
     entropy = -(p * np.log(p) + (1 - p) * np.log(1 - p))

@@ -77,7 +77,9 @@ def test_result_round_trips_through_json():
 
 def test_before_step_sees_every_step():
     seen = []
-    run_spec(_linear_spec(epochs=1), before_step=lambda s, e, b, m, xb, yb: seen.append((s, len(xb))))
+    run_spec(
+        _linear_spec(epochs=1), before_step=lambda s, e, b, m, xb, yb: seen.append((s, len(xb)))
+    )
     assert seen == [(0, 16), (1, 16), (2, 8)]
 
 

@@ -460,8 +460,10 @@ def check_custom_loss(facts, y_sample, output_shape_tail):
 
 
 def _loss_value(facts, y_true, y_pred):
-    loss = keras.losses.get(facts.loss_object) if isinstance(facts.loss_object, str) else (
-        facts.loss_object
+    loss = (
+        keras.losses.get(facts.loss_object)
+        if isinstance(facts.loss_object, str)
+        else (facts.loss_object)
     )
     value = loss(keras.ops.convert_to_tensor(y_true), keras.ops.convert_to_tensor(y_pred))
     return float(np.mean(np.asarray(keras.ops.convert_to_numpy(value), dtype=np.float64)))

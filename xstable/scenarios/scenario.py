@@ -144,6 +144,8 @@ class Scenario:
         variants: Mapping from kind to `Variant`.
         no_stress_reason: str, for a failure that stays finite on every backend and has no
             `stress` variant: what was searched without finding a non-finite variant.
+        xstable_fix_note: str, where the `xstable_fix` does not end `ok` or at or below the
+            document fix: why, in one or two sentences (shown under the summary table).
     """
 
     id: str
@@ -154,6 +156,7 @@ class Scenario:
     claimed_outcome: str
     variants: Mapping[str, Variant]
     no_stress_reason: str = ""
+    xstable_fix_note: str = ""
 
     def __post_init__(self):
         if self.claimed_outcome not in ("nan", "ok", "unstable"):

@@ -36,7 +36,7 @@ def _cell(result):
     relative = _relative(result)
     text = f"{result.outcome} {result.final_loss:.3g}"
     if relative is not None:
-        text += f" ({relative:.2g}x)"
+        text += f" ({relative:.3g}x)"
     return f"**{text}**" if result.extra.get("variant") == "xstable_fix" else text
 
 
@@ -75,6 +75,8 @@ def render_summary_table(results):
     Returns:
         str, a markdown table followed by its legend.
     """
+    from xstable.scenarios.registry import get_scenario
+
     cells, order, seen = {}, [], set()
     for result in results:
         scenario = result.extra["scenario"]
@@ -109,6 +111,8 @@ def render_summary_table(results):
             lines.append(
                 "| | xstable fix at or below document fix? | " + " | ".join(verdicts) + " |"
             )
+    notes = [(s, get_scenario(s).xstable_fix_note) for s in order]
+    lines += [""] + [f"- `{s}`: {note}" for s, note in notes if note]
     lines += [
         "",
         "Outcome and final loss (mean loss on all training rows after training), with that loss "
