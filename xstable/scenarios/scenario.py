@@ -73,6 +73,8 @@ class Variant:
         changes: tuple of str, every change from the document's code and why it was made.
         expected: `(outcomes, reason)` from `expect(...)`: the outcome measured when this
             variant was written, per backend, and why backends differ if they do.
+        fix: for an `xstable_fix` variant, the `xstable.scenarios.xstable_fixes.XstableFix`
+            it applies (the diagnose() findings it answers and how); `None` otherwise.
     """
 
     kind: str
@@ -81,6 +83,7 @@ class Variant:
     origin: str
     changes: tuple
     expected: tuple
+    fix: object = None
 
     def __post_init__(self):
         if self.kind not in VARIANT_KINDS:

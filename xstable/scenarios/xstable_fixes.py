@@ -213,4 +213,5 @@ def fix_variant(scenario_id, make_stress_spec, fix, common_changes, expected=Non
         origin="ours",
         changes=tuple(common_changes) + fix.describe(),
         expected=expected if expected is not None else expect("ok"),
+        fix=fix,
     )
