@@ -67,6 +67,28 @@ def _sgd(learning_rate):
     return lambda: keras.optimizers.SGD(learning_rate=learning_rate)
 
 
+def _tanh_stress():
+    """The stress variant of examples 1 and 3 (one spec, trained once for both)."""
+    return Variant(
+        kind="stress",
+        make_spec=lambda: _tanh_spec("tanh_large_inputs.stress", optimizer=_sgd(0.1)),
+        summary="the tanh MLP with SGD(0.1) instead of Adam",
+        origin="ours",
+        changes=_COMMON + (p.TRY_EXCEPT, p.stress_sgd(0.1)),
+        expected=expect("nan"),
+    )
+
+
+def _tanh_xstable_fix():
+    """The xstable fix of examples 1 and 3: their stress variant with diagnose()'s fixes."""
+    return fixes.fix_variant(
+        "after_normalization.tanh_large_inputs",
+        lambda: _tanh_spec("tanh_large_inputs.stress", optimizer=_sgd(0.1)),
+        _TANH_FIX,
+        _COMMON + (p.TRY_EXCEPT, p.stress_sgd(0.1)),
+    )
+
+
 def _tanh_scenario():
     return Scenario(
         id="after_normalization.tanh_large_inputs",
@@ -85,14 +107,7 @@ def _tanh_scenario():
                 changes=_COMMON + (p.TRY_EXCEPT,),
                 expected=expect("ok"),
             ),
-            "stress": Variant(
-                kind="stress",
-                make_spec=lambda: _tanh_spec("tanh_large_inputs.stress", optimizer=_sgd(0.1)),
-                summary="the tanh MLP with SGD(0.1) instead of Adam",
-                origin="ours",
-                changes=_COMMON + (p.TRY_EXCEPT, p.stress_sgd(0.1)),
-                expected=expect("nan"),
-            ),
+            "stress": _tanh_stress(),
             "document_fix": Variant(
                 kind="document_fix",
                 make_spec=lambda: _tanh_spec("tanh_large_inputs.document_fix", "relu"),
@@ -106,12 +121,7 @@ def _tanh_scenario():
                 ),
                 expected=expect("stalled"),
             ),
-            "xstable_fix": fixes.fix_variant(
-                "after_normalization.tanh_large_inputs",
-                lambda: _tanh_spec("tanh_large_inputs.stress", optimizer=_sgd(0.1)),
-                _TANH_FIX,
-                _COMMON + (p.TRY_EXCEPT, p.stress_sgd(0.1)),
-            ),
+            "xstable_fix": _tanh_xstable_fix(),
         },
     )
 
@@ -119,17 +129,17 @@ def _tanh_scenario():
 def _clipnorm_scenario():
     return Scenario(
         id="after_normalization.gradient_clipping",
-        xstable_fix_note="Above the document's fix: the targets are drawn at random, "
-        "independent of x, and the document's Adam(clipnorm=1.0) memorises them through tanh "
-        "units saturated by inputs of scale 100 (their signs act as random features). "
-        "diagnose() flags that saturation and the fix scales the inputs, which leaves SGD(0.1) "
-        "10 epochs too few to memorise noise; no fix diagnose() recommends gets to 0.0156.",
         document=DOCUMENT,
         title=TITLE,
         example=3,
         claim="Adam(clipnorm=1.0) prevents the exploding gradients of the tanh MLP on "
         "inputs of scale 100.",
         claimed_outcome="ok",
+        xstable_fix_note="Above the document's fix: the targets are drawn at random, "
+        "independent of x, and the document's Adam(clipnorm=1.0) memorises them through tanh "
+        "units saturated by inputs of scale 100 (their signs act as random features). "
+        "diagnose() flags that saturation and the fix scales the inputs, which leaves SGD(0.1) "
+        "10 epochs too few to memorise noise; no fix diagnose() recommends gets to 0.0156.",
         variants={
             "failure": Variant(
                 kind="failure",
@@ -144,14 +154,7 @@ def _clipnorm_scenario():
                 ),
                 expected=expect("ok"),
             ),
-            "stress": Variant(
-                kind="stress",
-                make_spec=lambda: _tanh_spec("tanh_large_inputs.stress", optimizer=_sgd(0.1)),
-                summary="the tanh MLP with SGD(0.1) instead of Adam",
-                origin="ours",
-                changes=_COMMON + (p.TRY_EXCEPT, p.stress_sgd(0.1)),
-                expected=expect("nan"),
-            ),
+            "stress": _tanh_stress(),
             "document_fix": Variant(
                 kind="document_fix",
                 make_spec=lambda: _tanh_spec(
@@ -163,12 +166,7 @@ def _clipnorm_scenario():
                 changes=_COMMON + (p.TRY_EXCEPT,),
                 expected=expect("ok"),
             ),
-            "xstable_fix": fixes.fix_variant(
-                "after_normalization.gradient_clipping",
-                lambda: _tanh_spec("tanh_large_inputs.stress", optimizer=_sgd(0.1)),
-                _TANH_FIX,
-                _COMMON + (p.TRY_EXCEPT, p.stress_sgd(0.1)),
-            ),
+            "xstable_fix": _tanh_xstable_fix(),
         },
     )
 

@@ -169,15 +169,15 @@ def _bias_spec(name, output_bias, loss="binary_crossentropy"):
 def _bias_scenario():
     return Scenario(
         id="in_range_data.saturated_bias",
-        xstable_fix_note="Not `ok`: one epoch is 4 steps on labels drawn at random, independent "
-        "of x; starting from the prior's logit and training on logits, the fix ends closest to "
-        "the prior's loss, but no variant (the document's fix included) gets below it.",
         document=DOCUMENT,
         title=TITLE,
         example=2,
         claim="An output bias of 10 saturates the sigmoid and makes binary cross-entropy "
         "take the log of ~0, so training fails.",
         claimed_outcome="nan",
+        xstable_fix_note="Not `ok`: one epoch is 4 steps on labels drawn at random, independent "
+        "of x; starting from the prior's logit and training on logits, the fix ends closest to "
+        "the prior's loss, but no variant (the document's fix included) gets below it.",
         variants={
             "failure": Variant(
                 kind="failure",

@@ -104,6 +104,29 @@ _OUTLIER_FIX = fixes.XstableFix(
 )
 
 
+# Examples 1 and 2 share their data, stress variant and fix: one spec each, trained once.
+def _scales_stress(summary):
+    return Variant(
+        kind="stress",
+        make_spec=lambda: _spec("unscaled.stress", _scales_data, _sgd(0.01)),
+        summary=summary,
+        origin="ours",
+        changes=_COMMON + (p.stress_sgd(0.01),),
+        expected=expect("nan"),
+    )
+
+
+def _scales_document_fix(summary):
+    return Variant(
+        kind="document_fix",
+        make_spec=lambda: _spec("unscaled.document_fix", _standardized_data, _adam(0.01)),
+        summary=summary,
+        origin="document",
+        changes=_COMMON + (_STANDARD_SCALER,),
+        expected=expect("stalled"),
+    )
+
+
 def _unscaled_fix():
     """The xstable fix of examples 1 and 2 (one spec, trained once for both)."""
     return fixes.fix_variant(
@@ -132,22 +155,8 @@ def _unscaled_scenario():
                 changes=_COMMON,
                 expected=expect("exploded"),
             ),
-            "stress": Variant(
-                kind="stress",
-                make_spec=lambda: _spec("unscaled.stress", _scales_data, _sgd(0.01)),
-                summary="the failure with SGD(0.01) instead of Adam",
-                origin="ours",
-                changes=_COMMON + (p.stress_sgd(0.01),),
-                expected=expect("nan"),
-            ),
-            "document_fix": Variant(
-                kind="document_fix",
-                make_spec=lambda: _spec("unscaled.document_fix", _standardized_data, _adam(0.01)),
-                summary="example 2: StandardScaler on x, Adam(0.01)",
-                origin="document",
-                changes=_COMMON + (_STANDARD_SCALER,),
-                expected=expect("stalled"),
-            ),
+            "stress": _scales_stress("the failure with SGD(0.01) instead of Adam"),
+            "document_fix": _scales_document_fix("example 2: StandardScaler on x, Adam(0.01)"),
             "xstable_fix": _unscaled_fix(),
         },
     )
@@ -175,22 +184,8 @@ def _scaled_scenario():
                 ),
                 expected=expect("exploded"),
             ),
-            "stress": Variant(
-                kind="stress",
-                make_spec=lambda: _spec("unscaled.stress", _scales_data, _sgd(0.01)),
-                summary="raw x with SGD at the same learning rate 0.01",
-                origin="ours",
-                changes=_COMMON + (p.stress_sgd(0.01),),
-                expected=expect("nan"),
-            ),
-            "document_fix": Variant(
-                kind="document_fix",
-                make_spec=lambda: _spec("unscaled.document_fix", _standardized_data, _adam(0.01)),
-                summary="StandardScaler on x, Adam(0.01)",
-                origin="document",
-                changes=_COMMON + (_STANDARD_SCALER,),
-                expected=expect("stalled"),
-            ),
+            "stress": _scales_stress("raw x with SGD at the same learning rate 0.01"),
+            "document_fix": _scales_document_fix("StandardScaler on x, Adam(0.01)"),
             "xstable_fix": _unscaled_fix(),
         },
     )

@@ -159,11 +159,11 @@ def run_spec(
 
     weights_finite = _all_weights_finite(model)
     finite = first is None and weights_finite
-    final_loss = _final_loss(model, x, y, spec.batch_size) if finite else math.nan
-    if finite and not math.isfinite(final_loss):
-        finite = False  # every step finite, but some row's loss is not
-    if not finite and losses:
-        final_loss = losses[-1] if not math.isfinite(losses[-1]) else final_loss
+    if finite:
+        # Every step finite; a row's loss can still be non-finite, and classify says "nan".
+        final_loss = _final_loss(model, x, y, spec.batch_size)
+    else:
+        final_loss = losses[-1] if losses and not math.isfinite(losses[-1]) else math.nan
     outcome = classify_outcome(
         final_loss, trivial_loss, finite=finite, exploded_factor=exploded_factor
     )
