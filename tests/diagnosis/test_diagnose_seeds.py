@@ -131,8 +131,8 @@ def test_doc002_ex2_saturated_sigmoid_with_binary_crossentropy():
     y = rng.integers(0, 2, 100)
     finding = _severity(diagnose(model, x, y), "probability-output-crossentropy")
     assert finding.evidence["fraction_within_1e-4_of_0_or_1"] > 0.5
-    assert finding.fix == "xstable.losses.SafeBinaryCrossentropy"
-    # The same model with the safe loss is not flagged.
+    assert finding.fix == "keras.losses.BinaryCrossentropy(from_logits=True)"
+    # The same model trained on logits (its recommended fix) is not flagged.
     model.compile(optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=True))
     assert "probability-output-crossentropy" not in diagnose(model, x, y).codes
 

@@ -30,8 +30,17 @@ def test_cells_say_step_and_stage_or_final_loss(scenario_results):
     cell = format_outcome(stress)
     assert cell.startswith(f"nan @ step {stress.first_nonfinite_step} (")
     assert stress.extra["nan_location"]["stage"] in cell
-    fix = scenario_results[("linear_fit.unscaled", "document_fix")]
+    fix = scenario_results[("linear_fit.unscaled", "xstable_fix")]
     assert format_outcome(fix) == f"ok (loss {fix.final_loss:.3g})"
+
+
+def test_summary_table_puts_the_variants_of_a_scenario_side_by_side(results_file, capsys):
+    out_file = results_file.parent / "summary.md"
+    assert main(["summary", str(results_file), "--out", str(out_file)]) == 0
+    text = out_file.read_text()
+    assert text.startswith("| Scenario | Variant |")
+    assert "`regression_nan.outlier`" in text and "| | xstable fix at or below" in text
+    assert "**ok " in text  # xstable fixes in bold
 
 
 def test_command_line_table_and_list(results_file, capsys):

@@ -27,7 +27,7 @@ def test_example_table_lists_every_run(scenario_results):
 
 def test_example_script_runs_a_variant_and_prints_its_table(capsys):
     namespace = runpy.run_path(str(EXAMPLES / "linear_fit.py"), run_name="example_under_test")
-    assert namespace["main"](["--variant", "document_fix"]) == 0
+    assert namespace["main"](["--variant", "xstable_fix"]) == 0
     printed = capsys.readouterr().out
     assert "Seed document 001" in printed
-    assert "| linear_fit.unscaled | document_fix | ok |" in printed
+    assert "| linear_fit.unscaled | xstable_fix | ok | ok (loss" in printed

@@ -50,7 +50,7 @@ def test_variant_validates_its_fields():
 
 
 def _scenario(variants):
-    return Scenario("a.b", "doc.txt", "t", 1, "claim", "nan", variants, 10.0, "why")
+    return Scenario("a.b", "doc.txt", "t", 1, "claim", "nan", variants)
 
 
 def test_scenario_needs_failure_and_document_fix_under_their_own_kinds():
@@ -64,4 +64,4 @@ def test_scenario_needs_failure_and_document_fix_under_their_own_kinds():
     with pytest.raises(ValueError, match="register each variant under its own kind"):
         _scenario({"failure": fix, "document_fix": fix})
     with pytest.raises(ValueError, match="`claimed_outcome`"):
-        Scenario("a", "d", "t", 1, "c", "boom", {}, 1.0, "")
+        Scenario("a", "d", "t", 1, "c", "boom", {})

@@ -3,44 +3,68 @@ import numpy as np
 import pytest
 
 from xstable.layers import AutoScale
-from xstable.losses import SafeBinaryCrossentropy
 from xstable.optimizers import GuardedOptimizer
 from xstable.scenarios import xstable_fixes as fixes
 from xstable.training import TrainingSpec
 
 
-def _spec():
+def _data():
+    x = np.array([[1.0, 1e6], [2.0, 2e6], [3.0, 3e6], [4.0, 4e6]], "float32")
+    return x, np.array([[0.0], [1.0], [1.0], [1.0]], "float32")
+
+
+def _spec(activation=None):
     return TrainingSpec(
         "base",
-        lambda: keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]),
-        lambda: (np.array([[1.0, 1e6], [2.0, 2e6], [3.0, 3e6]], "float32"), np.zeros(3, "float32")),
-        lambda: {"optimizer": "sgd", "loss": "binary_crossentropy"},
+        lambda: keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, activation=activation)]),
+        _data,
+        lambda: {"optimizer": keras.optimizers.SGD(10.0), "loss": "mse"},
     )
 
 
-def test_auto_scale_goes_first_and_is_adapted_on_the_spec_inputs():
-    spec = fixes.with_auto_scale(_spec(), "scaled", method="standard")
+def test_regression_fix_scales_inputs_starts_at_the_mean_and_guards_the_optimizer():
+    fix = fixes.XstableFix(
+        ("feature-scale-spread",),
+        auto_scale={"method": "standard"},
+        start_at_trivial=True,
+        learning_rate=0.1,
+        guard=fixes.GUARD,
+    )
+    spec = fixes.apply_fix(_spec(), "fixed", fix)
     model = spec.build_model()
-    assert spec.name == "scaled" and isinstance(model.layers[0], AutoScale)
-    out = keras.ops.convert_to_numpy(model.layers[0](spec.make_data()[0]))
-    # Standardized columns: mean 0, std 1 (population std, as StandardScaler).
-    np.testing.assert_allclose(out.mean(axis=0), 0.0, atol=1e-5)
-    np.testing.assert_allclose(out.std(axis=0), 1.0, rtol=1e-4)
+    x, y = _data()
+    assert spec.name == "fixed" and isinstance(model.layers[0], AutoScale)
+    scaled = keras.ops.convert_to_numpy(model.layers[0](x))
+    np.testing.assert_allclose(scaled.std(axis=0), 1.0, rtol=1e-4)
+    rescaling = model.layers[-1]
+    assert isinstance(rescaling, keras.layers.Rescaling)
+    np.testing.assert_allclose([rescaling.scale, rescaling.offset], [y.std(), y.mean()], rtol=1e-6)
+    optimizer = spec.make_compile_args()["optimizer"]
+    assert isinstance(optimizer, GuardedOptimizer)
+    assert isinstance(optimizer.inner_optimizer, keras.optimizers.SGD)
+    assert float(keras.ops.convert_to_numpy(optimizer.inner_optimizer.learning_rate)) == (
+        pytest.approx(0.1)
+    )
+    assert len(fix.describe()) == 4
 
 
-def test_guarded_optimizer_wraps_the_specs_optimizer():
-    args = fixes.with_guarded_optimizer(_spec(), "guarded", clipnorm=1.0).make_compile_args()
-    assert isinstance(args["optimizer"], GuardedOptimizer) and args["loss"] == "binary_crossentropy"
+def test_classification_fix_trains_logits_from_the_prior():
+    fix = fixes.XstableFix(("custom-loss",), logits=True, start_at_trivial=True)
+    spec = fixes.apply_fix(_spec("sigmoid"), "logits", fix)
+    model = spec.build_model()
+    output = model.layers[-1]
+    assert output.activation is keras.activations.linear
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(output.bias), [np.log(0.75 / 0.25)])
+    args = spec.make_compile_args()
+    assert isinstance(args["loss"], keras.losses.BinaryCrossentropy)
+    assert args["loss"].get_config()["from_logits"]
+    assert isinstance(args["optimizer"], keras.optimizers.SGD)  # no guard asked for
 
 
-def test_safe_binary_crossentropy_replaces_the_loss():
-    args = fixes.with_safe_binary_crossentropy(_spec(), "safe").make_compile_args()
-    assert isinstance(args["loss"], SafeBinaryCrossentropy) and args["optimizer"] == "sgd"
-
-
-def test_non_specs_are_refused():
-    for make in (fixes.with_auto_scale, fixes.with_guarded_optimizer):
-        with pytest.raises(TypeError, match="`spec` must be"):
-            make("spec", "name")
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="`answers` must be a non-empty tuple"):
+        fixes.XstableFix(())
     with pytest.raises(TypeError, match="`spec` must be"):
-        fixes.with_safe_binary_crossentropy(None, "name")
+        fixes.apply_fix("spec", "name", fixes.XstableFix(("a",)))
+    with pytest.raises(TypeError, match="`fix` must be an `XstableFix`"):
+        fixes.apply_fix(_spec(), "name", {"auto_scale": {}})

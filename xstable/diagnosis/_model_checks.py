@@ -15,9 +15,13 @@ from xstable.diagnosis._model_facts import (
     activation_name,
 )
 from xstable.diagnosis.findings import Finding
+from xstable.training.outcome import trivial_loss
 
 __all__ = [
     "ADAPTIVE_OPTIMIZERS",
+    "LOGITS_FIX",
+    "suggested_learning_rate",
+    "check_output_start",
     "check_probability_loss",
     "check_sgd_step",
     "check_adaptive_learning_rate",
@@ -46,19 +50,57 @@ _SATURATED_FRACTION = 0.5
 _ADAPTIVE_LR_WARNING = 0.25
 _ADAPTIVE_LR_ERROR = 1.0
 _FLOAT16_MAX = 65504.0
+# Inputs whose typical magnitude is above this are scaled before any learning-rate advice.
+_LARGE_INPUT = 10.0
 
-_SAFE_LOSS_FOR_FAMILY = {
-    "binary_crossentropy": "xstable.losses.SafeBinaryCrossentropy",
-    "categorical_crossentropy": "xstable.losses.SafeCategoricalCrossentropy",
-    "sparse_categorical_crossentropy": "xstable.losses.SafeSparseCategoricalCrossentropy",
+# Keras's cross-entropy of logits for each probability-space family: exact on every backend,
+# finite loss and gradient however saturated the output.
+_LOGITS_LOSS_FOR_FAMILY = {
+    "binary_crossentropy": "keras.losses.BinaryCrossentropy",
+    "categorical_crossentropy": "keras.losses.CategoricalCrossentropy",
+    "sparse_categorical_crossentropy": "keras.losses.SparseCategoricalCrossentropy",
 }
+LOGITS_FIX = "keras.losses.BinaryCrossentropy(from_logits=True)"
+_LOGITS_WHY = (
+    "with a linear output and from_logits=True, Keras computes the cross-entropy from the "
+    "logits exactly on every backend: the loss and gradient stay finite and informative however "
+    "saturated the prediction, where a probability-space loss takes log(0) (hand-written), or "
+    "clips p (Keras on torch/JAX) and passes no gradient"
+)
+# A step of an Adam-like optimizer is about `learning_rate`; a tenth of the typical weight
+# keeps it small next to what it moves. A plain SGD step on squared error is stable below
+# 1 / lambda_max; a tenth of it leaves room for the hidden layers' own curvature.
+_STEP_MARGIN = 0.1
+# The model's loss at its initial weights, this many times the trivial predictor's loss,
+# means it starts far from the targets (an output centred on the target mean, with a spread
+# of its own as large as the targets', scores about 2x).
+_OUTPUT_START_RATIO = 2.0
+
+
+def suggested_learning_rate(limit):
+    """The largest of 1, 2, 5 x 10^k that is at most `_STEP_MARGIN * limit`.
+
+    Example:
+
+    >>> suggested_learning_rate(0.28)
+    0.02
+    """
+    target = _STEP_MARGIN * float(limit)
+    if not np.isfinite(target) or target <= 0:
+        return None
+    exponent = int(np.floor(np.log10(target)))
+    for mantissa in (5.0, 2.0, 1.0):
+        value = mantissa * 10.0**exponent
+        if value <= target * (1 + 1e-9):
+            return float(f"{value:.3g}")
+    return float(f"{10.0**exponent:.3g}")
 
 
 def check_probability_loss(facts, predictions):
     """A sigmoid/softmax output trained with a probability-space cross-entropy."""
     if (
         facts.output_activation not in PROBABILITY_ACTIVATIONS
-        or facts.loss_family not in _SAFE_LOSS_FOR_FAMILY
+        or facts.loss_family not in _LOGITS_LOSS_FOR_FAMILY
         or facts.loss_from_logits
         or facts.loss_is_xstable
     ):
@@ -80,7 +122,7 @@ def check_probability_loss(facts, predictions):
                 np.mean((p <= _SATURATION_MARGIN) | (p >= 1 - _SATURATION_MARGIN))
             )
     saturated = evidence.get("fraction_within_1e-4_of_0_or_1", 0.0)
-    component = _SAFE_LOSS_FOR_FAMILY[facts.loss_family]
+    component = _LOGITS_LOSS_FOR_FAMILY[facts.loss_family]
     return [
         Finding(
             code="probability-output-crossentropy",
@@ -91,11 +133,13 @@ def check_probability_loss(facts, predictions):
                 "or 1"
             ),
             evidence=evidence,
-            fix=component,
-            example=f"model.compile(loss={component}(), optimizer=...)  # same model",
+            fix=f"{component}(from_logits=True)",
+            example=f"keras.layers.Dense(units)  # output without activation; "
+            f"model.compile(loss={component}(from_logits=True), optimizer=...)",
             why="TF recovers the logits from the sigmoid/softmax and is stable; torch and JAX "
             "clip p to [1e-7, 1-1e-7], so saturated outputs give a different loss and a zero "
-            "gradient there, and in float16 the clip does nothing and log(0) appears",
+            "gradient there, and in float16 the clip does nothing and log(0) appears; "
+            + _LOGITS_WHY,
         )
     ]
 
@@ -115,7 +159,11 @@ def _first_layer_curvature(x_matrix):
 
 
 def check_sgd_step(facts, x_matrix, typical_magnitude):
-    """Plain SGD whose learning rate is beyond the stability limit for these inputs."""
+    """Plain SGD whose learning rate is beyond the stability limit for these inputs.
+
+    `x_matrix` is what the first weighted layer sees: the inputs after an `AutoScale` the model
+    starts with, if any.
+    """
     if facts.optimizer_name != "SGD" or facts.learning_rate is None or x_matrix is None:
         return []
     curvature, method = _first_layer_curvature(x_matrix)
@@ -126,6 +174,12 @@ def check_sgd_step(facts, x_matrix, typical_magnitude):
     stability = facts.learning_rate * curvature
     if stability <= 1.0:
         return []
+    suggested = suggested_learning_rate(1.0 / curvature)
+    large_inputs = typical_magnitude > _LARGE_INPUT or curvature > _LARGE_INPUT**2
+    guarded = (
+        f"optimizer=xstable.optimizers.GuardedOptimizer(keras.optimizers.SGD({suggested:g}), "
+        "global_clipnorm=1.0)"
+    )
     return [
         Finding(
             code="sgd-step-too-large",
@@ -142,13 +196,16 @@ def check_sgd_step(facts, x_matrix, typical_magnitude):
                 "lambda_method": method,
                 "learning_rate_times_lambda": stability,
                 "largest_stable_learning_rate_linear_mse": 1.0 / curvature,
+                "suggested_learning_rate": suggested,
                 "input_magnitude_p95": typical_magnitude,
             },
-            fix=AUTOSCALE_FIX,
-            example=AUTOSCALE_EXAMPLE + "; or optimizer=xstable.optimizers.GuardedOptimizer("
-            "keras.optimizers.SGD(0.01), global_clipnorm=1.0)",
+            fix=AUTOSCALE_FIX if large_inputs else "xstable.optimizers.GuardedOptimizer",
+            example=(AUTOSCALE_EXAMPLE + "; then, if still flagged, " if large_inputs else "")
+            + guarded,
             why="the curvature of the loss in the first layer's weights grows with the square "
-            "of the input scale, so each SGD step overshoots by more than it corrects",
+            "of the input scale, so each SGD step overshoots by more than it corrects; the "
+            "suggested rate is a tenth of the linear limit 1 / lambda_max, and the global norm "
+            "clip bounds the steps of the layers above",
         )
     ]
 
@@ -176,6 +233,7 @@ def check_adaptive_learning_rate(facts, model):
     ratio = facts.learning_rate / weight_scale
     if ratio < _ADAPTIVE_LR_WARNING:
         return []
+    suggested = suggested_learning_rate(weight_scale)
     return [
         Finding(
             code="learning-rate-too-large",
@@ -190,18 +248,19 @@ def check_adaptive_learning_rate(facts, model):
                 "learning_rate": facts.learning_rate,
                 "median_abs_kernel_weight": weight_scale,
                 "ratio": ratio,
+                "suggested_learning_rate": suggested,
                 "warning_ratio": _ADAPTIVE_LR_WARNING,
                 "error_ratio": _ADAPTIVE_LR_ERROR,
             },
             fix="xstable.optimizers.GuardedOptimizer",
             example=(
                 f"optimizer=xstable.optimizers.GuardedOptimizer(keras.optimizers."
-                f"{facts.optimizer_name}(learning_rate=1e-3), global_clipnorm=1.0, "
-                "lr_backoff_on_skip=True)"
+                f"{facts.optimizer_name}(learning_rate={suggested:g}), global_clipnorm=1.0)"
             ),
             why="adaptive optimizers normalise the gradient, so a step is about "
             "learning_rate whatever the gradient; steps larger than the weights overshoot "
-            "and activations and losses grow until they overflow",
+            "and activations and losses grow until they overflow. The suggested rate is a "
+            "tenth of the median kernel weight",
         )
     ]
 
@@ -371,16 +430,112 @@ def check_custom_loss(facts, y_sample, output_shape_tail):
             f"custom loss `{facts.loss_name}` is not a Keras or xstable loss; its value was "
             f"finite at all {evaluated} probe points (gradients not probed)"
         )
+    if broken and facts.output_activation in PROBABILITY_ACTIVATIONS:
+        # A hand-written cross-entropy of a sigmoid/softmax output: the exact fix is Keras's
+        # cross-entropy of the logits, not masking the non-finite rows.
+        fix = LOGITS_FIX
+        example = (
+            "keras.layers.Dense(units)  # output without activation; "
+            f"model.compile(loss={LOGITS_FIX}, ...)"
+        )
+        why = _LOGITS_WHY
+    else:
+        fix = "xstable.losses.SafeLoss"
+        example = f"model.compile(loss=xstable.losses.SafeLoss({facts.loss_name}), ...)"
+        why = (
+            "hand-written losses often take log or sqrt of values that reach 0, or divide "
+            "by them; SafeLoss masks non-finite per-sample losses out of the mean and counts "
+            "them, and xstable.numerics.safe_log/safe_sqrt give finite values and gradients"
+        )
     return [
         Finding(
             code="custom-loss",
             severity=severity,
             title=title,
             evidence=evidence,
-            fix="xstable.losses.SafeLoss",
-            example=f"model.compile(loss=xstable.losses.SafeLoss({facts.loss_name}), ...)",
-            why="hand-written losses often take log or sqrt of values that reach 0, or divide "
-            "by them; SafeLoss masks non-finite per-sample losses out of the mean and counts "
-            "them, and xstable.numerics.safe_log/safe_sqrt give finite values and gradients",
+            fix=fix,
+            example=example,
+            why=why,
+        )
+    ]
+
+
+def _loss_value(facts, y_true, y_pred):
+    loss = (
+        keras.losses.get(facts.loss_object)
+        if isinstance(facts.loss_object, str)
+        else (facts.loss_object)
+    )
+    value = loss(keras.ops.convert_to_tensor(y_true), keras.ops.convert_to_tensor(y_pred))
+    return float(np.mean(np.asarray(keras.ops.convert_to_numpy(value), dtype=np.float64)))
+
+
+def check_output_start(facts, model, x_sample, y_sample):
+    """A model whose initial predictions are far from the trivial predictor's.
+
+    At its initial weights a model should predict about what the trivial predictor does (the
+    target mean, the label prior). A linear output starts near 0 whatever the targets' mean
+    and scale, and a forced output bias saturates a sigmoid: the first steps are then spent
+    (or wasted) moving the output, and a stronger optimizer to get there overshoots.
+    """
+    if x_sample is None or y_sample is None or facts.loss_object is None:
+        return []
+    if facts.loss_family in ("multiple", "none", "sparse_categorical_crossentropy"):
+        return []
+    if not callable(facts.loss_object) and not isinstance(facts.loss_object, str):
+        return []
+    y_true = np.asarray(y_sample, dtype=np.float32)
+    try:
+        output = model(x_sample, training=False)
+        if isinstance(output, (list, tuple, dict)):
+            return []
+        y_pred = np.asarray(keras.ops.convert_to_numpy(output), dtype=np.float32)
+        if y_true.ndim == 1 and y_pred.ndim == 2:
+            y_true = y_true.reshape(-1, y_pred.shape[1])
+        initial = _loss_value(facts, y_true, y_pred)
+        trivial = trivial_loss(facts.loss_object, y_true)
+    except (TypeError, ValueError):
+        return []
+    if not trivial > 0 or (np.isfinite(initial) and initial <= _OUTPUT_START_RATIO * trivial):
+        return []
+    probability = facts.output_activation in PROBABILITY_ACTIVATIONS or facts.loss_from_logits
+    mean = float(np.mean(y_true))
+    evidence = {
+        "initial_loss": initial,
+        "trivial_loss": trivial,
+        "ratio": initial / trivial if np.isfinite(initial) else float("inf"),
+        "mean_prediction": float(np.mean(y_pred[np.isfinite(y_pred)])) if y_pred.size else None,
+        "target_mean": mean,
+        "target_std": float(np.std(y_true)),
+        "sample_rows": int(y_true.shape[0]),
+    }
+    if probability:
+        prior = min(max(mean, 1e-7), 1 - 1e-7)
+        logit = float(np.log(prior / (1 - prior)))
+        evidence["prior_logit"] = logit
+        fix = "output bias = logit of the label prior"
+        example = f"model.layers[-1].bias.assign([{logit:.4g}])  # log(p / (1 - p)), p = mean(y)"
+    else:
+        fix = "keras.layers.Rescaling"
+        example = (
+            f"model.add(keras.layers.Rescaling(scale={float(np.std(y_true)):.4g}, "
+            f"offset={mean:.4g}))  # std(y), mean(y): the output starts at the target mean"
+        )
+    return [
+        Finding(
+            code="output-far-from-targets",
+            severity="warning",
+            title=(
+                f"at its initial weights the model's loss is {evidence['ratio']:.3g}x the loss of "
+                "always predicting the "
+                + ("label prior" if probability else "target mean")
+                + f" ({initial:.4g} vs {trivial:.4g})"
+            ),
+            evidence=evidence,
+            fix=fix,
+            example=example,
+            why="a model that starts at the trivial predictor spends its steps on the signal, "
+            "not on moving its output to the targets' mean and scale; unscaled targets also "
+            "make every gradient, and the learning rate that suits it, depend on their units",
         )
     ]

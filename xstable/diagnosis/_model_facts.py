@@ -136,7 +136,7 @@ def _describe_loss(loss):
         return loss, _LOSS_ALIASES.get(key, "other"), False, False, None
     is_loss_object = isinstance(loss, keras.losses.Loss) or hasattr(loss, "get_config")
     module = (type(loss) if is_loss_object else loss).__module__ or ""
-    is_xstable = module.startswith("xstable")
+    is_xstable = module.startswith("xstable.losses")
     if is_loss_object:
         name = type(loss).__name__
         try:

@@ -7,6 +7,7 @@ from xstable.diagnosis import _data_checks as data_checks
 from xstable.diagnosis import _model_checks as model_checks
 from xstable.diagnosis._model_facts import OUTPUT_RANGES, model_facts
 from xstable.diagnosis.findings import DiagnosisReport, Finding
+from xstable.layers import AutoScale
 from xstable.runtime import active_backend
 
 __all__ = ["diagnose"]
@@ -102,6 +103,25 @@ def _validate(model, x, y):
             "`x` and `y` are both required (the training inputs and targets). "
             f"Received: x={'None' if x is None else '...'}, y={'None' if y is None else '...'}"
         )
+
+
+def _starts_with_auto_scale(model):
+    layers = getattr(model, "layers", None) or []
+    return bool(layers) and isinstance(layers[0], AutoScale) and layers[0].built
+
+
+def _after_input_scaling(model, x_matrix):
+    """The inputs as the first weighted layer sees them: through a leading `AutoScale`."""
+    if not _starts_with_auto_scale(model):
+        return x_matrix
+    layers = model.layers
+    try:
+        scaled = layers[0](np.asarray(x_matrix, dtype="float32"))
+    except (TypeError, ValueError, RuntimeError):
+        return x_matrix
+    return np.asarray(keras.ops.convert_to_numpy(scaled), dtype=np.float64).reshape(
+        x_matrix.shape[0], -1
+    )
 
 
 def _rows(named_arrays):
@@ -201,7 +221,10 @@ def diagnose(
     for these inputs (`learning_rate * lambda_max(X^T X / n) > 1`); an Adam-family learning
     rate comparable to the weights it moves; float16 layers without loss scaling (and inputs
     beyond float16's range); hidden sigmoid/tanh layers mostly saturated on the data; a
-    custom loss that is non-finite at typical break points. Finally one instrumented training
+    custom loss that is non-finite at typical break points; a model whose loss at its initial
+    weights is more than twice the trivial predictor's (`xstable.training.trivial_loss`: the
+    target mean or the label prior), fixed by a `Rescaling` output or the prior's logit as
+    output bias. Learning-rate findings give a `suggested_learning_rate`. Finally one instrumented training
     step with `xstable.diagnosis.locate_nonfinite` on a batch that starts with the rows the
     data checks flagged.
 
@@ -289,13 +312,20 @@ def diagnose(
     flagged_rows = []
     typical_magnitude = 0.0
     input_abs_max = 0.0
+    scaled_inputs = len(x_matrices) == 1 and _starts_with_auto_scale(model)
+    if scaled_inputs:
+        notes.append(
+            "the model starts with an adapted AutoScale: scale, outlier and curvature checks "
+            "read the inputs as it scales them"
+        )
     for name, matrix in x_matrices:
         findings += data_checks.check_nonfinite(name, matrix, "input")
-        stats_matrix = matrix if stats_rows is None else matrix[stats_rows]
+        seen = _after_input_scaling(model, matrix) if scaled_inputs else matrix
+        stats_matrix = seen if stats_rows is None else seen[stats_rows]
         stats = data_checks.feature_stats(name, stats_matrix)
         findings += data_checks.check_constant_features(stats)
         findings += data_checks.check_scale_spread(stats)
-        outliers = data_checks.check_outliers(matrix, stats, "input")
+        outliers = data_checks.check_outliers(seen, stats, "input")
         findings += outliers
         typical_magnitude = max(typical_magnitude, stats.typical_magnitude)
         finite_values = np.abs(matrix[np.isfinite(matrix)])
@@ -340,6 +370,8 @@ def diagnose(
             predictions = np.asarray(keras.ops.convert_to_numpy(output), dtype=np.float64)
     findings += model_checks.check_probability_loss(facts, predictions)
     single_input = x_matrices[0][1] if len(x_matrices) == 1 else None
+    if single_input is not None:
+        single_input = _after_input_scaling(model, single_input)
     findings += model_checks.check_sgd_step(facts, single_input, typical_magnitude)
     findings += model_checks.check_adaptive_learning_rate(facts, model)
     findings += model_checks.check_float16(facts, input_abs_max)
@@ -354,6 +386,9 @@ def diagnose(
     if facts.output_units is not None:
         output_tail = (facts.output_units,)
     findings += model_checks.check_custom_loss(facts, y_sample, output_tail)
+    if len(y_named) == 1 and sample_index.size:
+        y_rows = np.asarray(y_named[0][1])[sample_index]
+        findings += model_checks.check_output_start(facts, model, x_sample, y_rows)
 
     # ---- one instrumented training step
     if training_step:

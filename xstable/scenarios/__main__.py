@@ -3,6 +3,7 @@
 Usage:
     KERAS_BACKEND=jax python -m xstable.scenarios run --out results-jax.json
     python -m xstable.scenarios table results-*.json > table.md
+    python -m xstable.scenarios summary results-*.json --out summary.md
     python -m xstable.scenarios list
     python -m xstable.scenarios describe > changes.md
 """
@@ -56,6 +57,19 @@ def _table(args):
     return 0
 
 
+def _summary(args):
+    from xstable.scenarios.claims_table import load_results
+    from xstable.scenarios.summary_table import render_summary_table
+
+    text = render_summary_table(load_results(args.results)) + "\n"
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _list(args):
     from xstable.scenarios.registry import all_scenarios
 
@@ -71,9 +85,6 @@ def _describe(args):
     for scenario in all_scenarios():
         print(f"### `{scenario.id}` ({scenario.document}, example {scenario.example})\n")
         print(f"Claim: {scenario.claim}\n")
-        print(
-            f"Diverged threshold: {scenario.diverged_threshold:.4g} ({scenario.threshold_reason}).\n"
-        )
         if scenario.no_stress_reason:
             print(f"No stress variant. {scenario.no_stress_reason}\n")
         for kind in scenario.variant_kinds():
@@ -104,6 +115,12 @@ def build_parser():
     table = commands.add_parser("table", help="markdown claim-vs-measured table from results")
     table.add_argument("results", nargs="+", help="results-<backend>.json files")
     table.set_defaults(handler=_table)
+    summary = commands.add_parser(
+        "summary", help="markdown: failure, document fix and xstable fix per backend"
+    )
+    summary.add_argument("results", nargs="+", help="results-<backend>.json files")
+    summary.add_argument("--out", help="markdown file to write (default: stdout)")
+    summary.set_defaults(handler=_summary)
     listing = commands.add_parser("list", help="list scenarios and their variants")
     listing.set_defaults(handler=_list)
     describe = commands.add_parser(

@@ -130,8 +130,9 @@ def render_claims_table(results):
     lines.append(
         "Cells: `nan @ step k (stage)`: first non-finite loss at training step k (0-based), "
         "with the stage of the training step where `locate_nonfinite` found the first "
-        "non-finite value; `diverged`: finite, but the final loss is above 100 x the loss of "
-        "always predicting the target mean; `ok (loss L)`: finite, final loss L. `!` marks an "
+        "non-finite value; `ok (loss L)`: finite, final loss L (on all training rows) below the "
+        "loss of the trivial predictor (the target mean, or the label prior); `stalled`: not "
+        "below it; `exploded`: more than 100 x above it. `!` marks an "
         "outcome that differs from the one recorded in the scenario. Origin: `document` (its "
         "code, ported), `derived` (its code without its fix, or its prose fix as code), `ours`."
     )

@@ -12,13 +12,11 @@ from xstable.scenarios import _porting as p
 from xstable.scenarios import xstable_fixes as fixes
 from xstable.scenarios.preprocessing import robust_scale, standard_scale
 from xstable.scenarios.scenario import Scenario, Variant, expect
-from xstable.scenarios.thresholds import constant_prediction_mse, diverged_threshold
 
 __all__ = ["DOCUMENT", "TITLE", "scenarios"]
 
 DOCUMENT = "001_4e8dde463d9e341c.txt"
 TITLE = "Why is TensorFlow's simple linear fit producing NaN loss?"
-_THRESHOLD_REASON = "100 x the MSE of always predicting the mean target (var(y))"
 # The document's arrays are literals, so no seeding is needed; they are int64 in NumPy.
 _COMMON = (
     p.KERAS3,
@@ -65,14 +63,6 @@ def _robust_scaled_data():
     return p.float32(robust_scale(x), y)
 
 
-_AUTO_SCALE_STANDARD = (
-    "xstable: `AutoScale(method='standard')` adapted on x and put first in the model, instead "
-    "of StandardScaler outside it"
-)
-_AUTO_SCALE_ROBUST = (
-    "xstable: `AutoScale(method='robust')` adapted on x and put first in the model, instead "
-    "of RobustScaler outside it (the document's 'SGD' kept)"
-)
 _STANDARD_SCALER = (
     "`StandardScaler().fit_transform` -> `standard_scale` (the same formula in NumPy; checked "
     "against scikit-learn in the tests)"
@@ -93,25 +83,61 @@ def _sgd(learning_rate):
     return lambda: keras.optimizers.SGD(learning_rate=learning_rate)
 
 
-def _unscaled_auto_scale_fix():
-    """The xstable fix of examples 1 and 2: their SGD stress case with AutoScale first."""
+# What diagnose() says for the SGD(0.01) stress variants. Once the inputs are scaled, SGD(0.01)
+# is below its stability limit, so the learning rate stays.
+_SCALES_FIX = fixes.XstableFix(
+    answers=("feature-scale-spread", "sgd-step-too-large", "output-far-from-targets"),
+    auto_scale={},
+    start_at_trivial=True,
+    guard=fixes.GUARD,
+)
+_OUTLIER_FIX = fixes.XstableFix(
+    answers=(
+        "feature-scale-spread",
+        "input-outlier",
+        "sgd-step-too-large",
+        "output-far-from-targets",
+    ),
+    auto_scale={"method": "robust", "clip": 5.0},
+    start_at_trivial=True,
+    guard=fixes.GUARD,
+)
+
+
+# Examples 1 and 2 share their data, stress variant and fix: one spec each, trained once.
+def _scales_stress(summary):
     return Variant(
-        kind="xstable_fix",
-        make_spec=lambda: fixes.with_auto_scale(
-            _spec("unscaled.stress", _scales_data, _sgd(0.01)),
-            "linear_fit.unscaled.xstable_fix",
-            method="standard",
-        ),
-        summary="the stress case (SGD 0.01, raw x) with AutoScale(method='standard') first in "
-        "the model",
+        kind="stress",
+        make_spec=lambda: _spec("unscaled.stress", _scales_data, _sgd(0.01)),
+        summary=summary,
         origin="ours",
-        changes=_COMMON + (p.stress_sgd(0.01), _AUTO_SCALE_STANDARD),
-        expected=expect("ok"),
+        changes=_COMMON + (p.stress_sgd(0.01),),
+        expected=expect("nan"),
+    )
+
+
+def _scales_document_fix(summary):
+    return Variant(
+        kind="document_fix",
+        make_spec=lambda: _spec("unscaled.document_fix", _standardized_data, _adam(0.01)),
+        summary=summary,
+        origin="document",
+        changes=_COMMON + (_STANDARD_SCALER,),
+        expected=expect("stalled"),
+    )
+
+
+def _unscaled_fix():
+    """The xstable fix of examples 1 and 2 (one spec, trained once for both)."""
+    return fixes.fix_variant(
+        "linear_fit.unscaled",
+        lambda: _spec("unscaled.stress", _scales_data, _sgd(0.01)),
+        _SCALES_FIX,
+        _COMMON + (p.stress_sgd(0.01),),
     )
 
 
 def _unscaled_scenario():
-    threshold = diverged_threshold(constant_prediction_mse(_scales_data()[1]))
     return Scenario(
         id="linear_fit.unscaled",
         document=DOCUMENT,
@@ -127,33 +153,16 @@ def _unscaled_scenario():
                 summary="Dense(1), Adam (default 1e-3), MSE, 3 rows with x2 ~ 1e6, 100 epochs",
                 origin="document",
                 changes=_COMMON,
-                expected=expect("diverged"),
+                expected=expect("exploded"),
             ),
-            "stress": Variant(
-                kind="stress",
-                make_spec=lambda: _spec("unscaled.stress", _scales_data, _sgd(0.01)),
-                summary="the failure with SGD(0.01) instead of Adam",
-                origin="ours",
-                changes=_COMMON + (p.stress_sgd(0.01),),
-                expected=expect("nan"),
-            ),
-            "document_fix": Variant(
-                kind="document_fix",
-                make_spec=lambda: _spec("unscaled.document_fix", _standardized_data, _adam(0.01)),
-                summary="example 2: StandardScaler on x, Adam(0.01)",
-                origin="document",
-                changes=_COMMON + (_STANDARD_SCALER,),
-                expected=expect("ok"),
-            ),
-            "xstable_fix": _unscaled_auto_scale_fix(),
+            "stress": _scales_stress("the failure with SGD(0.01) instead of Adam"),
+            "document_fix": _scales_document_fix("example 2: StandardScaler on x, Adam(0.01)"),
+            "xstable_fix": _unscaled_fix(),
         },
-        diverged_threshold=threshold,
-        threshold_reason=_THRESHOLD_REASON,
     )
 
 
 def _scaled_scenario():
-    threshold = diverged_threshold(constant_prediction_mse(_scales_data()[1]))
     return Scenario(
         id="linear_fit.scaled_lower_rate",
         document=DOCUMENT,
@@ -173,33 +182,16 @@ def _scaled_scenario():
                     "example 2 is a fix; its failure is its own code with the StandardScaler "
                     "removed (Adam 0.01 kept), to measure what the scaling does alone",
                 ),
-                expected=expect("diverged"),
+                expected=expect("exploded"),
             ),
-            "stress": Variant(
-                kind="stress",
-                make_spec=lambda: _spec("unscaled.stress", _scales_data, _sgd(0.01)),
-                summary="raw x with SGD at the same learning rate 0.01",
-                origin="ours",
-                changes=_COMMON + (p.stress_sgd(0.01),),
-                expected=expect("nan"),
-            ),
-            "document_fix": Variant(
-                kind="document_fix",
-                make_spec=lambda: _spec("unscaled.document_fix", _standardized_data, _adam(0.01)),
-                summary="StandardScaler on x, Adam(0.01)",
-                origin="document",
-                changes=_COMMON + (_STANDARD_SCALER,),
-                expected=expect("ok"),
-            ),
-            "xstable_fix": _unscaled_auto_scale_fix(),
+            "stress": _scales_stress("raw x with SGD at the same learning rate 0.01"),
+            "document_fix": _scales_document_fix("StandardScaler on x, Adam(0.01)"),
+            "xstable_fix": _unscaled_fix(),
         },
-        diverged_threshold=threshold,
-        threshold_reason=_THRESHOLD_REASON,
     )
 
 
 def _robust_scenario():
-    threshold = diverged_threshold(constant_prediction_mse(_outlier_data()[1]))
     return Scenario(
         id="linear_fit.robust_scaler_sgd",
         document=DOCUMENT,
@@ -220,7 +212,7 @@ def _robust_scenario():
                     "example 3 is a fix; its failure is its data unscaled with example 1's "
                     "optimizer (Adam), the two things example 3 changes",
                 ),
-                expected=expect("diverged"),
+                expected=expect("exploded"),
             ),
             "stress": Variant(
                 kind="stress",
@@ -244,21 +236,13 @@ def _robust_scenario():
                 changes=_COMMON + (_ROBUST_SCALER,),
                 expected=expect("ok"),
             ),
-            "xstable_fix": Variant(
-                kind="xstable_fix",
-                make_spec=lambda: fixes.with_auto_scale(
-                    _spec("robust_scaler_sgd.stress", _outlier_data, _sgd(0.01)),
-                    "linear_fit.robust_scaler_sgd.xstable_fix",
-                    method="robust",
-                ),
-                summary="the stress case (SGD 0.01, raw x with the outlier) with AutoScale(method='robust') first in the model",
-                origin="ours",
-                changes=_COMMON + (_AUTO_SCALE_ROBUST,),
-                expected=expect("ok"),
+            "xstable_fix": fixes.fix_variant(
+                "linear_fit.robust_scaler_sgd",
+                lambda: _spec("robust_scaler_sgd.stress", _outlier_data, _sgd(0.01)),
+                _OUTLIER_FIX,
+                _COMMON,
             ),
         },
-        diverged_threshold=threshold,
-        threshold_reason=_THRESHOLD_REASON,
     )
 
 

@@ -115,7 +115,7 @@ def run(scenario, variant, initial_weights=None, locate=True, cache=None):
     if cache is not None and key in cache:
         result = copy.deepcopy(cache[key])
     else:
-        result = _measure(spec, scenario.diverged_threshold, initial_weights, locate)
+        result = _measure(spec, initial_weights, locate)
         if cache is not None:
             cache[key] = copy.deepcopy(result)
     expected = chosen.expected_outcome(runtime.active_backend())
@@ -132,12 +132,11 @@ def run(scenario, variant, initial_weights=None, locate=True, cache=None):
         expected_outcome=expected,
         expected_reason=chosen.expected_reason,
         matches_expected=result.outcome == expected,
-        threshold_reason=scenario.threshold_reason,
     )
     return result
 
 
-def _measure(spec, diverged_threshold, initial_weights, locate):
+def _measure(spec, initial_weights, locate):
     weights_source = "given"
     if initial_weights is None:
         initial_weights = portable_weights_for_spec(spec)
@@ -146,7 +145,6 @@ def _measure(spec, diverged_threshold, initial_weights, locate):
     result = run_spec(
         spec,
         initial_weights=initial_weights,
-        diverged_threshold=diverged_threshold,
         before_step=snapshots,
     )
     location_step, location = None, None

@@ -20,8 +20,9 @@ def expect(outcome=None, reason="", **per_backend):
     """Builds the expected outcome of a variant on every backend.
 
     Args:
-        outcome: str, one of `"nan"`, `"diverged"`, `"ok"`: the outcome on every backend not
-            named in `per_backend`. `None` if every backend is named.
+        outcome: str, one of `xstable.training.OUTCOMES` (`"ok"`, `"stalled"`,
+            `"exploded"`, `"nan"`): the outcome on every backend not named in `per_backend`.
+            `None` if every backend is named.
         reason: str, why backends differ (required when they do).
         **per_backend: str outcomes keyed by backend name (`tensorflow`, `torch`, `jax`).
 
@@ -72,6 +73,8 @@ class Variant:
         changes: tuple of str, every change from the document's code and why it was made.
         expected: `(outcomes, reason)` from `expect(...)`: the outcome measured when this
             variant was written, per backend, and why backends differ if they do.
+        fix: for an `xstable_fix` variant, the `xstable.scenarios.xstable_fixes.XstableFix`
+            it applies (the diagnose() findings it answers and how); `None` otherwise.
     """
 
     kind: str
@@ -80,6 +83,7 @@ class Variant:
     origin: str
     changes: tuple
     expected: tuple
+    fix: object = None
 
     def __post_init__(self):
         if self.kind not in VARIANT_KINDS:
@@ -141,10 +145,10 @@ class Scenario:
             goes NaN), `"ok"` (its code is a fix that trains), or `"unstable"` (it says the
             setting risks instability without saying NaN).
         variants: Mapping from kind to `Variant`.
-        diverged_threshold: float, a finite final loss above this is `"diverged"`.
-        threshold_reason: str, how the threshold was chosen.
         no_stress_reason: str, for a failure that stays finite on every backend and has no
             `stress` variant: what was searched without finding a non-finite variant.
+        xstable_fix_note: str, where the `xstable_fix` does not end `ok` or at or below the
+            document fix: why, in one or two sentences (shown under the summary table).
     """
 
     id: str
@@ -154,9 +158,8 @@ class Scenario:
     claim: str
     claimed_outcome: str
     variants: Mapping[str, Variant]
-    diverged_threshold: float
-    threshold_reason: str
     no_stress_reason: str = ""
+    xstable_fix_note: str = ""
 
     def __post_init__(self):
         if self.claimed_outcome not in ("nan", "ok", "unstable"):
@@ -176,6 +179,14 @@ class Scenario:
                     f"Scenario {self.id!r} needs a {required!r} variant. "
                     f"Received variants: {list(self.variants)}."
                 )
+
+    @property
+    def diverged_threshold(self):
+        """`None`: runs are judged against the trivial predictor's loss by `run_spec` itself.
+
+        Kept for callers written for the former `"diverged"` threshold (`xstable compare`).
+        """
+        return None
 
     def variant(self, kind):
         """Returns the `Variant` of the given kind.

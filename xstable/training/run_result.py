@@ -3,10 +3,11 @@
 import dataclasses
 import math
 
+from xstable.training.outcome import OUTCOMES
+
 __all__ = ["RunResult", "OUTCOMES"]
 
-OUTCOMES = ("nan", "diverged", "ok")
-_FLOAT_FIELDS = ("losses", "final_loss", "diverged_threshold")
+_FLOAT_FIELDS = ("losses", "final_loss", "trivial_loss")
 
 
 @dataclasses.dataclass
@@ -20,11 +21,14 @@ class RunResult:
         first_nonfinite_step: Index into `losses` of the first non-finite loss, or `None`.
         first_nonfinite_epoch: Epoch (0-based) of that step, or `None`.
         first_nonfinite_batch: Batch within that epoch (0-based), or `None`.
-        final_loss: Last loss recorded (may be non-finite).
+        final_loss: Loss on every training row after the last step (`model.evaluate`), or
+            the last step's loss when the run went non-finite.
         weights_finite: Whether every weight was finite when the run ended.
-        outcome: `"nan"` (a loss or weight went non-finite), `"diverged"` (finite, but the last
-            loss is above `diverged_threshold`), or `"ok"`.
-        diverged_threshold: The threshold used for `"diverged"` (`None`: not checked).
+        outcome: One of `OUTCOMES`, from `classify_outcome(final_loss, trivial_loss)`:
+            `"ok"` (below the trivial loss: the model learned), `"stalled"` (not below it),
+            `"exploded"` (far above it) or `"nan"` (a loss or weight went non-finite).
+        trivial_loss: Loss of the trivial predictor (target mean, label prior) on the same
+            rows with the same loss (`None`: unknown, so learning was not judged).
         backend, device, versions: Where it ran (`xstable.library_versions()`).
         seed: Seed of weights and batch order.
         jit_compile: The compile mode passed to `model.compile`.
@@ -42,7 +46,7 @@ class RunResult:
     final_loss: float
     weights_finite: bool
     outcome: str
-    diverged_threshold: float | None
+    trivial_loss: float | None
     backend: str
     device: str
     versions: dict

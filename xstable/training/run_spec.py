@@ -2,12 +2,14 @@
 
 import math
 import time
+import warnings
 
 import keras
 import numpy as np
 
 from xstable import runtime
 from xstable.training.batch_order import batch_order
+from xstable.training.outcome import EXPLODED_FACTOR, classify_outcome, trivial_loss
 from xstable.training.run_result import RunResult
 from xstable.training.training_spec import TrainingSpec
 
@@ -39,14 +41,37 @@ def _all_weights_finite(model):
     return all(np.isfinite(w).all() for w in model.get_weights())
 
 
+def _trivial_loss(model, y):
+    """The trivial predictor's loss with the compiled loss, or None where it cannot be had."""
+    if y is None or not isinstance(y, np.ndarray) or model.loss is None:
+        return None
+    units = model.outputs[0].shape[-1] if getattr(model, "outputs", None) else None
+    try:
+        return trivial_loss(model.loss, y, num_classes=units)
+    except (TypeError, ValueError):
+        return None
+
+
+def _final_loss(model, x, y, batch_size):
+    """Mean loss over every training row, in batches of `batch_size` rows."""
+    logs = model.evaluate(x, y, batch_size=batch_size, verbose=0, return_dict=True)
+    return float(logs["loss"])
+
+
 def run_spec(
     spec,
     initial_weights=None,
     stop_on_nonfinite=True,
-    diverged_threshold=None,
+    trivial_loss="auto",
+    exploded_factor=EXPLODED_FACTOR,
     before_step=None,
+    diverged_threshold=None,
 ):
     """Trains `spec` on the active backend, one `train_on_batch` per step, and measures it.
+
+    The outcome says whether the model learned (`xstable.training.classify_outcome`): the
+    loss on every training row after the last step is compared with the loss of the trivial
+    predictor (the target mean, or the label prior) under the same compiled loss.
 
     Args:
         spec: `TrainingSpec` to run.
@@ -54,9 +79,15 @@ def run_spec(
             on different backends start from the same weights. `None`: the spec's seed decides.
         stop_on_nonfinite: bool, stop at the first non-finite loss (the weights are then
             usually non-finite too, and further steps only repeat NaN).
-        diverged_threshold: Optional float; a finite final loss above it is `"diverged"`.
+        trivial_loss: `"auto"` (computed by `xstable.training.trivial_loss` from the compiled
+            loss and the spec's targets), a float, or `None` (do not judge learning: a
+            finite run is then `"ok"`).
+        exploded_factor: float, a finite final loss above `exploded_factor * trivial_loss`
+            is `"exploded"`.
         before_step: Optional `(step, epoch, batch, model, x_batch, y_batch) -> None` called
             before every step, e.g. to capture weights or activations at a given step.
+        diverged_threshold: Deprecated and ignored: outcomes are judged against the trivial
+            loss. Kept so that callers written for the former `"diverged"` outcome still run.
 
     Returns:
         A `RunResult`.
@@ -93,7 +124,16 @@ def run_spec(
             f"x and y of spec {spec.name!r} differ in length: {num_rows} vs "
             f"{_num_rows(y, 'y')} rows. Return arrays with the same first dimension."
         )
+    if diverged_threshold is not None:
+        warnings.warn(
+            "`diverged_threshold` is ignored: run_spec judges a run against the trivial "
+            "predictor's loss (`trivial_loss=`). Drop the argument.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
     model.compile(**spec.make_compile_args(), jit_compile=spec.jit_compile)
+    if trivial_loss == "auto":
+        trivial_loss = _trivial_loss(model, y)
 
     order = batch_order(num_rows, spec.batch_size, spec.epochs, spec.shuffle, spec.seed)
     losses, steps_per_epoch = [], []
@@ -118,13 +158,15 @@ def run_spec(
     wall_time = time.perf_counter() - start
 
     weights_finite = _all_weights_finite(model)
-    final_loss = losses[-1] if losses else math.nan
-    if first is not None or not weights_finite:
-        outcome = "nan"
-    elif diverged_threshold is not None and final_loss > diverged_threshold:
-        outcome = "diverged"
+    finite = first is None and weights_finite
+    if finite:
+        # Every step finite; a row's loss can still be non-finite, and classify says "nan".
+        final_loss = _final_loss(model, x, y, spec.batch_size)
     else:
-        outcome = "ok"
+        final_loss = losses[-1] if losses and not math.isfinite(losses[-1]) else math.nan
+    outcome = classify_outcome(
+        final_loss, trivial_loss, finite=finite, exploded_factor=exploded_factor
+    )
     return RunResult(
         name=spec.name,
         losses=losses,
@@ -135,7 +177,7 @@ def run_spec(
         final_loss=final_loss,
         weights_finite=weights_finite,
         outcome=outcome,
-        diverged_threshold=diverged_threshold,
+        trivial_loss=trivial_loss,
         backend=runtime.active_backend(),
         device=runtime.active_device(),
         versions=runtime.library_versions(),
