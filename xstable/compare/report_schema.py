@@ -31,7 +31,7 @@ _RUN = {
     "properties": {
         "status": {"enum": ["completed", "error", "crashed", "timeout", "unavailable",
                             "interrupted"]},
-        "outcome": {"enum": ["ok", "nan", "diverged", None]},
+        "outcome": {"enum": ["ok", "stalled", "exploded", "nan", None]},
         "steps": {"type": "integer", "minimum": 0},
         "first_nonfinite_step": _NULLABLE_INT,
         "nan_onset": _NAN_ONSET,
@@ -39,7 +39,7 @@ _RUN = {
         "losses": {"type": "array", "items": _NUMBER_OR_TOKEN},
         "same_initial_weights": {"type": ["boolean", "null"]},
         "compile_mode": _NULLABLE_STRING,
-        "expected_outcome": {"enum": ["ok", "nan", "diverged", None]},
+        "expected_outcome": {"enum": ["ok", "stalled", "exploded", "nan", None]},
         "device": _NULLABLE_STRING,
         "wall_time_s": {"type": ["number", "null"]},
         "error": _NULLABLE_STRING,
