@@ -6,6 +6,7 @@ events it handled (invalid targets, non-finite samples): list them as metrics to
 `model.compile(loss=loss, metrics=loss.counters)`.
 """
 
+from xstable.losses.logits_model import to_logits_model
 from xstable.losses.loss_event_count import LossEventCount
 from xstable.losses.safe_binary_crossentropy import (
     SafeBinaryCrossentropy,
@@ -30,4 +31,5 @@ __all__ = [
     "safe_binary_crossentropy",
     "safe_categorical_crossentropy",
     "safe_sparse_categorical_crossentropy",
+    "to_logits_model",
 ]
