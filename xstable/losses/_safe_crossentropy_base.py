@@ -79,7 +79,10 @@ def resolve_invalid(values, invalid, like, counter, policy):
         return ops.where(invalid, float("nan"), values), None, None
     invalid_count = _reduction.count(invalid)
     if counter is not None:
-        counter.record(invalid_count, like=like)
+        # The count, not the prediction, tells whether the update persists: it depends on
+        # the targets only, so it is concrete in an eager JAX step differentiated by
+        # `jax.grad` (whose predictions are tracers) and traced in a jitted one.
+        counter.record(invalid_count, like=invalid_count)
     valid_count = _reduction.count_complement(invalid, invalid_count)
     return values, ops.logical_not(invalid), valid_count
 

@@ -49,8 +49,9 @@ class LossEventCount(keras.metrics.Metric):
 
         Args:
             count: Scalar tensor or number.
-            like: A tensor from the computation recording the count; on JAX it tells a traced
-                step whose state holds this metric from one that does not.
+            like: A tensor from the computation recording the count (pass the count itself);
+                on JAX it tells a traced step whose state holds this metric from one that
+                does not.
 
         Returns:
             `True` if the count was recorded, `False` if this traced computation does not carry

@@ -125,9 +125,10 @@ class SafeLoss(keras.losses.Loss):
             finite = _kernel_ops.isfinite(values)
             values = _kernel_ops.where(finite, values, 0.0)
             finite_count = _reduction.count(finite)
-            self.nonfinite_counter.record(
-                _reduction.count_complement(finite, finite_count), like=values
-            )
+            nonfinite_count = _reduction.count_complement(finite, finite_count)
+            # The count itself tells whether the update persists: a boolean reduction is
+            # concrete under an eager `jax.grad` (the values are tracers), traced under jit.
+            self.nonfinite_counter.record(nonfinite_count, like=nonfinite_count)
             return _reduction.reduce_masked(
                 values, finite, sample_weight, self.reduction, count_of_valid=finite_count
             )
