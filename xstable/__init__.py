@@ -5,7 +5,7 @@ says which.
 
 Modules:
     numerics: safe_log, safe_sqrt, safe_divide, ... finite values and gradients.
-    losses: SafeBinaryCrossentropy, SafeCategoricalCrossentropy, SafeLoss, ...
+    losses: SafeBinaryCrossentropy, SafeCategoricalCrossentropy, SafeLoss, to_logits_model, ...
     optimizers: GuardedOptimizer (clipping, adaptive clipping, skipping non-finite steps).
     layers: FiniteCheck, insert_finite_checks, AutoScale.
     callbacks: NaNSentinel.

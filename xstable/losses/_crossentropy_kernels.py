@@ -1,6 +1,6 @@
 """Cross-entropy on probabilities in one step each way: value and hand-written gradient.
 
-The safe cross-entropies define their value through floors and value-only clips (see
+The safe cross-entropies define their value through Keras's clip, applied in value only (see
 `_log_probabilities`). Written with `stop_gradient` tricks and left to autodiff, that is ~30
 elementwise ops forward and as many backward, each a separate kernel launch in a TF graph
 and a separate dispatch on eager torch, where the Keras twin is a handful (measured with
@@ -64,10 +64,10 @@ def binary_crossentropy_from_probabilities(target, y_pred, axis):
 
     @ops.custom_gradient
     def kernel(target, y_pred):
-        floored_p = _kernel_ops.clip(y_pred, low, high)
-        floored_not_p = _kernel_ops.maximum(1.0 - floored_p, _limits.epsneg(dtype) / 2)
-        log_p = _kernel_ops.log(floored_p)
-        log_not_p = _kernel_ops.log(floored_not_p)
+        clipped_p = _kernel_ops.clip(y_pred, low, high)
+        clipped_not_p = _kernel_ops.maximum(1.0 - clipped_p, _limits.epsneg(dtype) / 2)
+        log_p = _kernel_ops.log(clipped_p)
+        log_not_p = _kernel_ops.log(clipped_not_p)
         not_target = 1.0 - target
         elementwise = -(target * log_p + not_target * log_not_p)
         if not isinstance(size, int) or size != 1:
@@ -80,7 +80,7 @@ def binary_crossentropy_from_probabilities(target, y_pred, axis):
             scale = ops.expand_dims(_upstream(args, upstream), axis)
             if not isinstance(size, int) or size != 1:
                 scale = scale / ops.cast(size, dtype)
-            pred_gradient = scale * (not_target / floored_not_p - target / floored_p)
+            pred_gradient = scale * (not_target / clipped_not_p - target / clipped_p)
             target_gradient = scale * (log_not_p - log_p) if needs_target_gradient else None
             return target_gradient, pred_gradient
 
@@ -131,14 +131,14 @@ def _categorical_kernel(target, y_pred, axis, tiny):
         below_tiny = total < tiny  # False for a NaN total: NaN reaches q and the loss
         divisor = _kernel_ops.where(below_tiny, 1.0, total)
         q = p / divisor
-        floored_q = _kernel_ops.clip(q, low, high)
-        log_q = _kernel_ops.log(floored_q)
+        clipped_q = _kernel_ops.clip(q, low, high)
+        log_q = _kernel_ops.log(clipped_q)
         values = -_kernel_ops.sum(target * log_q, axis=axis)
         needs_target_gradient = _needs_gradient(target)
 
         def grad(*args, upstream=None):
             scale = ops.expand_dims(_upstream(args, upstream), axis)
-            along_q = -(target * scale) / floored_q
+            along_q = -(target * scale) / clipped_q
             # No path through the total where it was not divided by.
             through_total = _kernel_ops.where(
                 below_tiny, 0.0, _kernel_ops.sum(along_q * q, axis=axis, keepdims=True)

@@ -49,12 +49,12 @@ def binary_log_probabilities(logits):
 
 
 def categorical_log_probabilities(y_pred, from_logits, axis):
-    """Returns `log softmax(y_pred)` (logits) or the floored log of normalized probabilities.
+    """Returns `log softmax(y_pred)` (logits) or the clipped log of normalized probabilities.
 
     Probabilities are clipped to `[0, 1]` in value only and normalized to sum to 1 along `axis`
-    (as Keras does), then floored at the smallest normal number (`normalized_floored_log`). Logits go through a
-    log-softmax whose shift is held constant for the gradient, so ties at the maximum do not
-    split the gradient differently per backend.
+    (as Keras does), then clipped to `[epsilon, 1 - epsilon]` (`normalized_floored_log`).
+    Logits go through a log-softmax whose shift is held constant for the gradient, so ties at
+    the maximum do not split the gradient differently per backend.
     """
     dtype = y_pred.dtype
     if from_logits:

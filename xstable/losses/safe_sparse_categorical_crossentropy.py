@@ -189,7 +189,7 @@ def _picked_by_gather(y_pred, safe_labels, from_logits, axis):
 def safe_sparse_categorical_crossentropy(
     y_true, y_pred, from_logits=False, ignore_class=None, axis=-1
 ):
-    """Sparse categorical cross-entropy that raises on (or reports) out-of-range labels.
+    """Sparse categorical cross-entropy with Keras's values; out-of-range labels give NaN.
 
     Function form of `SafeSparseCategoricalCrossentropy`. Ignored labels (`ignore_class`)
     give loss 0 (use the class form to leave them out of the mean). Out-of-range labels give
