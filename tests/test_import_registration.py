@@ -82,3 +82,16 @@ def test_keras_then_xstable_loads_a_saved_model_in_a_fresh_process(tmp_path):
 def test_import_xstable_alone_does_not_import_keras():
     code = "import sys, xstable, xstable.__main__ as m; m.build_parser(); print('keras' in sys.modules)"
     assert _run(code).strip() == "False"
+
+
+def test_registered_whichever_xstable_module_imports_keras_first():
+    # `xstable.runtime` imports Keras itself; registering in the middle of its import would
+    # import the optimizers, which need it finished.
+    for first in ("xstable.runtime", "xstable.numerics", "xstable.diagnosis"):
+        code = (
+            f"import {first}, keras\n"
+            "names = ['xstable>AutoScale', 'xstable>FiniteCheck', 'xstable>SafeLoss',\n"
+            "         'xstable>GuardedOptimizer', 'xstable>LossEventCount']\n"
+            "print(all(keras.saving.get_registered_object(n) is not None for n in names))"
+        )
+        assert _run(code).strip().splitlines()[-1] == "True", first
