@@ -80,7 +80,11 @@ def test_keras_then_xstable_loads_a_saved_model_in_a_fresh_process(tmp_path):
 
 
 def test_import_xstable_alone_does_not_import_keras():
-    code = "import sys, xstable, xstable.__main__ as m; m.build_parser(); print('keras' in sys.modules)"
+    code = (
+        "import sys, xstable, xstable.__main__ as m\n"
+        "m.build_parser()\n"
+        "print('keras' in sys.modules)"
+    )
     assert _run(code).strip() == "False"
 
 

@@ -13,7 +13,9 @@ from tests.losses._compiled import MODES, value_and_grad_in
 from xstable.losses import SafeBinaryCrossentropy, SafeCategoricalCrossentropy
 
 F16 = np.finfo(np.float16)
-F16_PROBABILITIES = [0.0, -0.0, 6e-8, 1e-7, float(F16.tiny), 1e-3, 0.5, 1 - 2.0**-11, 1.0, 1.5, -1.0]
+F16_PROBABILITIES = [
+    0.0, -0.0, 6e-8, 1e-7, float(F16.tiny), 1e-3, 0.5, 1 - 2.0**-11, 1.0, 1.5, -1.0
+]
 F16_LOGITS = [0.0, 6e-8, 11.1, -17.0, 20.0, 1000.0, -1000.0, 65504.0, -65504.0]
 F32_EXTREMES = [0.0, -0.0, 1e-45, 1e-38, 1e-7, 1.0, 3e38, -3e38]
 
@@ -84,7 +86,8 @@ def test_float32_extremes_are_clipped_eager_and_compiled(mode, y, p):
 def test_nan_predictions_are_reported_not_hidden(mode):
     y = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
     p = np.array([[np.nan, 0.5], [0.3, 0.6]], np.float32)
-    for loss in (SafeBinaryCrossentropy(reduction=None), SafeCategoricalCrossentropy(reduction=None)):
+    losses = (SafeBinaryCrossentropy(reduction=None), SafeCategoricalCrossentropy(reduction=None))
+    for loss in losses:
         value, _ = value_and_grad_in(mode, lambda t, loss=loss: loss(y, t), p)
         assert np.isnan(value[0]) and np.isfinite(value[1]), (type(loss).__name__, value)
 

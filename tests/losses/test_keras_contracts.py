@@ -223,7 +223,8 @@ _FUNCTIONS = [
 
 @pytest.mark.parametrize("cls", _CLASSES, ids=lambda c: c.__name__)
 def test_bad_constructor_arguments_raise_naming_the_argument(cls):
-    with pytest.raises(TypeError, match=r"`from_logits` must be a bool.*Received: from_logits='False'"):
+    message = r"`from_logits` must be a bool.*Received: from_logits='False'"
+    with pytest.raises(TypeError, match=message):
         cls(from_logits="False")
     with pytest.raises(TypeError, match=r"`from_logits`.*Received: from_logits=1"):
         cls(from_logits=1)

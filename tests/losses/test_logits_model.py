@@ -92,7 +92,8 @@ def test_bias_20_recovers_within_60_adam_steps():
 )
 def test_output_layers_and_losses_map_to_their_logits_twins(final, loss, expected_type):
     keras.utils.set_random_seed(1)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(5, activation="relu"), *final()])
+    hidden = keras.layers.Dense(5, activation="relu")
+    model = keras.Sequential([keras.Input((4,)), hidden, *final()])
     logits_model, logits_loss = to_logits_model(model, loss=loss)
     assert type(logits_loss) is expected_type and logits_loss.from_logits
     if isinstance(loss, keras.losses.Loss):

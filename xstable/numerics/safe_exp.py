@@ -38,7 +38,10 @@ def safe_exp(x, max_value=None):
     cap = _limits.log_max(x.dtype)
     if max_value is not None:
         max_value = _checks.check_number(
-            "max_value", max_value, low=_limits.tiny(x.dtype), meaning=" (the largest value returned)"
+            "max_value",
+            max_value,
+            low=_limits.tiny(x.dtype),
+            meaning=" (the largest value returned)",
         )
         cap = min(cap, math.log(max_value))
     below = ops.less(x, cap)
