@@ -56,7 +56,10 @@ _LOAD = textwrap.dedent(
 def _run(code, *args):
     env = dict(os.environ, PYTHONPATH=_ROOT, KERAS_BACKEND=keras.config.backend())
     result = subprocess.run(
-        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
+        [sys.executable, "-c", code, *args],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]

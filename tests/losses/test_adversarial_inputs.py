@@ -14,7 +14,17 @@ from xstable.losses import SafeBinaryCrossentropy, SafeCategoricalCrossentropy
 
 F16 = np.finfo(np.float16)
 F16_PROBABILITIES = [
-    0.0, -0.0, 6e-8, 1e-7, float(F16.tiny), 1e-3, 0.5, 1 - 2.0**-11, 1.0, 1.5, -1.0
+    0.0,
+    -0.0,
+    6e-8,
+    1e-7,
+    float(F16.tiny),
+    1e-3,
+    0.5,
+    1 - 2.0**-11,
+    1.0,
+    1.5,
+    -1.0,
 ]
 F16_LOGITS = [0.0, 6e-8, 11.1, -17.0, 20.0, 1000.0, -1000.0, 65504.0, -65504.0]
 F32_EXTREMES = [0.0, -0.0, 1e-45, 1e-38, 1e-7, 1.0, 3e38, -3e38]

@@ -53,9 +53,7 @@ TWINS = {
 
 def _model(activation, units):
     keras.utils.set_random_seed(3)
-    model = keras.Sequential(
-        [keras.Input((4,)), keras.layers.Dense(units, activation=activation)]
-    )
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(units, activation=activation)])
     rng = np.random.default_rng(11)
     model.set_weights(
         [rng.normal(0, 0.5, (4, units)).astype("float32"), np.zeros(units, "float32")]
@@ -261,6 +259,7 @@ def test_safe_loss_rejects_a_non_string_name():
 
 
 # Healthy data: Keras's own values for every option Keras documents.
+
 
 def _parity_cases():
     rng = np.random.default_rng(5)

@@ -145,9 +145,7 @@ def test_binary_logit_path_matches_float64_eager_and_compiled(mode, y, z):
 
 
 categorical_logits = st.lists(
-    st.one_of(
-        st.sampled_from([0.0, 50.0, -50.0, 100.0, 1e4, -1e4]), st.floats(-30, 30, width=32)
-    ),
+    st.one_of(st.sampled_from([0.0, 50.0, -50.0, 100.0, 1e4, -1e4]), st.floats(-30, 30, width=32)),
     min_size=6,
     max_size=6,
 ).map(lambda v: np.asarray(v, np.float32).reshape(2, 3))
@@ -164,6 +162,4 @@ def test_categorical_logit_path_matches_float64_eager_and_compiled(mode, z):
     log_p = ref.log_softmax64(z)
     assert np.isfinite(value).all() and np.isfinite(grad).all(), (z, value, grad)
     assert_matches_reference(value, -(y * log_p).sum(-1), "cross_backend", what=f"{mode} value")
-    assert_matches_reference(
-        grad, np.exp(log_p) - y, "cross_backend", what=f"{mode} gradient"
-    )
+    assert_matches_reference(grad, np.exp(log_p) - y, "cross_backend", what=f"{mode} gradient")

@@ -40,9 +40,7 @@ def _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis, check):
         size = ops.cast(ops.shape(elementwise)[axis], elementwise.dtype)
         values = ops.sum(elementwise / size, axis=axis)
     else:
-        values = _crossentropy_kernels.binary_crossentropy_from_probabilities(
-            target, y_pred, axis
-        )
+        values = _crossentropy_kernels.binary_crossentropy_from_probabilities(target, y_pred, axis)
     if invalid is not None:
         values = ops.where(invalid, ops.zeros_like(values), values)
     return values, invalid

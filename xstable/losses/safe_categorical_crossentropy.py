@@ -14,6 +14,7 @@ from xstable.numerics import _limits
 
 __all__ = ["SafeCategoricalCrossentropy", "safe_categorical_crossentropy"]
 
+
 def categorical_terms(target, log_p, axis):
     """`-sum(target * log_p)` where 0 targets contribute exactly 0, capped at the float max."""
     used = ops.greater(target, 0)
@@ -82,9 +83,7 @@ def safe_categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoot
     axis = _arguments.check_int("axis", axis)
     y_pred = ops.convert_to_tensor(y_pred)
     check = TargetCheck(y_pred)
-    values, invalid = _categorical_parts(
-        y_true, y_pred, from_logits, label_smoothing, axis, check
-    )
+    values, invalid = _categorical_parts(y_true, y_pred, from_logits, label_smoothing, axis, check)
     values, _, _ = resolve_invalid(values, invalid, values, None, "nan")
     return values
 

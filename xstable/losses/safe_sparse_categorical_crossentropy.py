@@ -292,9 +292,7 @@ class SafeSparseCategoricalCrossentropy(SafeCrossentropyBase):
         self.axis = axis
 
     def per_sample(self, y_true, y_pred, check):
-        return _sparse_parts(
-            y_true, y_pred, self.from_logits, self.ignore_class, self.axis, check
-        )
+        return _sparse_parts(y_true, y_pred, self.from_logits, self.ignore_class, self.axis, check)
 
     def get_config(self):
         config = super().get_config()

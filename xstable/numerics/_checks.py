@@ -23,8 +23,8 @@ def check_number(argument, value, low=None, high=None, meaning=""):
             f"Received: {argument}={value!r} of type {type(value).__name__}"
         )
     value = float(value)
-    in_range = math.isfinite(value) and (low is None or value >= low) and (
-        high is None or value <= high
+    in_range = (
+        math.isfinite(value) and (low is None or value >= low) and (high is None or value <= high)
     )
     if not in_range:
         bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
@@ -50,7 +50,5 @@ def check_axis(axis):
     if axis is not None and not all(
         isinstance(a, (int, np.integer)) and not isinstance(a, (bool, np.bool_)) for a in items
     ):
-        raise TypeError(
-            f"`axis` must be None, an int or a tuple of ints. Received: axis={axis!r}"
-        )
+        raise TypeError(f"`axis` must be None, an int or a tuple of ints. Received: axis={axis!r}")
     return tuple(axis) if isinstance(axis, list) else axis

@@ -48,4 +48,3 @@ def safe_exp(x, max_value=None):
     # Select before the exp so the capped branch has gradient 0, not exp(x) * 0 = inf * 0.
     x_safe = ops.where(below, x, ops.full_like(x, cap))
     return ops.where(ops.isnan(x), x, ops.exp(x_safe))
-

@@ -40,4 +40,3 @@ def safe_logsumexp(x, axis=None, keepdims=False):
     if not keepdims:
         result = ops.squeeze(result, axis=axis) if axis is not None else ops.reshape(result, ())
     return result
-

@@ -23,9 +23,7 @@ def _check_arguments(x, exponent):
                 f"`{argument}` must be a number or a float tensor. "
                 f"Received: {argument}={value!r} of type {type(value).__name__}"
             )
-    if _is_number(x) and _is_number(exponent) and x < 0 and float(exponent) != math.floor(
-        exponent
-    ):
+    if _is_number(x) and _is_number(exponent) and x < 0 and float(exponent) != math.floor(exponent):
         raise ValueError(
             "A negative base has no real power with a non-integer exponent. Take `abs` first "
             "for `|x| ** p`, or use an integer exponent. "
