@@ -16,7 +16,7 @@ __all__ = ["SafeBinaryCrossentropy", "safe_binary_crossentropy"]
 
 def _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis, check):
     """Per-sample losses and the per-sample invalid mask (values 0 there), or `None` for the
-    mask when `check(invalid)` says the targets were checked eagerly."""
+    mask when `check` found every target valid eagerly."""
     y_pred = ops.convert_to_tensor(y_pred)
     if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(y_pred.dtype)):
         y_pred = ops.cast(y_pred, keras.backend.floatx())

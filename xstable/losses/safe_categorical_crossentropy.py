@@ -26,7 +26,8 @@ def categorical_terms(target, log_p, axis):
 
 
 def _categorical_parts(y_true, y_pred, from_logits, label_smoothing, axis, check):
-    """Per-sample losses and the invalid mask (values 0 there; `None` if checked eagerly)."""
+    """Per-sample losses and the invalid mask (values 0 there; `None` when `check` found every
+    target valid eagerly)."""
     y_pred = ops.convert_to_tensor(y_pred)
     if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(y_pred.dtype)):
         y_pred = ops.cast(y_pred, keras.backend.floatx())

@@ -34,7 +34,7 @@ def _check_label_shape(labels, y_pred, axis):
 
 def _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis, check):
     """Per-sample losses (0 where invalid or ignored), the invalid mask (`None` when
-    `check(invalid)` says the labels were checked eagerly) and the ignored mask (`None`
+    `check` found every label valid eagerly) and the ignored mask (`None`
     without `ignore_class`)."""
     y_pred = ops.convert_to_tensor(y_pred)
     if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(y_pred.dtype)):
@@ -103,7 +103,7 @@ def _invalid_count(labels, num_classes, is_int):
 
 def _label_masks(labels, num_classes, ignore_class, is_int, check):
     """`(invalid, ignored, usable, label_values)` as device masks; `invalid` is `None` (and
-    `usable` too without `ignore_class`) when `check(invalid)` checked them eagerly."""
+    `usable` too without `ignore_class`) when `check(invalid)` found them all valid eagerly."""
     # Each keras.ops call is a separate dispatch on eager torch: integer labels skip the
     # float cast and the integrality test (always true for them), and without
     # `ignore_class` there is no ignored mask to combine.
