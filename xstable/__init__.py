@@ -5,7 +5,7 @@ says which.
 
 Modules:
     numerics: safe_log, safe_sqrt, safe_divide, ... finite values and gradients.
-    losses: SafeBinaryCrossentropy, SafeCategoricalCrossentropy, SafeLoss, ...
+    losses: SafeBinaryCrossentropy, SafeCategoricalCrossentropy, SafeLoss, to_logits_model, ...
     optimizers: GuardedOptimizer (clipping, adaptive clipping, skipping non-finite steps).
     layers: FiniteCheck, insert_finite_checks, AutoScale.
     callbacks: NaNSentinel.
@@ -16,11 +16,15 @@ Modules:
 
 Submodules and the names below are imported on first use, so that `import xstable` (and the
 `xstable compare` parent process, which runs every backend in its own subprocess) does not
-import Keras and its backend until something needs them.
+import Keras and its backend until something needs them. xstable's serializable classes
+(layers, losses, optimizers, callbacks) are registered with Keras as soon as Keras is
+imported, before or after xstable, so `import keras, xstable` is enough for
+`keras.saving.load_model` to load a model that uses them.
 """
 
 import importlib
 
+from xstable import _registration
 from xstable._version import __version__
 from xstable.errors import NonFiniteError
 
@@ -59,3 +63,6 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
+
+
+_registration.register_when_keras_imports()

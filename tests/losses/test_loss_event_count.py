@@ -27,7 +27,8 @@ def test_counts_survive_repeated_resets_between_compiled_steps():
     from xstable.losses import SafeLoss
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    model.compile(optimizer="adam", loss=SafeLoss("mse"))
+    loss = SafeLoss("mse")
+    model.compile(optimizer="adam", loss=loss, metrics=loss.counters)
     x = np.random.default_rng(0).random((8, 4)).astype("float32")
     y = np.zeros((8, 1), "float32")
     y[:3] = np.nan  # three non-finite per-sample losses: left out and counted

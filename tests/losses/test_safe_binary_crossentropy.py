@@ -46,13 +46,10 @@ def test_probabilities_value_and_gradient_match_float64_reference(y, p):
 @given(targets, probabilities)
 def test_gradient_wrt_soft_targets_matches_float64_reference(y, p):
     """Soft targets produced by another network train through the loss: d/dy is
-    `(log max(1 - p, 2**-25) - log max(p, tiny)) / d`."""
+    `(log(1 - p) - log(p)) / d` for `p` clipped to `[epsilon, 1 - epsilon]`."""
     _, grad = value_and_grad(safe_binary_crossentropy, y, p, argnum=0)
-    clipped = np.clip(p.astype(np.float64), 0.0, 1.0)
-    not_p = (np.float32(1.0) - np.clip(p, 0.0, 1.0)).astype(np.float64)
-    expected = np.log(np.maximum(not_p, ref.ONE_MINUS_FLOOR)) - np.log(
-        np.maximum(clipped, ref.TINY)
-    )
+    clipped, not_p = ref.clipped_probabilities(p)
+    expected = np.log(not_p) - np.log(clipped)
     assert_matches_reference(grad, expected / 2.0, "cross_backend", what="gradient wrt y_true")
 
 
@@ -75,8 +72,10 @@ def test_logits_value_and_gradient_match_float64_reference(y, z):
     assert_matches_reference(grad, dloss / 2.0, "cross_backend", what="gradient wrt logits")
 
 
-def test_saturated_sigmoid_outputs_get_the_exact_logit_gradient():
-    # Keras clips p to [1e-7, 1 - 1e-7] on torch/JAX: zero gradient for all of these.
+def test_saturated_sigmoid_outputs_keep_a_nonzero_gradient():
+    # Keras clips p to [1e-7, 1 - 1e-7] on torch/JAX: zero gradient for all of these. The
+    # clip here acts on the value only; the exact logit gradient needs the logits
+    # (`to_logits_model`, tests/losses/test_logits_model.py).
     z = np.array([[-17.0], [-30.0], [-80.0], [16.2], [-25.0], [12.0]], np.float32)
     y = np.array([[1.0], [1.0], [1.0], [0.0], [0.0], [0.0]], np.float32)
 
@@ -92,19 +91,13 @@ def test_saturated_sigmoid_outputs_get_the_exact_logit_gradient():
     expected_grad = dloss * p32.astype(np.float64) * (1.0 - p32.astype(np.float64))
     assert_matches_reference(value, loss[:, 0], "cross_backend")
     assert_matches_reference(grad, expected_grad, "cross_backend", what="gradient wrt logits")
-    assert (np.abs(grad[:4]) > 0.99).all(), grad
+    assert (grad[:4] != 0).all(), grad
 
 
-def test_exact_one_has_a_finite_documented_value():
+def test_exact_one_has_keras_finite_value():
     out = to_numpy(safe_binary_crossentropy(np.array([[0.0]]), np.array([[1.0]], "float32")))
-    assert_matches_reference(out, np.array([25 * np.log(2.0)]), "float32")
-
-
-def test_invalid_targets_raise_in_eager_code_naming_the_argument():
-    with pytest.raises(ValueError, match=r"`y_true`.*1 of 2.*max=2\.0.*Received: y_true"):
-        SafeBinaryCrossentropy()(np.array([[0.0], [2.0]]), np.array([[0.5], [0.5]]))
-    with pytest.raises(ValueError, match=r"NaN=1"):
-        safe_binary_crossentropy(np.array([[np.nan]]), np.array([[0.5]]))
+    expected = -np.log(np.float64(np.float32(1.0) - ref.HIGH))
+    assert_matches_reference(out, np.array([expected]), "float32")
 
 
 def test_bad_arguments_are_rejected():
@@ -191,7 +184,9 @@ def test_seed_002_saturated_outputs_agree_with_reference_and_train(bias):
     value, grad = _loss_and_output_kernel_gradient(model, x, y, SafeBinaryCrossentropy())
     assert_matches_reference(value, np.array(expected_loss), "cross_backend")
     assert_matches_reference(grad, expected_grad, "cross_backend", what="output-kernel gradient")
-    assert np.abs(grad).max() > 1e-3, f"gradient vanished: {grad.ravel()}"
+    # Past Keras's clip the gradient is small but not zero (the logits restore the exact one:
+    # test_logits_model.py), so Adam still moves every weight.
+    assert np.abs(grad).max() > 0, f"gradient vanished: {grad.ravel()}"
     before = [w.copy() for w in model.get_weights()]
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss=SafeBinaryCrossentropy())
     history = model.fit(x, y, epochs=2, batch_size=50, verbose=0, shuffle=False)
@@ -237,12 +232,7 @@ def test_compiled_fit_counts_invalid_targets_in_history(backend):
     y[4] = 3.0
     loss = SafeBinaryCrossentropy()
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
-    model.compile(optimizer="sgd", loss=loss, metrics=loss.metrics, jit_compile=backend != "torch")
-    if backend == "torch":
-        # torch trains eagerly: the bad target is found on the host and raises.
-        with pytest.raises(ValueError, match="`y_true`"):
-            model.fit(x, y, epochs=1, batch_size=8, verbose=0)
-        return
+    model.compile(optimizer="sgd", loss=loss, metrics=loss.counters, jit_compile=backend != "torch")
     history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False)
     assert history.history["safe_binary_crossentropy_invalid_targets"] == [1.0, 1.0]
     assert np.isfinite(history.history["loss"]).all()
@@ -256,15 +246,13 @@ def test_compiled_fit_counts_invalid_targets_in_history(backend):
         max_size=12,
     ).filter(lambda v: len(v) % 2 == 0)
 )
-def test_eager_check_counts_exactly_the_samples_with_bad_targets(values):
-    # Eager code checks on the host (NumPy); the message counts the values outside [0, 1]
-    # or NaN, of all values.
+def test_masking_leaves_out_exactly_the_samples_with_bad_targets(values):
     y = np.asarray(values, np.float32).reshape(-1, 2)
-    bad = int((~((y >= 0) & (y <= 1))).sum())
+    bad = ~np.all((y >= 0) & (y <= 1), axis=-1)
     p = np.full(y.shape, 0.5, "float32")
-    if bad == 0:
-        out = to_numpy(SafeBinaryCrossentropy(reduction=None)(y, p))
-        assert_matches_reference(out, np.full(len(y), np.log(2.0)), "float32")
-    else:
-        with pytest.raises(ValueError, match=rf"{bad} of {y.size} values"):
-            SafeBinaryCrossentropy()(y, p)
+    out = to_numpy(SafeBinaryCrossentropy(reduction=None)(y, p))
+    assert_matches_reference(out, np.where(bad, 0.0, np.log(2.0)), "float32")
+    loss = SafeBinaryCrossentropy()
+    mean = to_numpy(loss(y, p))
+    assert_matches_reference(mean, np.array(0.0 if bad.all() else np.log(2.0)), "float32")
+    assert float(to_numpy(loss.invalid_target_counter.result())) == bad.sum()

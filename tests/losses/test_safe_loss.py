@@ -51,7 +51,7 @@ def test_count_is_in_fit_history_and_weights_stay_finite(backend):
     y[[2, 9]] = np.nan
     loss = SafeLoss("mse")
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-    model.compile(optimizer="sgd", loss=loss, metrics=loss.metrics, jit_compile=backend != "torch")
+    model.compile(optimizer="sgd", loss=loss, metrics=loss.counters, jit_compile=backend != "torch")
     history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False)
     assert history.history["safe_mean_squared_error_nonfinite"] == [2.0, 2.0]
     assert np.isfinite(history.history["loss"]).all()

@@ -40,3 +40,19 @@ def test_custom_floor_and_float16():
 def test_rejects_a_non_positive_floor():
     with pytest.raises(ValueError, match=r"`floor`.*Received: floor=0"):
         safe_log(np.ones(2, "float32"), floor=0)
+
+
+@pytest.mark.parametrize(
+    "floor, error, message",
+    [
+        (1e300, ValueError, r"`floor` must be a finite number in .*Received: floor=1e\+300"),
+        (1e-45, ValueError, r"`floor`.*Received: floor=1e-45"),
+        (float("inf"), ValueError, r"`floor`.*Received: floor=inf"),
+        (float("nan"), ValueError, r"`floor`.*Received: floor=nan"),
+        ("1e-3", TypeError, r"`floor` must be a Python number.*Received: floor='1e-3'"),
+        (True, TypeError, r"`floor`.*Received: floor=True"),
+    ],
+)
+def test_floors_are_validated_alike_on_every_backend(floor, error, message):
+    with pytest.raises(error, match=message):
+        safe_log(np.ones(2, "float32"), floor=floor)

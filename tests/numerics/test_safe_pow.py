@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -10,16 +11,28 @@ from xstable.numerics._limits import log_max
 
 
 def _reference(x, p):
+    """Value and gradient of the documented real power; NaN where a negative base meets a
+    non-integer exponent."""
     x = x.astype(np.float64)
-    positive = x >= FLOAT32_TINY
-    x_safe = np.where(positive, x, 1.0)
+    sign = np.where(x < 0, -1.0, 1.0)
+    magnitude = np.abs(x)
+    positive = magnitude >= FLOAT32_TINY
+    x_safe = np.where(positive, magnitude, 1.0)
     with np.errstate(over="ignore"):
         power = x_safe**p
     overflow = p * np.log(x_safe) > log_max("float32")
     at_zero = FLOAT32_MAX if p < 0 else (1.0 if p == 0 else 0.0)
     value = np.where(positive, np.where(overflow, FLOAT32_MAX, power), at_zero)
-    with np.errstate(over="ignore", divide="ignore"):
+    odd = float(p).is_integer() and int(p) % 2 == 1
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         grad = np.where(positive & ~overflow, p * x_safe ** (p - 1.0), 0.0)
+    if odd:
+        value = sign * value  # (-x) ** odd = -(x ** odd); its derivative is even
+    else:
+        grad = sign * grad  # (-x) ** even = x ** even; its derivative is odd
+    if not float(p).is_integer():
+        value = np.where(x < 0, np.nan, value)
+        grad = np.where(x < 0, np.nan, grad)
     return value, grad
 
 
@@ -28,7 +41,12 @@ def _reference(x, p):
 def test_value_and_gradient_match_reference(x, p):
     value, grad = value_and_grad(lambda t: safe_pow(t, p), x)
     expected, expected_grad = _reference(x, p)
-    assert np.isfinite(value).all(), (x, p, value)
+    defined = ~np.isnan(expected)
+    assert np.isfinite(value[defined]).all(), (x, p, value)
+    assert np.isnan(value[~defined]).all(), (x, p, value)
+    value, expected, grad, expected_grad = (
+        a[defined] for a in (value, expected, grad, expected_grad)
+    )
     assert_matches_reference(value, expected, "float32_loose")
     representable = np.abs(expected_grad) < FLOAT32_MAX / 4
     assert np.isfinite(grad[representable]).all(), (x, p, grad)
@@ -47,3 +65,21 @@ def test_zero_base_documented_values_and_zero_gradient():
 
 def test_nan_propagates():
     assert np.isnan(to_numpy(safe_pow(np.array([np.nan], "float32"), 2.0))).all()
+
+
+def test_negative_bases_have_the_real_power_or_nan():
+    x = np.array([-2.0, -2.0, -8.0, 0.0], "float32")
+    out = to_numpy(safe_pow(x, np.array([3.0, 2.0, 1 / 3, 1 / 3], "float32")))
+    assert_matches_reference(out[[0, 1, 3]], np.array([-8.0, 4.0, 0.0]), "float32")
+    assert np.isnan(out[2])
+    _, grad = value_and_grad(lambda t: safe_pow(t, 3.0), np.array([-2.0], "float32"))
+    assert_matches_reference(grad, np.array([12.0]), "float32", what="d/dx x**3 at -2")
+
+
+def test_bad_arguments_raise_naming_the_argument():
+    with pytest.raises(ValueError, match=r"negative base.*Received: x=-8, exponent=0\.333"):
+        safe_pow(-8, 1 / 3)
+    with pytest.raises(TypeError, match=r"`exponent`.*Received: exponent=True"):
+        safe_pow(np.ones(2, "float32"), True)
+    with pytest.raises(TypeError, match=r"`x`.*Received: x='2'"):
+        safe_pow("2", 2.0)

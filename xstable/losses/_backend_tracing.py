@@ -1,7 +1,8 @@
 """Whether code runs eagerly, and whether a variable update would persist.
 
 The one place in `xstable.losses` that asks the backend directly: `keras.ops` cannot tell
-eager from traced execution, and only eager code may raise on a data-dependent condition.
+eager from traced execution, and only eager code may read data on the host (the targets'
+check, which skips the masking when every target is valid).
 """
 
 import keras

@@ -1,6 +1,6 @@
 """Cross-entropy on probabilities in one step each way: value and hand-written gradient.
 
-The safe cross-entropies define their value through floors and value-only clips (see
+The safe cross-entropies define their value through Keras's clip, applied in value only (see
 `_log_probabilities`). Written with `stop_gradient` tricks and left to autodiff, that is ~30
 elementwise ops forward and as many backward, each a separate kernel launch in a TF graph
 and a separate dispatch on eager torch, where the Keras twin is a handful (measured with
@@ -43,12 +43,13 @@ def _upstream(args, upstream):
 
 
 def binary_crossentropy_from_probabilities(target, y_pred, axis):
-    """Per-sample `mean(-(t log p + (1 - t) log(1 - p)), axis)` on clipped, floored `p`.
+    """Per-sample `mean(-(t log p + (1 - t) log(1 - p)), axis)`, `p` clipped as Keras does.
 
-    `p = clip(y_pred, 0, 1)`; the logs are taken of `max(p, tiny)` and `max(1 - p,
-    epsneg / 2)`. The gradient is that of the unclipped, unfloored formula evaluated at the
-    floored values: `d/dy_pred = ((1 - t) / max(1 - p, epsneg/2) - t / max(p, tiny)) / d`,
-    never zero and never infinite for finite inputs.
+    `p = clip(y_pred, epsilon, 1 - epsilon)` (Keras's clip on JAX and torch); `1 - p` is
+    floored at `epsneg / 2` so that float16, where `1 - epsilon` rounds to 1, never takes
+    `log(0)`. The clip acts on the value only: the gradient is that of the formula evaluated
+    at the clipped values, `d/dy_pred = ((1 - t) / (1 - p) - t / p) / d`, never zero and never
+    infinite for finite inputs (Keras's is zero past the clip).
 
     Args:
         target: Targets in [0, 1], same shape and dtype as `y_pred`.
@@ -56,17 +57,17 @@ def binary_crossentropy_from_probabilities(target, y_pred, axis):
         axis: Int. The axis averaged over (of static size `d`).
     """
     dtype = y_pred.dtype
+    low, high = _log_probabilities.probability_bounds(dtype)
     size = y_pred.shape[axis]
     if size is None:  # unknown until run time (a TF graph traced with a None dimension)
         size = ops.shape(y_pred)[axis]
 
     @ops.custom_gradient
     def kernel(target, y_pred):
-        p = _kernel_ops.clip(y_pred, 0.0, 1.0)
-        floored_p = _kernel_ops.maximum(p, _limits.tiny(dtype))
-        floored_not_p = _kernel_ops.maximum(1.0 - p, _limits.epsneg(dtype) / 2)
-        log_p = _kernel_ops.log(floored_p)
-        log_not_p = _kernel_ops.log(floored_not_p)
+        clipped_p = _kernel_ops.clip(y_pred, low, high)
+        clipped_not_p = _kernel_ops.maximum(1.0 - clipped_p, _limits.epsneg(dtype) / 2)
+        log_p = _kernel_ops.log(clipped_p)
+        log_not_p = _kernel_ops.log(clipped_not_p)
         not_target = 1.0 - target
         elementwise = -(target * log_p + not_target * log_not_p)
         if not isinstance(size, int) or size != 1:
@@ -79,7 +80,7 @@ def binary_crossentropy_from_probabilities(target, y_pred, axis):
             scale = ops.expand_dims(_upstream(args, upstream), axis)
             if not isinstance(size, int) or size != 1:
                 scale = scale / ops.cast(size, dtype)
-            pred_gradient = scale * (not_target / floored_not_p - target / floored_p)
+            pred_gradient = scale * (not_target / clipped_not_p - target / clipped_p)
             target_gradient = scale * (log_not_p - log_p) if needs_target_gradient else None
             return target_gradient, pred_gradient
 
@@ -89,16 +90,16 @@ def binary_crossentropy_from_probabilities(target, y_pred, axis):
 
 
 def categorical_crossentropy_from_probabilities(target, y_pred, axis):
-    """Per-sample `-sum(t * log(max(q, tiny)), axis)`, `q` the normalized clipped `y_pred`.
+    """Per-sample `-sum(t * log(clip(q, epsilon, 1 - epsilon)), axis)`, Keras's formula.
 
     `p = clip(y_pred, 0, 1)` and `q = p / sum(p, axis)` (no normalization where that sum is
-    below `tiny`, e.g. all zeros). The gradient is that of `-sum(t * log q)` through the
-    normalization with `1 / max(q, tiny)` for the log: with `a = -t / max(q, tiny)`,
-    `d/dy_pred = (a - sum(a * q, axis)) / sum(p, axis)`; through a softmax that is the exact
-    `softmax - t` wherever the true class's probability is not exactly 0.
+    below `tiny`, e.g. all zeros), then clipped to `[epsilon, 1 - epsilon]` as Keras does.
+    The clip acts on the value only: the gradient is that of `-sum(t * log q)` through the
+    normalization, with `1 / clip(q)` for the log: with `a = -t / clip(q)`,
+    `d/dy_pred = (a - sum(a * q, axis)) / sum(p, axis)`.
 
-    The value is always finite for finite `y_pred`: every log is at least `log(tiny)` and
-    targets are in [0, 1].
+    The value is always finite for finite `y_pred`: every log is at least `log(epsilon)`
+    and targets are in [0, 1].
 
     Args:
         target: Targets in [0, 1], same shape and dtype as `y_pred`.
@@ -119,6 +120,8 @@ def categorical_crossentropy_from_probabilities(target, y_pred, axis):
 def _categorical_kernel(target, y_pred, axis, tiny):
     """`categorical_crossentropy_from_probabilities` with its closed-form gradient."""
 
+    low, high = _log_probabilities.probability_bounds(y_pred.dtype)
+
     @ops.custom_gradient
     def kernel(target, y_pred):
         p = _kernel_ops.clip(y_pred, 0.0, 1.0)
@@ -128,14 +131,14 @@ def _categorical_kernel(target, y_pred, axis, tiny):
         below_tiny = total < tiny  # False for a NaN total: NaN reaches q and the loss
         divisor = _kernel_ops.where(below_tiny, 1.0, total)
         q = p / divisor
-        floored_q = _kernel_ops.maximum(q, tiny)
-        log_q = _kernel_ops.log(floored_q)
+        clipped_q = _kernel_ops.clip(q, low, high)
+        log_q = _kernel_ops.log(clipped_q)
         values = -_kernel_ops.sum(target * log_q, axis=axis)
         needs_target_gradient = _needs_gradient(target)
 
         def grad(*args, upstream=None):
             scale = ops.expand_dims(_upstream(args, upstream), axis)
-            along_q = -(target * scale) / floored_q
+            along_q = -(target * scale) / clipped_q
             # No path through the total where it was not divided by.
             through_total = _kernel_ops.where(
                 below_tiny, 0.0, _kernel_ops.sum(along_q * q, axis=axis, keepdims=True)
@@ -159,5 +162,7 @@ def _categorical_by_autodiff(target, y_pred, axis, tiny):
     every backend). On JAX the compiled step with this form is faster than with the custom
     VJP of the closed form (module docstring).
     """
-    log_q = _log_probabilities.normalized_floored_log(y_pred, axis, tiny)
+    log_q = _log_probabilities.normalized_floored_log(
+        y_pred, axis, tiny, _log_probabilities.probability_bounds(y_pred.dtype)
+    )
     return -ops.sum(target * log_q, axis=axis)

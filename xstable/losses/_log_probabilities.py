@@ -2,62 +2,59 @@
 
 Keras's own losses disagree across backends when the model outputs probabilities: the TF
 backend recovers the logits hidden behind a sigmoid/softmax (`_keras_logits`, or the graph op)
-while torch and JAX clip to `[eps, 1 - eps]` and get a zero gradient there. The functions here
-never look behind the tensor they are given: they take the log of the probability itself with
-a floor, and pass the gradient straight through the floor, so value and gradient are the same
-elementwise float32 arithmetic on every backend.
+while torch and JAX clip to `[epsilon, 1 - epsilon]`. The functions here never look behind
+the tensor they are given: they take the log of the probability clipped as Keras clips it
+(so the values are Keras's), and pass the gradient straight through the clip, so value and
+gradient are the same elementwise arithmetic on every backend. Exact values and gradients
+from logits need the logits: `from_logits=True` (see `xstable.losses.to_logits_model`).
 """
 
+import keras
 from keras import ops
 
 from xstable.numerics import _limits
 
 
-def _straight_through(value, x):
-    """`value` in the forward pass, the gradient of `x` in the backward pass.
+def probability_bounds(dtype):
+    """`(low, high)`: Keras's clip of probabilities, `[epsilon, 1 - epsilon]`.
 
-    `x - stop_gradient(x)` is exactly 0 for finite `x` (NaN for NaN, which stays visible).
+    `epsilon` is `keras.config.epsilon()` (1e-7 by default), read at each call as Keras does.
+    The low bound is at least the smallest normal number of `dtype`, so a float16 log never
+    meets a flushed subnormal; in float32 and float64 the bounds are exactly Keras's.
     """
-    return ops.stop_gradient(value) + (x - ops.stop_gradient(x))
+    epsilon = keras.config.epsilon()
+    return max(epsilon, _limits.tiny(dtype)), 1.0 - epsilon
 
 
-def floored_log(q, floor):
-    """`log(max(q, floor))`, with gradient `1 / max(q, floor)` everywhere (never 0 or inf)."""
+def floored_log(q, floor, ceiling=None):
+    """`log(clip(q, floor, ceiling))`, with gradient `1 / clip(q, floor, ceiling)` everywhere
+    (never 0 or inf). `ceiling=None` means no upper bound."""
     q_value = ops.stop_gradient(q)
-    safe = ops.maximum(q_value, floor)
+    safe = ops.maximum(q_value, floor) if ceiling is None else ops.clip(q_value, floor, ceiling)
     return ops.log(safe) + (q - q_value) / safe
 
 
-def binary_log_probabilities(y_pred, from_logits):
-    """Returns `(log p, log(1 - p))` for binary predictions (probabilities or logits).
+def binary_log_probabilities(logits):
+    """Returns `(log sigmoid(z), log(1 - sigmoid(z)))` for logits `z`, computed stably.
 
-    From probabilities, `p` is clipped to `[0, 1]` in value only, then `log p` is floored at
-    the smallest normal number (`p == 0` means a loss of 87.3 in float32) and `log(1 - p)` at
-    half the gap below 1 (`2**-25`: `p == 1.0` means a loss of 17.3 in float32). From logits
-    the log-sigmoid is computed stably, with branches chosen by one predicate so the gradient
-    at 0 is the same on every backend.
+    The branches are chosen by one predicate, so the gradient at 0 is the same on every
+    backend.
     """
-    dtype = y_pred.dtype
-    if from_logits:
-        negative = ops.less(y_pred, 0)
-        minus_abs = ops.where(negative, y_pred, -y_pred)
-        softplus_tail = ops.log1p(ops.exp(minus_abs))
-        log_p = ops.where(negative, y_pred, ops.zeros_like(y_pred)) - softplus_tail
-        log_not_p = ops.where(negative, ops.zeros_like(y_pred), -y_pred) - softplus_tail
-        return log_p, log_not_p
-    p = _straight_through(ops.clip(y_pred, 0.0, 1.0), y_pred)
-    log_p = floored_log(p, _limits.tiny(dtype))
-    log_not_p = floored_log(1.0 - p, _limits.epsneg(dtype) / 2)
+    negative = ops.less(logits, 0)
+    minus_abs = ops.where(negative, logits, -logits)
+    softplus_tail = ops.log1p(ops.exp(minus_abs))
+    log_p = ops.where(negative, logits, ops.zeros_like(logits)) - softplus_tail
+    log_not_p = ops.where(negative, ops.zeros_like(logits), -logits) - softplus_tail
     return log_p, log_not_p
 
 
 def categorical_log_probabilities(y_pred, from_logits, axis):
-    """Returns `log softmax(y_pred)` (logits) or the floored log of normalized probabilities.
+    """Returns `log softmax(y_pred)` (logits) or the clipped log of normalized probabilities.
 
     Probabilities are clipped to `[0, 1]` in value only and normalized to sum to 1 along `axis`
-    (as Keras does), then floored at the smallest normal number (`normalized_floored_log`). Logits go through a
-    log-softmax whose shift is held constant for the gradient, so ties at the maximum do not
-    split the gradient differently per backend.
+    (as Keras does), then clipped to `[epsilon, 1 - epsilon]` (`normalized_floored_log`).
+    Logits go through a log-softmax whose shift is held constant for the gradient, so ties at
+    the maximum do not split the gradient differently per backend.
     """
     dtype = y_pred.dtype
     if from_logits:
@@ -65,11 +62,11 @@ def categorical_log_probabilities(y_pred, from_logits, axis):
         shift = ops.where(ops.isfinite(shift), shift, ops.zeros_like(shift))
         shifted = y_pred - shift
         return shifted - ops.log(ops.sum(ops.exp(shifted), axis=axis, keepdims=True))
-    return normalized_floored_log(y_pred, axis, _limits.tiny(dtype))
+    return normalized_floored_log(y_pred, axis, _limits.tiny(dtype), probability_bounds(dtype))
 
 
-def normalized_floored_log(y_pred, axis, tiny):
-    """`log(max(q, tiny))`, `q = clip(y_pred, 0, 1) / sum(clip(y_pred, 0, 1), axis)` (no
+def normalized_floored_log(y_pred, axis, tiny, bounds):
+    """`log(clip(q, *bounds))`, `q = clip(y_pred, 0, 1) / sum(clip(y_pred, 0, 1), axis)` (no
     normalization where that sum is below `tiny`), with the closed-form gradient.
 
     Written for autodiff, with each term of the gradient expressed through `stop_gradient`:
@@ -79,7 +76,8 @@ def normalized_floored_log(y_pred, axis, tiny):
     - the normalization's gradient with respect to the total is `-q / total`: autodiff of
       `p / total` computes `p / total**2` on JAX, which overflows to infinity for totals
       below ~1e-19 (and times a zero upstream gradient gives NaN);
-    - the floor passes `1 / max(q, tiny)` (`floored_log`).
+    - the clip to `bounds` (Keras's `[epsilon, 1 - epsilon]`) passes `1 / clip(q)`
+      (`floored_log`).
 
     The safe categorical cross-entropy on JAX is `-sum(t * this)`
     (`_crossentropy_kernels._categorical_by_autodiff`); `tests/losses/test_crossentropy_kernels.py`
@@ -93,4 +91,4 @@ def normalized_floored_log(y_pred, axis, tiny):
     constant_divisor = ops.stop_gradient(divisor)
     q_value = clipped / constant_divisor  # q's value, held constant
     q = p / constant_divisor - q_value * ((divisor - constant_divisor) / constant_divisor)
-    return floored_log(q, tiny)
+    return floored_log(q, *bounds)

@@ -13,11 +13,11 @@ __all__ = ["LossEventCount"]
 class LossEventCount(keras.metrics.Metric):
     """Counts events reported by a loss (masked non-finite losses, invalid targets).
 
-    Each xstable loss owns these counters (`loss.metrics`) and reports them to the model that
-    compiles it, when that model builds its training step (`xstable._model_reporting`): Keras
-    then resets them every epoch, shows them in the progress bar and in `fit` history, and on
-    JAX carries their variables through the stateless train step, so the loss's updates
-    persist. Listing them in `compile(metrics=...)` too is harmless (counted once).
+    Each xstable loss owns these counters (`loss.counters`). Listed in
+    `compile(metrics=...)` like any Keras metric, Keras resets them every epoch, shows them in
+    the progress bar, logs and History, and on JAX carries their variables through the
+    stateless train step, so the loss's updates persist. Not listed, nothing reports them and
+    `fit`/`evaluate` return exactly what they return with the Keras loss.
 
     `update_state(y_true, y_pred)` does nothing: the owning loss calls `record(count)` while it
     computes, which avoids computing the loss twice.
@@ -29,9 +29,10 @@ class LossEventCount(keras.metrics.Metric):
     Example:
 
     ```python
-    model.compile(optimizer="adam", loss=xstable.losses.SafeLoss("mse"))
+    loss = xstable.losses.SafeLoss("mse")
+    model.compile(optimizer="adam", loss=loss, metrics=loss.counters)
     history = model.fit(x, y)
-    history.history["mean_squared_error_nonfinite_count"]
+    history.history["safe_mean_squared_error_nonfinite"]
     ```
     """
 
@@ -48,8 +49,9 @@ class LossEventCount(keras.metrics.Metric):
 
         Args:
             count: Scalar tensor or number.
-            like: A tensor from the computation recording the count; on JAX it tells a traced
-                step whose state holds this metric from one that does not.
+            like: A tensor from the computation recording the count (pass the count itself);
+                on JAX it tells a traced step whose state holds this metric from one that
+                does not.
 
         Returns:
             `True` if the count was recorded, `False` if this traced computation does not carry

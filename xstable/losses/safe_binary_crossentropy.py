@@ -3,45 +3,20 @@
 import keras
 from keras import ops
 
-from xstable.losses import _crossentropy_kernels, _log_probabilities
+from xstable.losses import _arguments, _crossentropy_kernels, _log_probabilities
 from xstable.losses._safe_crossentropy_base import (
     SafeCrossentropyBase,
     TargetCheck,
     invalid_unit_interval_samples,
     resolve_invalid,
-    unit_interval_error,
 )
 
 __all__ = ["SafeBinaryCrossentropy", "safe_binary_crossentropy"]
 
-_FIX = (
-    "Targets are probabilities of the positive class: map {-1, 1} labels with (y + 1) / 2, "
-    "and replace or drop NaN labels before training."
-)
-
-
-def _check_label_smoothing(label_smoothing):
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)):
-        raise TypeError(
-            "`label_smoothing` must be a float in [0, 1]. "
-            f"Received: label_smoothing={label_smoothing!r} of type "
-            f"{type(label_smoothing).__name__}"
-        )
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(
-            "`label_smoothing` must be in [0, 1] (0 disables smoothing). "
-            f"Received: label_smoothing={label_smoothing}"
-        )
-
-
-def _check_axis(axis):
-    if isinstance(axis, bool) or not isinstance(axis, int):
-        raise TypeError(f"`axis` must be an int. Received: axis={axis!r}")
-
 
 def _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis, check):
     """Per-sample losses and the per-sample invalid mask (values 0 there), or `None` for the
-    mask when `check(invalid)` says the targets were checked eagerly."""
+    mask when `check` found every target valid eagerly."""
     y_pred = ops.convert_to_tensor(y_pred)
     if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(y_pred.dtype)):
         y_pred = ops.cast(y_pred, keras.backend.floatx())
@@ -59,31 +34,24 @@ def _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis, check):
     if label_smoothing:
         target = target * (1.0 - label_smoothing) + 0.5 * label_smoothing
     if from_logits:
-        log_p, log_not_p = _log_probabilities.binary_log_probabilities(y_pred, from_logits)
+        log_p, log_not_p = _log_probabilities.binary_log_probabilities(y_pred)
         elementwise = -(target * log_p + (1.0 - target) * log_not_p)
         # Mean as a sum of scaled terms: finite even when each term is near the float max.
         size = ops.cast(ops.shape(elementwise)[axis], elementwise.dtype)
         values = ops.sum(elementwise / size, axis=axis)
     else:
-        values = _crossentropy_kernels.binary_crossentropy_from_probabilities(
-            target, y_pred, axis
-        )
+        values = _crossentropy_kernels.binary_crossentropy_from_probabilities(target, y_pred, axis)
     if invalid is not None:
         values = ops.where(invalid, ops.zeros_like(values), values)
     return values, invalid
 
 
-def _invalid_error(y_true, count):
-    del count  # the message counts values (`unit_interval_error`), not samples
-    return unit_interval_error(y_true, "probabilities in [0, 1]", _FIX)
-
-
 def safe_binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
-    """Binary cross-entropy with the same value and nonzero gradient on TF, torch and JAX.
+    """Binary cross-entropy with Keras's values, never NaN for valid inputs, on every backend.
 
-    Function form of `SafeBinaryCrossentropy` (see there for the formula and the floors).
-    Invalid targets (outside [0, 1], NaN) raise in eager code; in compiled code the affected
-    samples are NaN (the function has no counter; the class counts them instead).
+    Function form of `SafeBinaryCrossentropy` (see there for the formula). Samples with a
+    target outside [0, 1] or NaN have a NaN loss, in eager and compiled code alike (the
+    function has no counter; the class leaves them out of the mean and counts them).
 
     Args:
         y_true: Tensor of targets in [0, 1], shape `(batch, ..., d)`.
@@ -96,72 +64,79 @@ def safe_binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=
         Per-sample losses, shape `(batch, ...)`.
 
     Raises:
-        ValueError: in eager code, if a target is outside [0, 1] or NaN.
+        TypeError: if `from_logits` is not a bool, `label_smoothing` not a number or `axis`
+            not an int.
+        ValueError: if `label_smoothing` is outside [0, 1].
 
     Example:
 
-    >>> safe_binary_crossentropy([[0.0, 1.0]], [[1.0, 1.0]])  # finite: [8.66] in float32
+    >>> safe_binary_crossentropy([[0.0, 1.0]], [[1.0, 1.0]])  # [7.97], Keras's value
     """
-    _check_label_smoothing(label_smoothing)
-    _check_axis(axis)
+    from_logits = _arguments.check_bool("from_logits", from_logits)
+    label_smoothing = _arguments.check_label_smoothing(label_smoothing)
+    axis = _arguments.check_int("axis", axis)
     y_pred = ops.convert_to_tensor(y_pred)
-    check = TargetCheck(y_pred, lambda count: _invalid_error(y_true, count))
+    check = TargetCheck(y_pred)
     values, invalid = _binary_parts(y_true, y_pred, from_logits, label_smoothing, axis, check)
-    values, _, _ = resolve_invalid(values, invalid, values, None)
+    values, _, _ = resolve_invalid(values, invalid, values, None, "nan")
     return values
 
 
 @keras.saving.register_keras_serializable(package="xstable")
 class SafeBinaryCrossentropy(SafeCrossentropyBase):
-    """Binary cross-entropy with the same value and nonzero gradient on TF, torch and JAX.
+    """Binary cross-entropy: Keras's values and contracts, one behaviour on every backend.
 
-    Keras's `BinaryCrossentropy` on a sigmoid output computes different things per backend:
-    TF recovers the logits hidden behind the sigmoid and uses the stable formula, torch and
-    JAX clip the probability to `[1e-7, 1 - 1e-7]`, so a saturated output has a zero gradient
-    there and a loss capped at 16.1 (see docs/safe-losses.md for measured numbers). This loss
-    uses one formula on the tensor it is given, on every backend:
+    A drop-in for `keras.losses.BinaryCrossentropy`: on healthy data it returns Keras's
+    values (reduction, sample weights, label smoothing, `axis`, `from_logits`, dtype as
+    Keras documents them), and `fit`/`evaluate`/History return what they return with the
+    Keras loss. What it adds, identical on TensorFlow, PyTorch and JAX, eager and compiled:
+
+    - Probabilities are clipped to `[epsilon, 1 - epsilon]` as Keras does on JAX and torch
+      (`keras.config.epsilon()`), in value only: the gradient past the clip is not zero.
+    - `from_logits=True` uses the stable log-sigmoid: exact value and gradient
+      `sigmoid(z) - y` for any logit. Keras on TF recovers the logits behind a sigmoid
+      output by itself; torch and JAX cannot, so a saturated sigmoid output (a confidently
+      wrong model) has a capped loss and a vanishing gradient there. Give the loss logits:
+      a linear last layer with `from_logits=True`, or `xstable.losses.to_logits_model`.
+    - Targets outside [0, 1] or NaN never reach the arithmetic. With
+      `invalid_targets="mask"` (default) those samples are left out of the mean (zero
+      gradient) and counted in `invalid_target_counter`; a batch whose targets are all
+      invalid has loss 0.0. With `invalid_targets="nan"` their loss is NaN, so the batch
+      loss is NaN (caught by `keras.callbacks.TerminateOnNaN`).
+
+    The counter is a metric you list, as any Keras metric, to see it in logs and History:
+    `model.compile(loss=loss, metrics=loss.counters)`. Not listed, nothing reports it.
 
     Formula:
 
     ```python
-    p = clip(y_pred, 0, 1)                         # value only; gradient passes through
-    log_p = log(max(p, tiny))                      # tiny: smallest normal, 1.18e-38 in float32
-    log_not_p = log(max(1 - p, epsneg / 2))        # epsneg / 2 = 2**-25 in float32
-    loss = mean(-(y * log_p + (1 - y) * log_not_p), axis=axis)
+    p = clip(y_pred, epsilon, 1 - epsilon)         # value only; gradient passes through
+    loss = mean(-(y * log(p) + (1 - y) * log(1 - p)), axis=axis)
+    # from_logits=True: loss = mean(-(y * log_sigmoid(z) + (1 - y) * log_sigmoid(-z)))
     ```
-
-    The floors act on the value only: the gradient is `1 / max(p, tiny)` (resp. for `1 - p`),
-    never zero and never infinite, so a saturated sigmoid output still gets the full gradient
-    `p - y` through the sigmoid wherever `p` is not exactly 0 or 1 in floating point. Where
-    the sigmoid itself has rounded to exactly 1.0 (logit above ~16.6 in float32) its own
-    derivative is 0 and no probability-space loss can recover it: use `from_logits=True`
-    there. With `from_logits=True` the stable log-sigmoid formula is used, written with one
-    branch predicate so even the gradient at logit 0 is identical across backends.
-
-    Targets outside [0, 1] (and NaN targets) raise `ValueError` in eager code. In compiled
-    code (`fit` on TF and JAX) they are left out of the mean and counted in
-    `invalid_target_counter`, which shows in `fit` logs and History by itself (the loss
-    reports it to the model that compiles it). If the counter cannot record (JAX, the loss
-    called outside a model's `fit`), those samples are NaN instead of a silent 0.
 
     Args:
         from_logits: Bool. Whether `y_pred` holds logits rather than probabilities.
         label_smoothing: Float in [0, 1]. Targets become `y * (1 - s) + 0.5 * s`.
         axis: Int. The axis averaged over. Defaults to `-1`.
+        invalid_targets: `"mask"` (default) or `"nan"`: what a sample with a target
+            outside [0, 1] or NaN becomes (see above).
         reduction: As in Keras: `"sum_over_batch_size"` (default), `"sum"`, `"mean"`,
             `"mean_with_sample_weight"`, `"none"` or `None`.
         name: String. Defaults to `"safe_binary_crossentropy"`.
         dtype: Dtype of the loss computation. Defaults to `keras.backend.floatx()`.
 
     Raises:
-        ValueError: for a bad `label_smoothing` or `reduction`, and in eager code for targets
-            outside [0, 1].
-        TypeError: for a non-numeric `label_smoothing` or a non-int `axis`.
+        ValueError: for a `label_smoothing` outside [0, 1], a bad `reduction` or
+            `invalid_targets`.
+        TypeError: for a non-bool `from_logits`, a non-numeric `label_smoothing`, a non-int
+            `axis` or a non-string `name`.
 
     Example:
 
     ```python
-    model.compile(optimizer="adam", loss=xstable.losses.SafeBinaryCrossentropy())
+    loss = xstable.losses.SafeBinaryCrossentropy(from_logits=True)
+    model.compile(optimizer="adam", loss=loss, metrics=loss.counters)
     history = model.fit(x, y)
     history.history["safe_binary_crossentropy_invalid_targets"]   # per-epoch counts
     ```
@@ -172,13 +147,17 @@ class SafeBinaryCrossentropy(SafeCrossentropyBase):
         from_logits=False,
         label_smoothing=0.0,
         axis=-1,
+        invalid_targets="mask",
         reduction="sum_over_batch_size",
         name="safe_binary_crossentropy",
         dtype=None,
     ):
-        _check_label_smoothing(label_smoothing)
-        _check_axis(axis)
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        from_logits = _arguments.check_bool("from_logits", from_logits)
+        label_smoothing = _arguments.check_label_smoothing(label_smoothing)
+        axis = _arguments.check_int("axis", axis)
+        super().__init__(
+            name=name, reduction=reduction, dtype=dtype, invalid_targets=invalid_targets
+        )
         self.from_logits = from_logits
         self.label_smoothing = label_smoothing
         self.axis = axis
@@ -191,9 +170,6 @@ class SafeBinaryCrossentropy(SafeCrossentropyBase):
             None,
         )
 
-    def invalid_error(self, y_true, y_pred, count):
-        return _invalid_error(y_true, count)
-
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -201,7 +177,6 @@ class SafeBinaryCrossentropy(SafeCrossentropyBase):
                 "from_logits": self.from_logits,
                 "label_smoothing": self.label_smoothing,
                 "axis": self.axis,
-                "dtype": self.dtype,
             }
         )
         return config

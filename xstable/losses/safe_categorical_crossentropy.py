@@ -3,23 +3,16 @@
 import keras
 from keras import ops
 
-from xstable.losses import _crossentropy_kernels, _log_probabilities
+from xstable.losses import _arguments, _crossentropy_kernels, _log_probabilities
 from xstable.losses._safe_crossentropy_base import (
     SafeCrossentropyBase,
     TargetCheck,
     invalid_unit_interval_samples,
     resolve_invalid,
-    unit_interval_error,
 )
-from xstable.losses.safe_binary_crossentropy import _check_axis, _check_label_smoothing
 from xstable.numerics import _limits
 
 __all__ = ["SafeCategoricalCrossentropy", "safe_categorical_crossentropy"]
-
-_FIX = (
-    "Targets are one-hot or soft class probabilities: use "
-    "SafeSparseCategoricalCrossentropy for integer labels, and replace NaN targets."
-)
 
 
 def categorical_terms(target, log_p, axis):
@@ -33,7 +26,8 @@ def categorical_terms(target, log_p, axis):
 
 
 def _categorical_parts(y_true, y_pred, from_logits, label_smoothing, axis, check):
-    """Per-sample losses and the invalid mask (values 0 there; `None` if checked eagerly)."""
+    """Per-sample losses and the invalid mask (values 0 there; `None` when `check` found every
+    target valid eagerly)."""
     y_pred = ops.convert_to_tensor(y_pred)
     if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(y_pred.dtype)):
         y_pred = ops.cast(y_pred, keras.backend.floatx())
@@ -60,16 +54,11 @@ def _categorical_parts(y_true, y_pred, from_logits, label_smoothing, axis, check
     return values, invalid
 
 
-def _invalid_error(y_true, count):
-    del count  # the message counts values (`unit_interval_error`), not samples
-    return unit_interval_error(y_true, "class probabilities in [0, 1]", _FIX)
-
-
 def safe_categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
     """Categorical cross-entropy with the same value and nonzero gradient on every backend.
 
     Function form of `SafeCategoricalCrossentropy` (see there for the formula). A sample with
-    a target outside [0, 1] or NaN raises in eager code and is NaN in compiled code.
+    a target outside [0, 1] or NaN has a NaN loss, in eager and compiled code alike.
 
     Args:
         y_true: Tensor of one-hot or soft targets, shape `(batch, ..., num_classes)`.
@@ -82,64 +71,74 @@ def safe_categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoot
         Per-sample losses, shape `(batch, ...)`.
 
     Raises:
-        ValueError: in eager code, for targets outside [0, 1] or NaN.
+        TypeError: if `from_logits` is not a bool, `label_smoothing` not a number or `axis`
+            not an int.
+        ValueError: if `label_smoothing` is outside [0, 1].
 
     Example:
 
-    >>> safe_categorical_crossentropy([[0.0, 1.0]], [[1.0, 0.0]])  # [87.34], finite
+    >>> safe_categorical_crossentropy([[0.0, 1.0]], [[1.0, 0.0]])  # [16.12], Keras's value
     """
-    _check_label_smoothing(label_smoothing)
-    _check_axis(axis)
+    from_logits = _arguments.check_bool("from_logits", from_logits)
+    label_smoothing = _arguments.check_label_smoothing(label_smoothing)
+    axis = _arguments.check_int("axis", axis)
     y_pred = ops.convert_to_tensor(y_pred)
-    check = TargetCheck(y_pred, lambda count: _invalid_error(y_true, count))
-    values, invalid = _categorical_parts(
-        y_true, y_pred, from_logits, label_smoothing, axis, check
-    )
-    values, _, _ = resolve_invalid(values, invalid, values, None)
+    check = TargetCheck(y_pred)
+    values, invalid = _categorical_parts(y_true, y_pred, from_logits, label_smoothing, axis, check)
+    values, _, _ = resolve_invalid(values, invalid, values, None, "nan")
     return values
 
 
 @keras.saving.register_keras_serializable(package="xstable")
 class SafeCategoricalCrossentropy(SafeCrossentropyBase):
-    """Categorical cross-entropy with the same value and nonzero gradient on every backend.
+    """Categorical cross-entropy: Keras's values and contracts, one behaviour on every backend.
 
-    Keras's TF backend recovers the logits behind a softmax output, while torch and JAX clip
-    the probabilities to `[1e-7, 1 - 1e-7]` (zero gradient past the clip). This loss applies
-    one formula to the tensor it is given, on every backend:
+    A drop-in for `keras.losses.CategoricalCrossentropy`: on healthy data it returns Keras's
+    values (reduction, sample weights, label smoothing, `axis`, `from_logits`, dtype), and
+    `fit`/`evaluate`/History return what they return with the Keras loss. Identical on
+    TensorFlow, PyTorch and JAX, eager and compiled:
+
+    - Probabilities are normalized to sum to 1 and clipped to `[epsilon, 1 - epsilon]` as
+      Keras does, in value only: the gradient past the clip is not zero.
+    - `from_logits=True` uses a stable log-softmax: exact value and gradient
+      `softmax(z) - y`. Keras on TF recovers the logits behind a softmax output by itself;
+      torch and JAX cannot. Give the loss logits: a linear last layer with
+      `from_logits=True`, or `xstable.losses.to_logits_model`.
+    - A sample with a target outside [0, 1] or NaN is left out of the mean and counted in
+      `invalid_target_counter` (`invalid_targets="mask"`, default; a batch whose targets
+      are all invalid has loss 0.0), or has a NaN loss (`invalid_targets="nan"`).
+
+    List the counter to see it in logs and History:
+    `model.compile(loss=loss, metrics=loss.counters)`.
 
     Formula:
 
     ```python
-    p = clip(y_pred, 0, 1); p = p / sum(p, axis)   # clip in value only, as Keras normalizes
-    loss = -sum(y * log(max(p, tiny)), axis)       # tiny = 1.18e-38 in float32
+    p = clip(y_pred, 0, 1); p = p / sum(p, axis)   # as Keras normalizes
+    loss = -sum(y * log(clip(p, epsilon, 1 - epsilon)), axis)   # clip in value only
     # from_logits=True: loss = -sum(y * log_softmax(y_pred), axis), shift held constant
     ```
-
-    The floor acts on the value only; the gradient is `1 / max(p, tiny)`, so through a
-    softmax the gradient is the exact `p - y` wherever the true-class probability is not
-    exactly 0 in floating point (logit gap below ~87 in float32). Zero targets contribute
-    exactly 0, and a loss that would overflow is capped at the largest float.
-
-    Targets outside [0, 1] or NaN: `ValueError` in eager code; in compiled code the sample is
-    left out of the mean and counted in `invalid_target_counter` (in `fit` logs by itself),
-    or made NaN where the counter cannot record (JAX, the loss called outside a model).
 
     Args:
         from_logits: Bool. Whether `y_pred` holds logits.
         label_smoothing: Float in [0, 1]. Targets become `y * (1 - s) + s / num_classes`.
         axis: Int. The class axis. Defaults to `-1`.
+        invalid_targets: `"mask"` (default) or `"nan"` (see above).
         reduction: As in Keras. Defaults to `"sum_over_batch_size"`.
         name: String. Defaults to `"safe_categorical_crossentropy"`.
         dtype: Dtype of the loss computation. Defaults to `keras.backend.floatx()`.
 
     Raises:
-        ValueError: for a bad `label_smoothing` or `reduction`; in eager code for bad targets.
-        TypeError: for a non-numeric `label_smoothing` or a non-int `axis`.
+        ValueError: for a `label_smoothing` outside [0, 1], a bad `reduction` or
+            `invalid_targets`.
+        TypeError: for a non-bool `from_logits`, a non-numeric `label_smoothing`, a non-int
+            `axis` or a non-string `name`.
 
     Example:
 
     ```python
-    model.compile(optimizer="adam", loss=xstable.losses.SafeCategoricalCrossentropy())
+    loss = xstable.losses.SafeCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer="adam", loss=loss, metrics=loss.counters)
     ```
     """
 
@@ -148,13 +147,17 @@ class SafeCategoricalCrossentropy(SafeCrossentropyBase):
         from_logits=False,
         label_smoothing=0.0,
         axis=-1,
+        invalid_targets="mask",
         reduction="sum_over_batch_size",
         name="safe_categorical_crossentropy",
         dtype=None,
     ):
-        _check_label_smoothing(label_smoothing)
-        _check_axis(axis)
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        from_logits = _arguments.check_bool("from_logits", from_logits)
+        label_smoothing = _arguments.check_label_smoothing(label_smoothing)
+        axis = _arguments.check_int("axis", axis)
+        super().__init__(
+            name=name, reduction=reduction, dtype=dtype, invalid_targets=invalid_targets
+        )
         self.from_logits = from_logits
         self.label_smoothing = label_smoothing
         self.axis = axis
@@ -167,9 +170,6 @@ class SafeCategoricalCrossentropy(SafeCrossentropyBase):
             None,
         )
 
-    def invalid_error(self, y_true, y_pred, count):
-        return _invalid_error(y_true, count)
-
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -177,7 +177,6 @@ class SafeCategoricalCrossentropy(SafeCrossentropyBase):
                 "from_logits": self.from_logits,
                 "label_smoothing": self.label_smoothing,
                 "axis": self.axis,
-                "dtype": self.dtype,
             }
         )
         return config

@@ -3,8 +3,8 @@
 import keras
 from keras import ops
 
-from xstable import _backend_gradients, _model_reporting
-from xstable.losses import _kernel_ops, _reduction
+from xstable import _backend_gradients
+from xstable.losses import _arguments, _kernel_ops, _reduction
 from xstable.losses.loss_event_count import LossEventCount
 
 __all__ = ["SafeLoss"]
@@ -50,12 +50,11 @@ class SafeLoss(keras.losses.Loss):
     `y_pred` that are NaN or infinite (the backward pass of a dropped sample computes
     `0 * inf`) are set to 0, so the finite samples still train the model.
 
-    The count appears in `fit` logs and History as `<name>_nonfinite` with no extra code:
-    when the model that compiles this loss builds its training step, the loss reports its
-    counter to it (`xstable._model_reporting`). Listing `loss.metrics` in
-    `compile(metrics=...)` as well does no harm. Called outside a model, the counter still
-    counts on TF and torch (read `loss.nonfinite_counter.result()`); a jitted JAX function
-    keeps no metric update it was not given as state.
+    The loss returns what the wrapped Keras loss returns on finite data, so `fit`,
+    `evaluate` and History are unchanged. To see the count in logs and History (as
+    `<name>_nonfinite`), list the counter as a metric:
+    `model.compile(loss=loss, metrics=loss.counters)`. Listed, it is reset every epoch and
+    counts on every backend; not listed, nothing reports it.
 
     Formula:
 
@@ -78,12 +77,14 @@ class SafeLoss(keras.losses.Loss):
 
     Raises:
         TypeError: if `loss` is not a name, a callable or a `keras.losses.Loss`.
+        TypeError: if `name` is not a string.
         ValueError: if `loss` names no Keras loss, or `reduction` is invalid.
 
     Example:
 
     ```python
-    model.compile(optimizer="adam", loss=xstable.losses.SafeLoss("mse"))
+    loss = xstable.losses.SafeLoss("mse")
+    model.compile(optimizer="adam", loss=loss, metrics=loss.counters)
     history = model.fit(x, y_with_some_nan_labels)
     history.history["safe_mean_squared_error_nonfinite"]  # per-epoch counts
     ```
@@ -93,14 +94,19 @@ class SafeLoss(keras.losses.Loss):
         self._inner, inner_name = _resolve(loss)
         self.loss = loss
         _reduction.check_reduction(reduction)
+        _arguments.check_name(name)
         super().__init__(name=name or f"safe_{inner_name}", reduction=reduction, dtype=dtype)
         self.nonfinite_counter = LossEventCount(name=f"{self.name}_nonfinite")
-        self._reporter = _model_reporting.ModelReporter(self, lambda: self.metrics, stateful=True)
+
+    @property
+    def counters(self):
+        """The loss's counters: list them in `compile(metrics=...)` to see them in logs."""
+        return [self.nonfinite_counter]
 
     @property
     def metrics(self):
-        """The loss's counters; reported in the `fit` logs of the model compiling it."""
-        return [self.nonfinite_counter]
+        """The same list as `counters`."""
+        return self.counters
 
     def call(self, y_true, y_pred):
         """Per-sample values of the wrapped loss (non-finite values included)."""
@@ -110,7 +116,6 @@ class SafeLoss(keras.losses.Loss):
         return self._inner(y_true, y_pred)
 
     def __call__(self, y_true, y_pred, sample_weight=None):
-        self._reporter.report()
         with keras.name_scope(self.name):
             y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
             y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
@@ -120,9 +125,10 @@ class SafeLoss(keras.losses.Loss):
             finite = _kernel_ops.isfinite(values)
             values = _kernel_ops.where(finite, values, 0.0)
             finite_count = _reduction.count(finite)
-            self.nonfinite_counter.record(
-                _reduction.count_complement(finite, finite_count), like=values
-            )
+            nonfinite_count = _reduction.count_complement(finite, finite_count)
+            # The count itself tells whether the update persists: a boolean reduction is
+            # concrete under an eager `jax.grad` (the values are tracers), traced under jit.
+            self.nonfinite_counter.record(nonfinite_count, like=nonfinite_count)
             return _reduction.reduce_masked(
                 values, finite, sample_weight, self.reduction, count_of_valid=finite_count
             )

@@ -4,31 +4,37 @@ import keras
 import numpy as np
 from keras import ops
 
-from xstable.losses import _crossentropy_kernels, _log_probabilities
+from xstable.losses import _arguments, _crossentropy_kernels, _log_probabilities
 from xstable.losses._safe_crossentropy_base import (
     SafeCrossentropyBase,
     TargetCheck,
-    invalid_target_error,
     resolve_invalid,
 )
-from xstable.losses.safe_binary_crossentropy import _check_axis
 from xstable.numerics import _limits
 
 __all__ = ["SafeSparseCategoricalCrossentropy", "safe_sparse_categorical_crossentropy"]
 
 
-def _check_ignore_class(ignore_class):
-    if ignore_class is not None and (
-        isinstance(ignore_class, bool) or not isinstance(ignore_class, int)
-    ):
-        raise TypeError(
-            f"`ignore_class` must be an int or None. Received: ignore_class={ignore_class!r}"
+def _check_label_shape(labels, y_pred, axis):
+    """Raises Keras's shape error when labels are not one per sample (e.g. one-hot rows)."""
+    rank = len(y_pred.shape)
+    expected = [d for i, d in enumerate(y_pred.shape) if i != axis % rank]
+    matches = len(labels.shape) == rank - 1 and all(
+        a is None or b is None or a == b for a, b in zip(labels.shape, expected)
+    )
+    if not matches:
+        raise ValueError(
+            "`y_true` must hold one integer class label per sample: shape "
+            f"{tuple(expected)} (or with a 1 at the class axis) for `y_pred` of shape "
+            f"{tuple(y_pred.shape)}. For one-hot or soft targets use "
+            "SafeCategoricalCrossentropy. "
+            f"Received: y_true.shape={tuple(labels.shape)}, y_pred.shape={tuple(y_pred.shape)}"
         )
 
 
 def _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis, check):
     """Per-sample losses (0 where invalid or ignored), the invalid mask (`None` when
-    `check(invalid)` says the labels were checked eagerly) and the ignored mask (`None`
+    `check` found every label valid eagerly) and the ignored mask (`None`
     without `ignore_class`)."""
     y_pred = ops.convert_to_tensor(y_pred)
     if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(y_pred.dtype)):
@@ -36,6 +42,7 @@ def _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis, check):
     labels = ops.convert_to_tensor(y_true)
     if len(labels.shape) == len(y_pred.shape) and labels.shape[axis] == 1:
         labels = ops.squeeze(labels, axis=axis)
+    _check_label_shape(labels, y_pred, axis)
     num_classes = y_pred.shape[axis]
     is_int = keras.backend.is_int_dtype(keras.backend.standardize_dtype(labels.dtype))
     # Without `ignore_class` and with a static class count, labels select by comparison with
@@ -96,7 +103,7 @@ def _invalid_count(labels, num_classes, is_int):
 
 def _label_masks(labels, num_classes, ignore_class, is_int, check):
     """`(invalid, ignored, usable, label_values)` as device masks; `invalid` is `None` (and
-    `usable` too without `ignore_class`) when `check(invalid)` checked them eagerly."""
+    `usable` too without `ignore_class`) when `check(invalid)` found them all valid eagerly."""
     # Each keras.ops call is a separate dispatch on eager torch: integer labels skip the
     # float cast and the integrality test (always true for them), and without
     # `ignore_class` there is no ignored mask to combine.
@@ -179,28 +186,14 @@ def _picked_by_gather(y_pred, safe_labels, from_logits, axis):
     return ops.minimum(-picked, _limits.max_value(picked.dtype))
 
 
-def _invalid_error(y_true, num_classes, count):
-    y = ops.convert_to_numpy(ops.convert_to_tensor(y_true)).astype("float64").ravel()
-    bad = y[~((y >= 0) & (y < num_classes) & (y == y.round()))]
-    return invalid_target_error(
-        "y_true",
-        f"integer class labels in [0, {num_classes})",
-        count,
-        y.size,
-        f"e.g. {sorted(set(bad.tolist()))[:5]}",
-        "Check the label encoding (1-based labels need y - 1), or pass "
-        "`ignore_class=` for a void/padding label.",
-    )
-
-
 def safe_sparse_categorical_crossentropy(
     y_true, y_pred, from_logits=False, ignore_class=None, axis=-1
 ):
-    """Sparse categorical cross-entropy that raises on (or reports) out-of-range labels.
+    """Sparse categorical cross-entropy with Keras's values; out-of-range labels give NaN.
 
     Function form of `SafeSparseCategoricalCrossentropy`. Ignored labels (`ignore_class`)
-    give loss 0 (use the class form to leave them out of the mean). Out-of-range labels raise
-    in eager code and are NaN in compiled code.
+    give loss 0 (use the class form to leave them out of the mean). Out-of-range labels give
+    a NaN loss, in eager and compiled code alike.
 
     Args:
         y_true: Tensor of integer labels, shape `(batch, ...)` or `(batch, ..., 1)`.
@@ -213,19 +206,20 @@ def safe_sparse_categorical_crossentropy(
         Per-sample losses, shape `(batch, ...)`.
 
     Raises:
-        ValueError: in eager code, for labels outside `[0, num_classes)` or not integers.
+        ValueError: if `y_true` does not hold one label per sample (e.g. one-hot rows).
+        TypeError: for a non-bool `from_logits` or a non-int `axis` or `ignore_class`.
 
     Example:
 
     >>> safe_sparse_categorical_crossentropy([1], [[0.9, 0.1]])  # [2.303]
     """
-    _check_axis(axis)
-    _check_ignore_class(ignore_class)
+    from_logits = _arguments.check_bool("from_logits", from_logits)
+    axis = _arguments.check_int("axis", axis)
+    ignore_class = _arguments.check_int("ignore_class", ignore_class, allow_none=True)
     y_pred = ops.convert_to_tensor(y_pred)
-    num_classes = y_pred.shape[axis]
-    check = TargetCheck(y_pred, lambda count: _invalid_error(y_true, num_classes, count))
+    check = TargetCheck(y_pred)
     values, invalid, _ = _sparse_parts(y_true, y_pred, from_logits, ignore_class, axis, check)
-    values, _, _ = resolve_invalid(values, invalid, values, None)
+    values, _, _ = resolve_invalid(values, invalid, values, None, "nan")
     return values
 
 
@@ -240,31 +234,40 @@ class SafeSparseCategoricalCrossentropy(SafeCrossentropyBase):
     # from_logits=True: loss = -log_softmax(y_pred)[label]
     ```
 
+    On healthy data the values are Keras's (probabilities normalized and clipped to
+    `[epsilon, 1 - epsilon]`, in value only), and `fit`/`evaluate`/History return what they
+    return with the Keras loss. Labels that are not one per sample (one-hot rows) raise
+    Keras's shape error, on every backend, when the loss is traced or called.
+
     Labels outside `[0, num_classes)` (or non-integer, or NaN) behave differently in Keras per
     backend: TF raises on CPU and gives NaN on GPU, torch fails in the kernel, JAX's one-hot
-    gives an all-zero row and a silent loss of 0. Here they raise `ValueError` in eager code;
-    in compiled code the sample is left out of the mean and counted in
-    `invalid_target_counter` (in `fit` logs by itself), or made NaN where the counter
-    cannot record. `ignore_class` labels are left out of the mean, as in
-    Keras, and are not counted as invalid.
+    gives an all-zero row and a silent loss of 0. Here, identically on every backend, eager
+    and compiled, such a sample is left out of the mean and counted in
+    `invalid_target_counter` (`invalid_targets="mask"`, default; a batch whose labels are
+    all invalid has loss 0.0), or has a NaN loss (`invalid_targets="nan"`). List the
+    counter to see it: `model.compile(loss=loss, metrics=loss.counters)`. `ignore_class`
+    labels are left out of the mean, as in Keras, and are not counted as invalid.
 
     Args:
         from_logits: Bool. Whether `y_pred` holds logits.
         ignore_class: Int or `None`. A label value to leave out of the loss.
         axis: Int. The class axis of `y_pred`. Defaults to `-1`.
+        invalid_targets: `"mask"` (default) or `"nan"` (see above).
         reduction: As in Keras. Defaults to `"sum_over_batch_size"`.
         name: String. Defaults to `"safe_sparse_categorical_crossentropy"`.
         dtype: Dtype of the loss computation. Defaults to `keras.backend.floatx()`.
 
     Raises:
-        ValueError: for a bad `reduction`; in eager code for out-of-range labels.
-        TypeError: for a non-int `axis` or `ignore_class`.
+        ValueError: for a bad `reduction` or `invalid_targets`; when called, for labels
+            that are not one per sample.
+        TypeError: for a non-bool `from_logits`, a non-int `axis` or `ignore_class`, or a
+            non-string `name`.
 
     Example:
 
     ```python
     loss = xstable.losses.SafeSparseCategoricalCrossentropy(from_logits=True)
-    model.compile(optimizer="adam", loss=loss)
+    model.compile(optimizer="adam", loss=loss, metrics=loss.counters)
     ```
     """
 
@@ -273,24 +276,23 @@ class SafeSparseCategoricalCrossentropy(SafeCrossentropyBase):
         from_logits=False,
         ignore_class=None,
         axis=-1,
+        invalid_targets="mask",
         reduction="sum_over_batch_size",
         name="safe_sparse_categorical_crossentropy",
         dtype=None,
     ):
-        _check_axis(axis)
-        _check_ignore_class(ignore_class)
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        from_logits = _arguments.check_bool("from_logits", from_logits)
+        axis = _arguments.check_int("axis", axis)
+        ignore_class = _arguments.check_int("ignore_class", ignore_class, allow_none=True)
+        super().__init__(
+            name=name, reduction=reduction, dtype=dtype, invalid_targets=invalid_targets
+        )
         self.from_logits = from_logits
         self.ignore_class = ignore_class
         self.axis = axis
 
     def per_sample(self, y_true, y_pred, check):
-        return _sparse_parts(
-            y_true, y_pred, self.from_logits, self.ignore_class, self.axis, check
-        )
-
-    def invalid_error(self, y_true, y_pred, count):
-        return _invalid_error(y_true, y_pred.shape[self.axis], count)
+        return _sparse_parts(y_true, y_pred, self.from_logits, self.ignore_class, self.axis, check)
 
     def get_config(self):
         config = super().get_config()
@@ -299,7 +301,6 @@ class SafeSparseCategoricalCrossentropy(SafeCrossentropyBase):
                 "from_logits": self.from_logits,
                 "ignore_class": self.ignore_class,
                 "axis": self.axis,
-                "dtype": self.dtype,
             }
         )
         return config

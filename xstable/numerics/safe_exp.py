@@ -4,7 +4,7 @@ import math
 
 from keras import ops
 
-from xstable.numerics import _limits
+from xstable.numerics import _checks, _limits
 
 __all__ = ["safe_exp"]
 
@@ -26,7 +26,8 @@ def safe_exp(x, max_value=None):
         gives NaN.
 
     Raises:
-        ValueError: if `max_value` is not a positive number.
+        TypeError: if `max_value` is not a Python number.
+        ValueError: if `max_value` is not a positive finite number.
 
     Example:
 
@@ -36,14 +37,14 @@ def safe_exp(x, max_value=None):
     x = ops.cast(x, _limits.float_dtype(x))
     cap = _limits.log_max(x.dtype)
     if max_value is not None:
-        if not max_value > 0:
-            raise ValueError(
-                "`max_value` must be a positive number (the largest value returned). "
-                f"Received: max_value={max_value}"
-            )
+        max_value = _checks.check_number(
+            "max_value",
+            max_value,
+            low=_limits.tiny(x.dtype),
+            meaning=" (the largest value returned)",
+        )
         cap = min(cap, math.log(max_value))
     below = ops.less(x, cap)
     # Select before the exp so the capped branch has gradient 0, not exp(x) * 0 = inf * 0.
     x_safe = ops.where(below, x, ops.full_like(x, cap))
     return ops.where(ops.isnan(x), x, ops.exp(x_safe))
-

@@ -4,7 +4,7 @@ import math
 
 from keras import ops
 
-from xstable.numerics import _limits
+from xstable.numerics import _checks, _limits
 
 __all__ = ["safe_log"]
 
@@ -20,16 +20,19 @@ def safe_log(x, floor=None):
 
     Args:
         x: Tensor, float.
-        floor: Positive float or `None`. Smallest input taken at face value. Defaults to the
-            smallest positive normal number of the dtype (`1.18e-38` in float32), below which
-            some backends flush subnormals to 0.
+        floor: Python float or `None`. Smallest input taken at face value, between the
+            smallest positive normal number and the largest finite number of the dtype.
+            Defaults to the smallest positive normal number (`1.18e-38` in float32), below
+            which some backends flush subnormals to 0.
 
     Returns:
         Tensor of the dtype of `x`: `log(max(x, floor))`. `+inf` gives `+inf` and NaN gives
         NaN: non-finite inputs are reported, not hidden.
 
     Raises:
-        ValueError: if `floor` is not a positive number.
+        TypeError: if `floor` is not a Python number.
+        ValueError: if `floor` is not finite or outside the dtype's normal range, on every
+            backend.
 
     Example:
 
@@ -40,10 +43,13 @@ def safe_log(x, floor=None):
     x = ops.cast(x, dtype)
     if floor is None:
         floor = _limits.tiny(dtype)
-    elif not floor > 0:
-        raise ValueError(
-            "`floor` must be a positive number (the smallest input taken at face value). "
-            f"Received: floor={floor}"
+    else:
+        floor = _checks.check_number(
+            "floor",
+            floor,
+            low=_limits.tiny(dtype),
+            high=_limits.max_value(dtype),
+            meaning=f" (the smallest input taken at face value, representable in {dtype})",
         )
     above = ops.greater(x, floor)
     x_safe = ops.where(above, x, ops.ones_like(x))

@@ -2,7 +2,7 @@
 
 from keras import ops
 
-from xstable.numerics import _limits
+from xstable.numerics import _checks, _limits
 
 __all__ = ["safe_logsumexp"]
 
@@ -23,10 +23,15 @@ def safe_logsumexp(x, axis=None, keepdims=False):
     Returns:
         Tensor: the log-sum-exp. Finite for finite `x`; its gradient is `softmax(x)`.
 
+    Raises:
+        TypeError: if `keepdims` is not a bool or `axis` not None, an int or a tuple of ints.
+
     Example:
 
     >>> safe_logsumexp(keras.ops.array([1000.0, 1000.0]))  # 1000.6931, gradient [0.5, 0.5]
     """
+    keepdims = _checks.check_keepdims(keepdims)
+    axis = _checks.check_axis(axis)
     x = ops.convert_to_tensor(x)
     x = ops.cast(x, _limits.float_dtype(x))
     shift = ops.stop_gradient(ops.max(x, axis=axis, keepdims=True))
@@ -35,4 +40,3 @@ def safe_logsumexp(x, axis=None, keepdims=False):
     if not keepdims:
         result = ops.squeeze(result, axis=axis) if axis is not None else ops.reshape(result, ())
     return result
-

@@ -2,7 +2,7 @@
 
 from keras import ops
 
-from xstable.numerics import _limits
+from xstable.numerics import _checks, _limits
 
 __all__ = ["safe_norm"]
 
@@ -28,17 +28,19 @@ def safe_norm(x, axis=None, keepdims=False, min_norm=0.0):
         if any element is infinite, NaN if any is NaN.
 
     Raises:
-        ValueError: if `min_norm` is negative.
+        TypeError: if `min_norm` is not a Python number, `keepdims` not a bool or `axis` not
+            None, an int or a tuple of ints.
+        ValueError: if `min_norm` is negative or not finite.
 
     Example:
 
     >>> safe_norm(keras.ops.array([3.0, 4.0]))  # 5.0; at [0, 0] the gradient is [0, 0]
     """
-    if not min_norm >= 0:
-        raise ValueError(
-            "`min_norm` must be a non-negative number (the smallest norm returned). "
-            f"Received: min_norm={min_norm}"
-        )
+    min_norm = _checks.check_number(
+        "min_norm", min_norm, low=0.0, meaning=" (the smallest norm returned)"
+    )
+    keepdims = _checks.check_keepdims(keepdims)
+    axis = _checks.check_axis(axis)
     x = ops.convert_to_tensor(x)
     x = ops.cast(x, _limits.float_dtype(x))
     scale = ops.stop_gradient(ops.max(ops.abs(x), axis=axis, keepdims=True))
