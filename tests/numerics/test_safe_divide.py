@@ -27,6 +27,9 @@ def _reference(x, y):
 # Quotients a hair above FLOAT32_MAX round to it or to inf (within rounding of the boundary).
 @example((np.full(6, 3.4028235e38, "float32"), np.full(6, 1.0 - 2.0**-24, "float32")))
 @example((np.full(6, 3.4028233e38, "float32"), np.full(6, 1.0 - 2.0**-24, "float32")))
+# y**2 underflows (JAX's gradient of x / y was 0/0 = NaN here; found by a fresh Hypothesis run).
+@example((np.zeros(6, "float32"), np.array([0, 0, 0, 0, 0, 7.251904e-20], "float32")))
+@example((np.full(6, 2e19, "float32"), np.full(6, 1e-19, "float32")))
 def test_value_and_gradients_on_adversarial_inputs(xy):
     x, y = xy
     value, grad_x = value_and_grad(safe_divide, x, y, argnum=0)
@@ -69,3 +72,10 @@ def test_huge_divisor_is_exact_on_every_backend():
 def test_rejects_a_non_numeric_fill_value():
     with pytest.raises(TypeError, match=r"`fill_value`.*Received: fill_value='0'"):
         safe_divide(1.0, 0.0, fill_value="0")
+
+
+def test_infinite_divisor_gives_zero_and_finite_gradients():
+    value, grad_x = value_and_grad(safe_divide, np.array([3.0, -2.0], "float32"),
+                                   np.array([np.inf, -np.inf], "float32"))
+    assert_matches_reference(value, np.zeros(2), "exact")
+    assert_matches_reference(grad_x, np.zeros(2), "exact", what="gradient wrt x")

@@ -45,16 +45,25 @@ def safe_divide(x, y, fill_value=0.0):
     y = ops.cast(y, dtype)
     nonzero = ops.greater_equal(ops.abs(y), _limits.tiny(dtype))
     y_safe = ops.where(nonzero, y, ops.ones_like(y))
-    # Bring the divisor near 1 by an exact power of two, numerator alike (the quotient is
-    # unchanged). Huge: XLA on CPU divides through a reciprocal that is flushed to 0 for
-    # |y| > 8.5e37 in float32. Tiny: backends differentiate through y**2, which underflows to 0
-    # for |y| < 1e-19 and turns a zero gradient into 0/0.
-    big = _limits.half_exponent_scale(dtype)
-    magnitude = ops.abs(y_safe)
-    factor = ops.where(
-        ops.greater(magnitude, big), 1.0 / big, ops.where(ops.less(magnitude, 1.0 / big), big, 1.0)
+    # Divisors far from 1 are brought into [1/4, 1) by an exact power of two, the numerator
+    # alike (the quotient is unchanged, and the scaled numerator is below the quotient, so it
+    # cannot overflow where the quotient does not). Huge divisors: XLA on CPU divides through a
+    # reciprocal that is flushed to 0 for |y| > 8.5e37 in float32. Tiny ones: autodiff computes
+    # x / y**2, which underflows to 0 for |y| < 1.1e-19 and turns a zero gradient into 0/0.
+    # Divisors near 1 stay as they are (scaling them would make the intermediate gradient
+    # -q / y_scaled overflow first). The factor is applied in two halves, each a normal number.
+    magnitude = ops.where(ops.isfinite(y_safe), ops.abs(y_safe), ops.ones_like(y_safe))
+    bound = 2.0 ** (_limits.max_exponent(dtype) // 2 - 2)
+    far_from_one = ops.logical_or(ops.greater(magnitude, bound), ops.less(magnitude, 1.0 / bound))
+    exponent = ops.where(
+        far_from_one, ops.floor(ops.log2(magnitude)) + 1.0, ops.zeros_like(magnitude)
     )
-    quotient = ops.divide(x * factor, y_safe * factor)
+    exponent = ops.stop_gradient(exponent)
+    first_half = ops.floor(exponent / 2.0)
+    two = ops.cast(2.0, dtype)
+    first = ops.power(two, -first_half)
+    second = ops.power(two, first_half - exponent)
+    quotient = ops.divide(x * first * second, y_safe * first * second)
     result = ops.where(nonzero, quotient, ops.cast(fill_value, dtype))
     return ops.where(ops.isnan(y), y + ops.zeros_like(x), result)
 
