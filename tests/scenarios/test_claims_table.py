@@ -75,3 +75,34 @@ def test_load_results_rejects_other_json(tmp_path):
     path.write_text("{}")
     with pytest.raises(ValueError, match="must hold a JSON list"):
         load_results([path])
+
+
+def test_readme_table_is_the_one_generated_from_the_committed_results(tmp_path):
+    from pathlib import Path
+
+    from xstable.scenarios.summary_table import render_compact_table, replace_marked_block
+
+    root = Path(__file__).resolve().parents[2]
+    results = sorted((root / "docs" / "scenario-results").glob("results-*.json"))
+    assert len(results) == 3, results
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    generated = replace_marked_block(
+        readme, "scenario-table", render_compact_table(load_results(results))
+    )
+    assert readme == generated, (
+        "README's scenario table is not the generated one: run "
+        "`python -m xstable.scenarios summary docs/scenario-results/results-*.json --readme README.md`"
+    )
+
+
+def test_readme_option_rewrites_only_the_marked_block(results_file, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- scenario-table -->\nold\n<!-- /scenario-table -->\nend\n")
+    assert main(["summary", str(results_file), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- scenario-table -->\n| scenario | failure |")
+    assert "old" not in text and text.endswith("<!-- /scenario-table -->\nend\n")
+    with pytest.raises(ValueError, match="scenario-table"):
+        from xstable.scenarios.summary_table import replace_marked_block
+
+        replace_marked_block("no markers", "scenario-table", "x")

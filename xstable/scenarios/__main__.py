@@ -4,6 +4,7 @@ Usage:
     KERAS_BACKEND=jax python -m xstable.scenarios run --out results-jax.json
     python -m xstable.scenarios table results-*.json > table.md
     python -m xstable.scenarios summary results-*.json --out summary.md
+    python -m xstable.scenarios summary results-*.json --readme README.md
     python -m xstable.scenarios list
     python -m xstable.scenarios describe > changes.md
 """
@@ -59,9 +60,21 @@ def _table(args):
 
 def _summary(args):
     from xstable.scenarios.claims_table import load_results
-    from xstable.scenarios.summary_table import render_summary_table
+    from xstable.scenarios.summary_table import (
+        render_compact_table,
+        render_summary_table,
+        replace_marked_block,
+    )
 
-    text = render_summary_table(load_results(args.results)) + "\n"
+    results = load_results(args.results)
+    if args.readme:
+        with open(args.readme, encoding="utf-8") as handle:
+            readme = handle.read()
+        readme = replace_marked_block(readme, "scenario-table", render_compact_table(results))
+        with open(args.readme, "w", encoding="utf-8") as handle:
+            handle.write(readme)
+        return 0
+    text = render_summary_table(results) + "\n"
     if args.out:
         with open(args.out, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -120,6 +133,9 @@ def build_parser():
     )
     summary.add_argument("results", nargs="+", help="results-<backend>.json files")
     summary.add_argument("--out", help="markdown file to write (default: stdout)")
+    summary.add_argument(
+        "--readme", help="rewrite the compact table between README's scenario-table markers"
+    )
     summary.set_defaults(handler=_summary)
     listing = commands.add_parser("list", help="list scenarios and their variants")
     listing.set_defaults(handler=_list)

@@ -4,7 +4,14 @@ import math
 
 from xstable.scenarios.scenario import BACKENDS
 
-__all__ = ["SUMMARY_KINDS", "NOISE_MARGIN", "compare_to_document", "render_summary_table"]
+__all__ = [
+    "SUMMARY_KINDS",
+    "NOISE_MARGIN",
+    "compare_to_document",
+    "render_compact_table",
+    "render_summary_table",
+    "replace_marked_block",
+]
 
 SUMMARY_KINDS = ("failure", "stress", "document_fix", "xstable_fix")
 _KIND_LABELS = {
@@ -123,3 +130,80 @@ def render_summary_table(results):
         "`within 5 %`: the xstable fix ends above the document fix by at most 5 %.",
     ]
     return "\n".join(lines)
+
+
+_COMPACT_KINDS = ("failure", "document_fix", "xstable_fix")
+# Final losses this close on every backend are shown once.
+_SAME_LOSS = 1e-3
+
+
+def _plain_cell(result):
+    if result.outcome == "nan":
+        step = result.first_nonfinite_step
+        return "nan" if step is None else f"nan @ {step}"
+    relative = _relative(result)
+    text = f"{result.outcome} {result.final_loss:.3g}"
+    return text if relative is None else f"{text} ({relative:.3g}x)"
+
+
+def _agreeing_cell(row):
+    """One cell for all backends when they agree in outcome and loss, else one per backend."""
+    present = [r for r in row if r is not None]
+    if not present:
+        return "-"
+    same_outcome = len({r.outcome for r in present}) == 1
+    losses = [r.final_loss for r in present]
+    finite = all(math.isfinite(v) for v in losses)
+    spread = (max(losses) - min(losses)) / max(abs(max(losses)), 1e-30) if finite else 0.0
+    if same_outcome and spread <= _SAME_LOSS and len(present) == len(row):
+        return _plain_cell(present[0])
+    return " / ".join("not run" if r is None else _plain_cell(r) for r in row)
+
+
+def render_compact_table(results):
+    """README's table: one row per scenario, failure / document fix / xstable fix.
+
+    A cell shows the outcome and final loss (as a multiple of the trivial loss) once where
+    every backend agrees, else `TensorFlow / PyTorch / JAX`.
+
+    Args:
+        results: iterable of `RunResult` from `xstable.scenarios.run` (any backends).
+
+    Returns:
+        str, a markdown table.
+    """
+    cells, order, seen = {}, [], set()
+    for result in results:
+        scenario = result.extra["scenario"]
+        if scenario not in order:
+            order.append(scenario)
+        cells[(scenario, result.extra["variant"], result.backend)] = result
+        seen.add(result.backend)
+    backends = [b for b in BACKENDS if b in seen]
+    lines = [
+        "| scenario | failure | document fix | xstable fix |",
+        "| --- | --- | --- | --- |",
+    ]
+    for scenario in order:
+        row = [
+            _agreeing_cell([cells.get((scenario, kind, b)) for b in backends])
+            for kind in _COMPACT_KINDS
+        ]
+        if row[2] != "-":
+            row[2] = f"**{row[2]}**"
+        lines.append(f"| `{scenario}` | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def replace_marked_block(text, name, block):
+    """Replaces what stands between `<!-- name -->` and `<!-- /name -->` in `text`.
+
+    Raises:
+        ValueError: if the markers are missing.
+    """
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    if start not in text or end not in text:
+        raise ValueError(f"The text has no `{start}` ... `{end}` block to replace.")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{block}\n{end}{tail}"
