@@ -38,9 +38,7 @@ def zero_nonfinite_gradient(x):
     Only the gradient flowing back through the returned tensor is changed, not other uses of
     `x`. On eager torch a `keras.ops.custom_gradient` is an `autograd.Function` called from
     Python both ways; there a hook on an alias of `x` does it in one native op, and a tensor
-    that needs no gradient (evaluation, `torch.no_grad`) is returned as it is (with the loss
-    changes of the same commit: SafeLoss step new/old 0.973 [0.96-0.98] on torch,
-    `bench_losses.py --only mse --against b0b0c9f --rounds 41`, docs/safe-losses.md).
+    that needs no gradient (evaluation, `torch.no_grad`) is returned as it is.
     """
     if keras.config.backend() == "torch":
         import torch

@@ -2,19 +2,14 @@
 
 The safe cross-entropies define their value through Keras's clip, applied in value only (see
 `_log_probabilities`). Written with `stop_gradient` tricks and left to autodiff, that is ~30
-elementwise ops forward and as many backward, each a separate kernel launch in a TF graph
-and a separate dispatch on eager torch, where the Keras twin is a handful (measured with
-`benchmarks/bench_losses.py`). These kernels compute the same value with the fewest ops and
-give the gradient of that very formula in closed form through `keras.ops.custom_gradient`,
-so the arithmetic stays elementwise float and identical on every backend.
+elementwise ops forward and as many backward, where the Keras twin is a handful. These kernels
+compute the same value with the fewest ops and give the gradient of that very formula in
+closed form through `keras.ops.custom_gradient`, so the arithmetic stays elementwise float and
+identical on every backend.
 
 On JAX the categorical cross-entropy is the same formula written for autodiff instead
-(`_categorical_by_autodiff`): XLA fuses the whole step itself, and a custom VJP only keeps it
-from fusing across the loss. Its compiled training step ran 0.985 [0.979-0.991] of the
-kernel's (sparse, 10 classes) and 0.993 [0.986-1.002] (one-hot) on this project's 2-core CPU
-(`KERAS_BACKEND=jax python benchmarks/probe_loss_train_step.py --only scce,cce --against
-9a75909 --copies 4`, 2026-12-06 07:31 UTC, when the probe was JAX-only). The binary kernel
-showed no such gain in a scratch comparison and stays as it is on every backend.
+(`_categorical_by_autodiff`): XLA fuses the whole step itself, and a custom gradient would only
+keep it from fusing across the loss.
 
 Gradients with respect to the target are returned as well (soft targets produced by another
 network can be trained through the loss); TF and XLA prune them when nothing uses them, and
@@ -24,7 +19,7 @@ on torch they are only computed for a target that requires a gradient.
 import keras
 from keras import ops
 
-from xstable.losses import _kernel_ops, _log_probabilities
+from xstable.losses import _log_probabilities
 from xstable.numerics import _limits
 
 
@@ -64,16 +59,16 @@ def binary_crossentropy_from_probabilities(target, y_pred, axis):
 
     @ops.custom_gradient
     def kernel(target, y_pred):
-        clipped_p = _kernel_ops.clip(y_pred, low, high)
-        clipped_not_p = _kernel_ops.maximum(1.0 - clipped_p, _limits.epsneg(dtype) / 2)
-        log_p = _kernel_ops.log(clipped_p)
-        log_not_p = _kernel_ops.log(clipped_not_p)
+        clipped_p = ops.clip(y_pred, low, high)
+        clipped_not_p = ops.maximum(1.0 - clipped_p, ops.cast(_limits.epsneg(dtype) / 2, dtype))
+        log_p = ops.log(clipped_p)
+        log_not_p = ops.log(clipped_not_p)
         not_target = 1.0 - target
         elementwise = -(target * log_p + not_target * log_not_p)
         if not isinstance(size, int) or size != 1:
             # A mean as a sum of scaled terms: finite even when each term is near the max.
             elementwise = elementwise / ops.cast(size, dtype)
-        values = _kernel_ops.sum(elementwise, axis=axis)
+        values = ops.sum(elementwise, axis=axis)
         needs_target_gradient = _needs_gradient(target)
 
         def grad(*args, upstream=None):
@@ -110,10 +105,6 @@ def categorical_crossentropy_from_probabilities(target, y_pred, axis):
     tiny = _limits.tiny(dtype)
     if keras.config.backend() == "jax":
         return _categorical_by_autodiff(target, y_pred, axis, tiny)
-    if keras.config.backend() == "tensorflow":
-        from xstable.losses import _backend_tf_softmax
-
-        y_pred = _backend_tf_softmax.recomputed_softmax(y_pred, axis)
     return _categorical_kernel(target, y_pred, axis, tiny)
 
 
@@ -124,24 +115,22 @@ def _categorical_kernel(target, y_pred, axis, tiny):
 
     @ops.custom_gradient
     def kernel(target, y_pred):
-        p = _kernel_ops.clip(y_pred, 0.0, 1.0)
-        total = _kernel_ops.sum(p, axis=axis, keepdims=True)
-        # Operators where they serve: on eager torch `total < tiny` is ~14 us against ~37
-        # for ops.less (which converts the scalar and resolves dtypes every call).
+        p = ops.clip(y_pred, 0.0, 1.0)
+        total = ops.sum(p, axis=axis, keepdims=True)
         below_tiny = total < tiny  # False for a NaN total: NaN reaches q and the loss
-        divisor = _kernel_ops.where(below_tiny, 1.0, total)
+        divisor = ops.where(below_tiny, 1.0, total)
         q = p / divisor
-        clipped_q = _kernel_ops.clip(q, low, high)
-        log_q = _kernel_ops.log(clipped_q)
-        values = -_kernel_ops.sum(target * log_q, axis=axis)
+        clipped_q = ops.clip(q, low, high)
+        log_q = ops.log(clipped_q)
+        values = -ops.sum(target * log_q, axis=axis)
         needs_target_gradient = _needs_gradient(target)
 
         def grad(*args, upstream=None):
             scale = ops.expand_dims(_upstream(args, upstream), axis)
             along_q = -(target * scale) / clipped_q
             # No path through the total where it was not divided by.
-            through_total = _kernel_ops.where(
-                below_tiny, 0.0, _kernel_ops.sum(along_q * q, axis=axis, keepdims=True)
+            through_total = ops.where(
+                below_tiny, 0.0, ops.sum(along_q * q, axis=axis, keepdims=True)
             )
             pred_gradient = (along_q - through_total) / divisor
             target_gradient = -scale * log_q if needs_target_gradient else None

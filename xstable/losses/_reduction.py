@@ -4,7 +4,6 @@ import keras
 from keras import ops
 
 from xstable import _distribution
-from xstable.losses import _kernel_ops
 
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
 
@@ -36,7 +35,7 @@ def count(mask):
     Float32 is the dtype of xstable's counters (exact up to 2**24 events); a float16 sum
     would be exact only up to 2048.
     """
-    return _kernel_ops.count(mask)
+    return ops.sum(ops.cast(mask, "float32"))
 
 
 def count_complement(mask, count_of_mask):
@@ -74,15 +73,15 @@ def reduce_masked(values, valid, sample_weight, reduction, count_of_valid=None):
         weighted = values
     if reduction is None or reduction == "none" or len(values.shape) == 0:
         return weighted
-    total = _kernel_ops.sum(weighted)
+    total = ops.sum(weighted)
     if reduction == "sum":
         return total
     counts_entries = False
     if reduction == "mean_with_sample_weight" and sample_weight is not None:
         divisor = ops.sum(weights)
     elif valid is None:
-        # Every entry counts: a static size is a Python number (ops.size and divide_no_nan
-        # cost ~170 and ~110 us on eager torch, a plain division ~10 us: probe_op_costs.py).
+        # Every entry counts: a static size stays a Python number (a plain division, no
+        # extra eager ops).
         size = _static_size(values)
         divisor = float(size) if size is not None else ops.cast(ops.size(values), dtype)
     else:
@@ -100,7 +99,7 @@ def reduce_masked(values, valid, sample_weight, reduction, count_of_valid=None):
     if counts_entries and global_divisor is divisor:
         # A local count is 0 or at least 1, and the total is 0 when it is 0: dividing by
         # max(count, 1) is divide_no_nan in two ops instead of six on eager torch.
-        return total / _kernel_ops.maximum(divisor, 1.0)
+        return total / ops.maximum(divisor, ops.ones_like(divisor))
     return ops.divide_no_nan(total, global_divisor)
 
 

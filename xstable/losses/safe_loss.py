@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from xstable import _backend_gradients
-from xstable.losses import _arguments, _kernel_ops, _reduction
+from xstable.losses import _arguments, _reduction
 from xstable.losses.loss_event_count import LossEventCount
 
 __all__ = ["SafeLoss"]
@@ -122,8 +122,8 @@ class SafeLoss(keras.losses.Loss):
             values = self.call(y_true, _backend_gradients.zero_nonfinite_gradient(y_pred))
             if keras.backend.standardize_dtype(values.dtype) != self.dtype:
                 values = ops.cast(values, self.dtype)
-            finite = _kernel_ops.isfinite(values)
-            values = _kernel_ops.where(finite, values, 0.0)
+            finite = ops.isfinite(values)
+            values = ops.where(finite, values, ops.zeros_like(values))
             finite_count = _reduction.count(finite)
             nonfinite_count = _reduction.count_complement(finite, finite_count)
             # The count itself tells whether the update persists: a boolean reduction is

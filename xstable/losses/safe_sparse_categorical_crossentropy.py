@@ -132,10 +132,9 @@ def _label_masks(labels, num_classes, ignore_class, is_int, check):
     return invalid, ignored, usable, label_values
 
 
-# Class ids of eager one-hot selections, by backend, device, dtype and shape: rebuilding them
-# is two dispatches per call on eager torch (~23 us, arange and reshape;
-# `benchmarks/probe_sparse_eager_costs.py`). Never cached from
-# traced code, where TF and XLA fold them into a constant anyway.
+# Class ids of eager one-hot selections, by backend, device, dtype and shape, so that eager
+# calls do not rebuild them every step. Never cached from traced code, where TF and XLA fold
+# them into a constant anyway.
 _CLASS_IDS = {}
 
 
@@ -159,13 +158,10 @@ def _one_hot(labels, num_classes, axis, rank, dtype, eager=False):
     """`labels` one-hot along `axis` of a rank-`rank` result, as a comparison with class ids.
 
     A one-hot selection, not take_along_axis: Keras's TF take_along_axis is ~40 graph ops of
-    index broadcasting. And a comparison, not ops.one_hot: on eager torch that is ~6 ops
-    (~200 us), the comparison ~100 us; XLA folds the class ids into a constant. On TF the
-    comparison is three graph kernels (expand, broadcast compare, cast) where `ops.one_hot` is
-    one `OneHot` kernel: a training step's CPU time 0.990 [0.985-0.999] of the comparison's,
-    wall 1.002 [0.986-1.017] (`bench_losses.py --only scce --copies 3 --against 4d00677
-    --rounds 201 --block-seconds 0.05 --skip-saturation`, about 02:38 UTC on 2026-12-06,
-    2-core CPU). Labels outside `[0, num_classes)` give an all-zero row either way.
+    index broadcasting. A comparison with class ids, not `ops.one_hot`, except on TF (one
+    `OneHot` kernel there): on eager torch `ops.one_hot` dispatches several more ops, and XLA
+    folds the class ids into a constant. Labels outside `[0, num_classes)` give an all-zero row
+    either way.
     `eager=True` (concrete labels) reuses cached class ids.
     """
     axis = axis % rank
