@@ -10,7 +10,8 @@ import time
 
 from xstable._version import __version__
 from xstable.compare import report as report_module
-from xstable.compare.divergence import localize_divergence, loss_divergence
+from xstable.compare.divergence import localize_divergence, loss_divergence, prediction_parity
+from xstable.compare.exchange import load_tree
 from xstable.compare.findings import DEFAULT_FAIL_ON, exit_status, parse_fail_on
 from xstable.compare.orchestrator import (
     BACKENDS,
@@ -33,7 +34,10 @@ from xstable.compare.signals import (
     signals_ignored,
 )
 from xstable.compare.targets import (
+    SavedModelOptions,
     check_target_resolvable,
+    is_saved_model_target,
+    load_data_file,
     default_targets,
     expand_targets,
     target_slug,
@@ -133,6 +137,11 @@ def compare(
     progress=sys.stderr,
     noise_floor=False,
     python=None,
+    mode="train",
+    data=None,
+    epochs=1,
+    batch_size=32,
+    imports=(),
 ):
     """Trains each target on each backend from the same weights and batches, and compares.
 
@@ -169,6 +178,16 @@ def compare(
         python: dict backend -> path of the Python interpreter that runs that backend's
             worker (e.g. a virtual environment with another TensorFlow); default: this
             process's interpreter. The worker imports this process's xstable.
+        mode: `"train"` (default): the predictions from the shared initial weights are
+            compared on the first batch (step 0), then the training runs; `"predict"`: only
+            the predictions, on all of the data (`model.predict`), with per output the
+            largest absolute and relative deviation and the first layer that differs.
+        data: str, `.npz` file with the arrays `x` and `y` (`x` alone for `mode="predict"`)
+            for saved-model targets (`path/model.keras`); read with `allow_pickle=False`.
+        epochs: int, passes over `data` when a saved-model target trains.
+        batch_size: int, rows per step (and per prediction batch) of a saved-model target.
+        imports: list of module names every worker imports first, e.g. the module that
+            registers a saved model's custom layers (`keras.saving.register_keras_serializable`).
 
     Returns:
         The report dict (also written to `out_dir/report.json`); `report["summary"]
@@ -219,6 +238,17 @@ def compare(
         )
     backends = [reference] + [b for b in backends if b != reference]
     python = _check_python(python, backends)
+    if mode not in ("train", "predict"):
+        raise ValueError(f"`mode` must be 'train' or 'predict'. Received: mode={mode!r}.")
+    if isinstance(imports, str) or not all(isinstance(m, str) and m for m in imports):
+        raise TypeError(f"`imports` must be a list of module names. Received: imports={imports!r}.")
+    saved_model = None
+    if any(is_saved_model_target(t) for t in targets):
+        if data is None:
+            load_data_file(None)  # raises the error that names `--data`
+        data = os.path.abspath(data)
+        load_data_file(data, need_y=(mode == "train"))
+        saved_model = SavedModelOptions(data=data, epochs=epochs, batch_size=batch_size)
     for target in targets:
         check_target_resolvable(target)
     output = OutputFolder(out_dir)
@@ -235,7 +265,12 @@ def compare(
         locate_nan=locate,
         noise_floor=bool(noise_floor),
         python=python,
+        mode=mode,
+        saved_model=saved_model.to_dict() if saved_model else None,
+        imports=list(imports),
     )
+    if mode == "predict":
+        plots = False  # nothing trains: no loss curves
     plots_note = None
     drawer = None
     if plots:
@@ -389,6 +424,8 @@ def _write(target_reports, runs, plan, reference, tolerances, fail_on, plots_not
             "batch_order": "pinned by NumPy (xstable.training.batch_order), same on every backend",
             "initial_weights": _initial_weights_note(builder, target_reports),
             "python": dict(plan.python),
+            "mode": plan.mode,
+            "saved_model": plan.saved_model,
         },
         "backends": {
             b: {
@@ -468,6 +505,8 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
             losses = [_as_float(v) for v in records[backend]["result"]["losses"]]
             divergence[backend] = loss_divergence(ref_losses, losses, tolerances)
 
+    prediction, prediction_errors = _prediction_parity(records, reference, tolerances)
+
     localization = None
     steps = [d["first_divergent_step"] for d in divergence.values()
              if d["first_divergent_step"] is not None]
@@ -521,7 +560,7 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
             "errors": {b: str(e) for b, e in errors.items()},
         }
     findings = report_module.target_findings(run_entries, divergence, reference, localization,
-                                             not_compared)
+                                             not_compared, prediction)
     return {
         "target": target,
         "name": name,
@@ -529,11 +568,47 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
         "runs": run_entries,
         "divergence": divergence,
         "not_compared": not_compared,
+        "prediction": prediction,
+        "prediction_errors": prediction_errors,
         "noise_floor": noise_floor,
         "localization": localization,
         "findings": findings,
         "plot": None,
     }
+
+
+def _prediction_parity(records, reference, tolerances):
+    """Per backend, the prediction parity with the reference (from the workers' `.npz` files).
+
+    The files are in the private exchange folder and read as data only (`allow_pickle=False`).
+    """
+    def prediction_of(record):
+        if not record or record.get("status") != "completed":
+            return None, None
+        extra = record["result"].get("extra") or {}
+        if extra.get("prediction_error"):
+            return None, extra["prediction_error"]
+        path = extra.get("prediction_path")
+        if not path or not record.get("same_initial_weights"):
+            return None, None
+        try:
+            return load_tree(path), None
+        except Exception as error:  # A damaged or substituted file: refused, reported.
+            return None, f"{path} could not be read as data ({type(error).__name__}: {error})"
+
+    parity, errors = {}, {}
+    ref, ref_error = prediction_of(records.get(reference))
+    if ref_error:
+        errors[reference] = ref_error
+    for backend, record in records.items():
+        if backend == reference:
+            continue
+        other, error = prediction_of(record)
+        if error:
+            errors[backend] = error
+        elif ref is not None and other is not None:
+            parity[backend] = prediction_parity(ref, other, tolerances)
+    return parity, errors
 
 
 def _step_to_inspect(step, run_entries):

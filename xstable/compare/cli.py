@@ -17,6 +17,8 @@ targets:
   module:function       a function returning an xstable.training.TrainingSpec or a spec dict
   path/file.py:function the same, from a file
   SCENARIO_ID/VARIANT   a seed scenario variant (see `xstable compare --list`)
+  path/model.keras      a saved Keras model, with --data path/data.npz (arrays x and y;
+                        x alone for --mode predict); its own compile configuration
   SCENARIO_ID           every variant of a seed scenario
   (none)                every variant of every seed scenario
 
@@ -39,6 +41,7 @@ safety (shared folders, CI):
 examples:
   xstable compare --out reports/compare
   xstable compare my_project.specs:small_mlp --backends tensorflow,jax --fail-on divergence,nan
+  xstable compare model.keras --data data.npz --mode predict
 """
 
 
@@ -109,6 +112,19 @@ def add_compare_parser(commands):
     parser.add_argument("--noise-floor", action="store_true",
                         help="train each target twice on the reference backend (A/A) and "
                         "report how far two identical runs part (doubles its training time)")
+    parser.add_argument("--mode", choices=("train", "predict"), default="train",
+                        help="train: compare the predictions from the initial weights (step 0), "
+                        "then the training; predict: the predictions on all of the data only")
+    parser.add_argument("--data", default=None, metavar="PATH.npz",
+                        help="data of saved-model targets: a .npz with arrays x and y (x alone "
+                        "for --mode predict), read without pickle")
+    parser.add_argument("--epochs", type=int, default=1,
+                        help="passes over --data when a saved model trains (default: 1)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="rows per step of a saved model (default: 32)")
+    parser.add_argument("--import", dest="imports", action="append", metavar="MODULE",
+                        help="module every worker imports first, e.g. one that registers a "
+                        "saved model's custom layers; repeatable")
     parser.add_argument("--list", action="store_true", help="list the seed scenario targets and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.set_defaults(handler=run_compare)
@@ -169,6 +185,11 @@ def _run_compare(args):
             progress=None if args.quiet else sys.stderr,
             noise_floor=args.noise_floor,
             python=_pythons(args.python),
+            mode=args.mode,
+            data=args.data,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            imports=args.imports or [],
         )
     except (TypeError, ValueError, RuntimeError, OSError) as error:
         print(f"xstable compare: error: {error}", file=sys.stderr)

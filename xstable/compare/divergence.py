@@ -12,7 +12,7 @@ from xstable.compare.tolerances import (
     tensors_differ,
 )
 
-__all__ = ["loss_divergence", "localize_divergence"]
+__all__ = ["loss_divergence", "localize_divergence", "prediction_parity"]
 
 
 def loss_divergence(reference_losses, other_losses, tolerances=DEFAULT_TOLERANCES):
@@ -208,3 +208,68 @@ def _describe(deviation, scale="relative"):
 def _layer(path):
     parts = path.split("/")
     return parts[-2] if len(parts) >= 2 else path
+
+
+def prediction_parity(reference, other, tolerances=DEFAULT_TOLERANCES):
+    """Compares two backends' predictions from the same weights on the same inputs.
+
+    Args:
+        reference: dict from `xstable.compare.inspection.prediction_record` on the reference
+            backend (`outputs`, `layers`, `rows`, `layer_rows`).
+        other: the same from another backend.
+        tolerances: `Tolerances`; an output or layer differs when
+            `max|a - b| > tensor_atol + tensor_rtol * max|a|`.
+
+    Returns:
+        A dict: `differs` (bool), `rows` (int), `outputs` (per model output: `index`, `shape`,
+        `max_abs_deviation`, `max_relative_deviation` = `max|a - b| / max|a|`, `differs`),
+        `first_layer` (the first layer, in model order, whose output differs:
+        `name`, `class` and its deviations; `None` if none does or no per-layer outputs
+        exist) and `notes`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> a = {"outputs": [np.array([1.0, 2.0])], "layers": [], "rows": 2}
+    >>> prediction_parity(a, {"outputs": [np.array([1.0, 2.5])], "layers": [], "rows": 2})["differs"]
+    True
+    """
+    outputs = []
+    ref_outputs, other_outputs = list(reference["outputs"]), list(other["outputs"])
+    notes = list(other.get("notes") or [])
+    if len(ref_outputs) != len(other_outputs):
+        notes.append(f"{len(other_outputs)} outputs here, {len(ref_outputs)} on the reference")
+    for index, (a, b) in enumerate(zip(ref_outputs, other_outputs)):
+        differs, deviation = tensors_differ(tolerances, a, b)
+        _, difference, _ = tensor_deviation(a, b)
+        outputs.append({
+            "index": index,
+            "shape": [int(n) for n in getattr(a, "shape", ())],
+            "max_abs_deviation": difference,
+            "max_relative_deviation": deviation,
+            "differs": bool(differs),
+        })
+    first_layer = None
+    ref_layers, other_layers = reference.get("layers") or [], other.get("layers") or []
+    if ref_layers and len(ref_layers) != len(other_layers):
+        notes.append(f"{len(other_layers)} layers here, {len(ref_layers)} on the reference: "
+                     "layers matched by position up to the shorter")
+    for ref_layer, layer in zip(ref_layers, other_layers):
+        pairs = list(zip(ref_layer["outputs"], layer["outputs"]))
+        verdicts = [tensors_differ(tolerances, a, b) for a, b in pairs]
+        if any(d for d, _ in verdicts):
+            first_layer = {
+                "name": ref_layer["name"],
+                "class": ref_layer["class"],
+                "max_abs_deviation": max(tensor_deviation(a, b)[1] for a, b in pairs),
+                "max_relative_deviation": max(dev for _, dev in verdicts),
+            }
+            break
+    return {
+        "differs": any(o["differs"] for o in outputs) or len(ref_outputs) != len(other_outputs),
+        "rows": int(other.get("rows", 0)),
+        "layer_rows": int(other.get("layer_rows", 0)),
+        "outputs": outputs,
+        "first_layer": first_layer,
+        "notes": notes,
+    }

@@ -26,6 +26,7 @@ __all__ = [
     "inspect_state",
     "locate_nonfinite",
     "layer_of_variable",
+    "prediction_record",
 ]
 
 
@@ -403,4 +404,58 @@ def locate_nonfinite(inspection, step):
         "stage": "none",
         "layer": None,
         "detail": "every value of the replayed step is finite",
+    }
+
+
+def _first_rows(x, rows):
+    if isinstance(x, dict):
+        return {k: _first_rows(v, rows) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_first_rows(v, rows) for v in x)
+    return x[:rows]
+
+
+def prediction_record(spec, initial_weights, x, full=True):
+    """The model's outputs and every layer's output in inference mode, from given weights.
+
+    Args:
+        spec: `TrainingSpec`.
+        initial_weights: list of NumPy arrays (`None`: the weights `spec.seed` gives).
+        x: the inputs (array, or list/dict of arrays).
+        full: bool, predict all of `x` with `model.predict` (in batches of
+            `spec.batch_size`); `False`: only the first batch, in one eager call.
+
+    Returns:
+        A dict: `outputs` (list of arrays, the model's outputs flattened), `layers` (list of
+        `{"name", "class", "outputs"}` on the first batch, `training=False`), `rows` and
+        `layer_rows` (how many input rows each covers) and `notes`.
+    """
+    keras.utils.set_random_seed(spec.seed)
+    model = spec.build_model()
+    if initial_weights is not None:
+        model.set_weights(initial_weights)
+    first = _first_rows(x, spec.batch_size)
+    if full:
+        predicted = model.predict(x, batch_size=spec.batch_size, verbose=0)
+    else:
+        predicted = model(first, training=False)
+    notes = []
+    layers, probe = _layer_probe(model, notes)
+    records = []
+    if probe is not None:
+        outputs = probe(first, training=False)
+        if len(probe.outputs) == 1:
+            outputs = [outputs]
+        records = [
+            {"name": layer.name, "class": type(layer).__name__, "outputs": _flat_arrays(out)}
+            for layer, out in zip(layers, outputs)
+        ]
+    first_array = _flat_arrays(first)[0] if not isinstance(first, np.ndarray) else first
+    all_rows = len(_flat_arrays(x)[0]) if not isinstance(x, np.ndarray) else len(x)
+    return {
+        "outputs": [np.array(a) for a in _flat_arrays(predicted)],
+        "layers": records,
+        "rows": int(all_rows if full else len(first_array)),
+        "layer_rows": int(len(first_array)),
+        "notes": notes,
     }

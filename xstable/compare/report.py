@@ -18,7 +18,7 @@ def _number(value):
 
 
 def _float(value):
-    return float(value) if not isinstance(value, str) else float(value)
+    return None if value is None else float(value)
 
 
 def run_summary(record):
@@ -70,7 +70,26 @@ def run_summary(record):
     }
 
 
-def target_findings(runs, divergence, reference, localization=None, not_compared=None):
+def _prediction_message(reference, parity):
+    worst = max(parity["outputs"], key=lambda o: _sortable(o["max_relative_deviation"]),
+                default=None)
+    message = f"predictions differ from {reference} on identical weights and inputs"
+    if worst is not None:
+        message += (f" (output {worst['index']}: max abs {_fmt_dev(worst['max_abs_deviation'])}, "
+                    f"max rel {_fmt_dev(worst['max_relative_deviation'])})")
+    layer = parity.get("first_layer")
+    if layer:
+        message += (f"; first layer that differs: `{layer['name']}` ({layer['class']}, "
+                    f"rel {_fmt_dev(layer['max_relative_deviation'])})")
+    return message
+
+
+def _sortable(value):
+    return float(value) if not isinstance(value, str) else float("inf")
+
+
+def target_findings(runs, divergence, reference, localization=None, not_compared=None,
+                    prediction=None):
     """Lists the findings of one target (see `xstable.compare.findings.FINDING_KINDS`).
 
     A divergence whose per-layer check found every part of the step agreeing from identical
@@ -98,6 +117,10 @@ def target_findings(runs, divergence, reference, localization=None, not_compared
                     "message": f"non-finite at step {run['first_nonfinite_step']}{where}",
                 }
             )
+    for backend, parity in (prediction or {}).items():
+        if parity["differs"]:
+            findings.append({"kind": "prediction", "backend": backend,
+                             "message": _prediction_message(reference, parity)})
     for backend, reason in (not_compared or {}).items():
         findings.append({"kind": "unavailable", "backend": backend, "message": reason})
     for backend, div in divergence.items():
@@ -130,6 +153,8 @@ def _fmt_loss(value):
 
 
 def _fmt_dev(value):
+    if isinstance(value, str):
+        return value
     return "-" if value is None else f"{value:.1e}"
 
 
@@ -215,6 +240,10 @@ def render_markdown(report):
     if settings.get("python"):
         lines += ["", "Workers run by another interpreter (`--python`): " + ", ".join(
             f"{backend} `{path}`" for backend, path in settings["python"].items()) + "."]
+    lines += _prediction_lines(report)
+    if settings.get("mode") == "predict":
+        lines += _details_and_summary(report, [])
+        return "\n".join(lines) + "\n"
     lines += [
         "",
         "| target | backend | outcome | first non-finite step | stage and layer | final loss "
@@ -250,6 +279,47 @@ def render_markdown(report):
                 f"{'-' if step is None else step} | {_where(run, location)} | "
                 f"{_fmt_loss(run['final_loss'])} | {deviation} | {first} |"
             )
+    return "\n".join(_details_and_summary(report, lines)) + "\n"
+
+
+def _prediction_lines(report):
+    """The prediction parity table: per target and backend, the largest deviations."""
+    reference = report["settings"]["reference"]
+    rows = []
+    for target in report["targets"]:
+        for backend, parity in (target.get("prediction") or {}).items():
+            worst_abs = max((o["max_abs_deviation"] for o in parity["outputs"]),
+                            key=_sortable, default=None)
+            worst_rel = max((o["max_relative_deviation"] for o in parity["outputs"]),
+                            key=_sortable, default=None)
+            layer = parity.get("first_layer")
+            rows.append(
+                f"| {target['target']} | {backend} | {parity['rows']} | "
+                f"{len(parity['outputs'])} | {_fmt_dev(worst_abs)} | {_fmt_dev(worst_rel)} | "
+                f"{'**differs**' if parity['differs'] else 'same'} | "
+                f"{'`' + layer['name'] + '` (' + layer['class'] + ')' if layer else '-'} |"
+            )
+        for backend, error in (target.get("prediction_errors") or {}).items():
+            rows.append(f"| {target['target']} | {backend} | - | - | - | - | "
+                        f"unavailable: {error} | - |")
+    if not rows:
+        return []
+    tol = report["settings"]["tolerances"]
+    return [
+        "",
+        f"Prediction parity (inference mode, from the shared initial weights, vs {reference}; "
+        f"an output differs when max|a - b| > {tol['tensor_atol']:g} + "
+        f"{tol['tensor_rtol']:g} x max|a|; relative = max|a - b| / max|a|):",
+        "",
+        "| target | backend | rows | outputs | max abs deviation | max rel. deviation "
+        "| verdict | first layer that differs |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
+def _details_and_summary(report, lines):
+    lines = list(lines)
     details = []
     for target in report["targets"]:
         items = []
@@ -293,7 +363,7 @@ def render_markdown(report):
         lines.append(summary["plots"])
     if details:
         lines += ["", "## Details", *details]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def write_report(report, out):

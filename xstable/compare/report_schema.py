@@ -31,7 +31,7 @@ _RUN = {
     "properties": {
         "status": {"enum": ["completed", "error", "crashed", "timeout", "unavailable",
                             "interrupted"]},
-        "outcome": {"enum": ["ok", "nan", "diverged", None]},
+        "outcome": {"enum": ["ok", "nan", "diverged", "predicted", None]},
         "steps": {"type": "integer", "minimum": 0},
         "first_nonfinite_step": _NULLABLE_INT,
         "nan_onset": _NAN_ONSET,
@@ -88,12 +88,47 @@ _LOCATION = {
     },
 }
 
+_PREDICTION = {
+    "type": "object",
+    "required": ["differs", "outputs", "first_layer", "rows"],
+    "properties": {
+        "differs": {"type": "boolean"},
+        "rows": {"type": "integer", "minimum": 0},
+        "layer_rows": {"type": "integer", "minimum": 0},
+        "outputs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["index", "max_abs_deviation", "max_relative_deviation", "differs"],
+                "properties": {
+                    "index": {"type": "integer", "minimum": 0},
+                    "shape": {"type": "array", "items": {"type": "integer"}},
+                    "max_abs_deviation": _NUMBER_OR_TOKEN,
+                    "max_relative_deviation": _NUMBER_OR_TOKEN,
+                    "differs": {"type": "boolean"},
+                },
+            },
+        },
+        "first_layer": {
+            "type": ["object", "null"],
+            "required": ["name", "class", "max_abs_deviation", "max_relative_deviation"],
+            "properties": {
+                "name": {"type": "string"},
+                "class": {"type": "string"},
+                "max_abs_deviation": _NUMBER_OR_TOKEN,
+                "max_relative_deviation": _NUMBER_OR_TOKEN,
+            },
+        },
+        "notes": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
 _FINDING = {
     "type": "object",
     "required": ["kind", "backend", "message"],
     "additionalProperties": False,
     "properties": {
-        "kind": {"enum": ["divergence", "drift", "nan", "error", "unavailable"]},
+        "kind": {"enum": ["prediction", "divergence", "drift", "nan", "error", "unavailable"]},
         "backend": {"type": "string"},
         "message": {"type": "string"},
     },
@@ -116,6 +151,8 @@ REPORT_SCHEMA = {
             "properties": {
                 "backends": {"type": "array", "items": {"type": "string"}},
                 "reference": {"type": "string"},
+                "mode": {"enum": ["train", "predict"]},
+                "saved_model": {"type": ["object", "null"]},
                 "device": {"enum": ["cpu", "gpu"]},
                 "tolerances": {
                     "type": "object",
@@ -158,6 +195,9 @@ REPORT_SCHEMA = {
                     "description": _NULLABLE_STRING,
                     "runs": {"type": "object", "additionalProperties": _RUN},
                     "divergence": {"type": "object", "additionalProperties": _DIVERGENCE},
+                    "prediction": {"type": "object", "additionalProperties": _PREDICTION},
+                    "prediction_errors": {"type": "object",
+                                          "additionalProperties": {"type": "string"}},
                     "not_compared": {"type": "object",
                                      "additionalProperties": {"type": "string"}},
                     "noise_floor": {

@@ -111,14 +111,34 @@ class _Worker:
         self.recorders = {}
         self.weights_dir = plan["weights_dir"]
         self.backend = plan["backend"]
+        self.import_error = None
+
+    def import_modules(self):
+        """Imports the plan's `imports` (modules that register custom layers for `.keras`)."""
+        import importlib
+
+        for module in self.plan.get("imports") or []:
+            try:
+                importlib.import_module(module)
+            except Exception as error:
+                self.import_error = ImportError(
+                    f"`imports` names {module!r}, which failed to import: "
+                    f"{type(error).__name__}: {error}"
+                )
+                return
 
     def spec(self, target):
         """Loads a target's spec once; a target that failed to load raises the same error again."""
-        from xstable.compare.targets import load_spec
+        from xstable.compare.targets import SavedModelOptions, load_spec
 
         if target not in self.specs:
             try:
-                self.specs[target] = load_spec(target)
+                if self.import_error is not None:
+                    raise self.import_error
+                options = self.plan.get("saved_model")
+                self.specs[target] = load_spec(
+                    target, SavedModelOptions(**options) if options else None
+                )
             except Exception as error:
                 self.specs[target] = error
         spec = self.specs[target]
@@ -202,6 +222,59 @@ class _Worker:
                 onset = previous
         return onset
 
+    def predict(self, target, slug, weights, full):
+        """Writes the model's outputs and layer outputs from the initial weights; returns the path.
+
+        `full`: predict all of `x` with `model.predict` (prediction mode); otherwise the
+        first batch, eagerly (step 0 of a training comparison).
+        """
+        from xstable.compare.inspection import prediction_record
+
+        spec = self.spec(target)
+        x, _ = spec.make_data()
+        payload = prediction_record(spec, weights, x, full)
+        path = os.path.join(self.plan["predictions_dir"], f"{self.backend}-{slug}.npz")
+        save_tree(path, payload)
+        return path
+
+    def run_prediction(self, target, slug):
+        """Prediction mode: no training, only the outputs from the shared weights."""
+        import xstable
+
+        record = {"target": target, "backend": self.backend}
+        timings = record["timings_s"] = {}
+        weights, why_not = self.initial_weights(slug)
+        self.events.send("start", target=target, phase="predict")
+        started = time.perf_counter()
+        try:
+            import keras
+
+            from xstable.compare.targets import spec_summary
+
+            spec = self.spec(target)
+            record["spec"] = spec_summary(spec)
+            keras.utils.clear_session(free_memory=False)
+            path = self.predict(target, slug, weights, full=True)
+            record["same_initial_weights"] = weights is not None
+            if why_not:
+                record["initial_weights_note"] = why_not
+            record["status"] = "completed"
+            record["result"] = {
+                "name": spec.name,
+                "outcome": "predicted",
+                "losses": [],
+                "final_loss": None,
+                "first_nonfinite_step": None,
+                "device": xstable.active_device(),
+                "wall_time_s": time.perf_counter() - started,
+                "extra": {"prediction_path": path, "compile_mode": "model.predict"},
+            }
+        except Exception as error:
+            record["status"] = "error"
+            record["error"] = _error_record(error)
+        timings["total"] = time.perf_counter() - started
+        self.events.send("done", target=target, status=record["status"], record=record)
+
     def run_target(self, target, slug):
         import keras
 
@@ -231,6 +304,14 @@ class _Worker:
                     mode["compile_mode"] = compile_mode(model)
                 recorder(step, epoch, batch, model, x_batch, y_batch)
 
+            prediction_path = prediction_error = None
+            if weights is not None and self.plan.get("predictions_dir"):
+                # Step 0: does the model predict the same from the shared weights?
+                keras.utils.clear_session(free_memory=False)
+                try:
+                    prediction_path = self.predict(target, slug, weights, full=False)
+                except Exception as error:
+                    prediction_error = f"{type(error).__name__}: {error}"
             # Fresh layer-name counters, so a target's layers get the same names
             # ("dense", "dense_1", ...) in every backend's worker and in the report.
             # Without the full garbage collection clear_session does by default: it took
@@ -256,6 +337,10 @@ class _Worker:
                 result.extra["aa_losses"] = [float(v) for v in again.losses]
                 timings["aa_run"] = time.perf_counter() - repeat_started
             result.extra["compile_mode"] = mode.get("compile_mode")
+            if prediction_path is not None:
+                result.extra["prediction_path"] = prediction_path
+            if prediction_error is not None:
+                result.extra["prediction_error"] = prediction_error
             if "expected" in settings:
                 result.extra["expected_outcome"] = settings["expected"].get(self.backend)
             record["same_initial_weights"] = weights is not None
@@ -344,10 +429,14 @@ def main(argv=None):
 
         share_compiled_programs(plan["compilation_cache_dir"])
     worker = _Worker(plan, events)
+    worker.import_modules()
     if plan.get("build_weights"):
         worker.build_weights()
     for target, slug in plan["targets"]:
-        worker.run_target(target, slug)
+        if plan.get("mode") == "predict":
+            worker.run_prediction(target, slug)
+        else:
+            worker.run_target(target, slug)
     cache = plan.get("compilation_cache_dir")
     if cache and os.path.isdir(cache):
         print(f"xstable-compare: compiled programs shared in this run: {len(os.listdir(cache))}",
