@@ -10,7 +10,12 @@ import time
 
 from xstable._version import __version__
 from xstable.compare import report as report_module
-from xstable.compare.divergence import localize_divergence, loss_divergence, prediction_parity
+from xstable.compare.divergence import (
+    localize_divergence,
+    loss_divergence,
+    prediction_parity,
+    stochastic_comparison,
+)
 from xstable.compare.exchange import load_tree
 from xstable.compare.findings import DEFAULT_FAIL_ON, exit_status, parse_fail_on
 from xstable.compare.orchestrator import (
@@ -142,6 +147,7 @@ def compare(
     epochs=1,
     batch_size=32,
     imports=(),
+    seeds=5,
 ):
     """Trains each target on each backend from the same weights and batches, and compares.
 
@@ -188,6 +194,9 @@ def compare(
         batch_size: int, rows per step (and per prediction batch) of a saved-model target.
         imports: list of module names every worker imports first, e.g. the module that
             registers a saved model's custom layers (`keras.saving.register_keras_serializable`).
+        seeds: int, runs per backend (generator seeds) of a target whose model has dropout
+            or noise layers, compared statistically instead of step by step (`1`: no
+            repeats; such a target is then compared step by step like any other).
 
     Returns:
         The report dict (also written to `out_dir/report.json`); `report["summary"]
@@ -238,6 +247,8 @@ def compare(
         )
     backends = [reference] + [b for b in backends if b != reference]
     python = _check_python(python, backends)
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        raise ValueError(f"`seeds` must be a positive integer. Received: seeds={seeds!r}.")
     if mode not in ("train", "predict"):
         raise ValueError(f"`mode` must be 'train' or 'predict'. Received: mode={mode!r}.")
     if isinstance(imports, str) or not all(isinstance(m, str) and m for m in imports):
@@ -268,6 +279,7 @@ def compare(
         mode=mode,
         saved_model=saved_model.to_dict() if saved_model else None,
         imports=list(imports),
+        seeds=seeds,
     )
     if mode == "predict":
         plots = False  # nothing trains: no loss curves
@@ -426,6 +438,7 @@ def _write(target_reports, runs, plan, reference, tolerances, fail_on, plots_not
             "python": dict(plan.python),
             "mode": plan.mode,
             "saved_model": plan.saved_model,
+            "seeds": plan.seeds,
         },
         "backends": {
             b: {
@@ -477,6 +490,7 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
 
     divergence = {}
     not_compared = {}
+    stochastic = {}
     noise_floor = None
     reference_run = run_entries[reference]
     if reference_run["status"] == "completed":
@@ -501,6 +515,19 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
                     f"not compared with {reference}: the runs did not start from shared "
                     f"initial weights ({note})"
                 )
+                continue
+            ref_seeds = records[reference]["result"]["extra"].get("seed_losses")
+            seed_losses = records[backend]["result"]["extra"].get("seed_losses")
+            if ref_seeds and seed_losses:
+                # Dropout/noise: each backend draws from its own generator, so the runs are
+                # compared as samples, not step by step.
+                stochastic[backend] = {
+                    **stochastic_comparison(
+                        [[_as_float(v) for v in r] for r in ref_seeds],
+                        [[_as_float(v) for v in r] for r in seed_losses],
+                    ),
+                    "layers": records[reference]["result"]["extra"].get("stochastic_layers"),
+                }
                 continue
             losses = [_as_float(v) for v in records[backend]["result"]["losses"]]
             divergence[backend] = loss_divergence(ref_losses, losses, tolerances)
@@ -560,7 +587,7 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
             "errors": {b: str(e) for b, e in errors.items()},
         }
     findings = report_module.target_findings(run_entries, divergence, reference, localization,
-                                             not_compared, prediction)
+                                             not_compared, prediction, stochastic)
     return {
         "target": target,
         "name": name,
@@ -570,6 +597,7 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
         "not_compared": not_compared,
         "prediction": prediction,
         "prediction_errors": prediction_errors,
+        "stochastic": stochastic,
         "noise_floor": noise_floor,
         "localization": localization,
         "findings": findings,

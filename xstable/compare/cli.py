@@ -125,6 +125,9 @@ def add_compare_parser(commands):
     parser.add_argument("--import", dest="imports", action="append", metavar="MODULE",
                         help="module every worker imports first, e.g. one that registers a "
                         "saved model's custom layers; repeatable")
+    parser.add_argument("--seeds", type=int, default=5,
+                        help="runs per backend of a model with dropout or noise layers, "
+                        "compared statistically (default: 5; 1 compares step by step)")
     parser.add_argument("--list", action="store_true", help="list the seed scenario targets and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.set_defaults(handler=run_compare)
@@ -190,6 +193,7 @@ def _run_compare(args):
             epochs=args.epochs,
             batch_size=args.batch_size,
             imports=args.imports or [],
+            seeds=args.seeds,
         )
     except (TypeError, ValueError, RuntimeError, OSError) as error:
         print(f"xstable compare: error: {error}", file=sys.stderr)

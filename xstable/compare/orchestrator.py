@@ -85,6 +85,8 @@ class RunPlan:
             predictions on all of the data).
         saved_model: `SavedModelOptions.to_dict()` for `.keras` targets, or `None`.
         imports: modules every worker imports first (custom layers of saved models).
+        seeds: runs per backend of a target with dropout or noise layers (generator seeds),
+            compared statistically.
     """
 
     targets: list
@@ -104,6 +106,7 @@ class RunPlan:
     mode: str = "train"
     saved_model: dict | None = None
     imports: list = dataclasses.field(default_factory=list)
+    seeds: int = 5
 
     def interpreter(self, backend):
         """The Python interpreter that runs `backend`'s worker."""
@@ -226,6 +229,7 @@ class _Worker:
                     "predictions_dir": os.path.join(plan.exchange_dir, "predictions"),
                     "saved_model": plan.saved_model,
                     "imports": list(plan.imports),
+                    "seeds": plan.seeds,
                     "compilation_cache_dir": os.path.join(
                         plan.exchange_dir, f"compiled-{backend}"
                     ) if plan.share_compiled_programs else None,

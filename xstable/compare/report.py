@@ -88,8 +88,25 @@ def _sortable(value):
     return float(value) if not isinstance(value, str) else float("inf")
 
 
+def _stochastic_message(reference, test):
+    def number(value):
+        return "-" if value is None else (value if isinstance(value, str) else f"{value:.4g}")
+
+    message = (
+        f"{test['seeds']} runs per backend (generator seeds): {test['statistic']} "
+        f"{number(test['mean'])} (sd {number(test['std'])}) vs {reference} "
+        f"{number(test['reference_mean'])} (sd {number(test['reference_std'])}, the A/A spread); "
+        f"{test['test']}: p = {number(test['p_value'])} (alpha {test['alpha']:g}) -> "
+        f"{test['verdict']}"
+    )
+    if test["nonfinite_runs"] or test["reference_nonfinite_runs"]:
+        message += (f"; non-finite runs: {test['nonfinite_runs']} here, "
+                    f"{test['reference_nonfinite_runs']} on {reference}")
+    return message
+
+
 def target_findings(runs, divergence, reference, localization=None, not_compared=None,
-                    prediction=None):
+                    prediction=None, stochastic=None):
     """Lists the findings of one target (see `xstable.compare.findings.FINDING_KINDS`).
 
     A divergence whose per-layer check found every part of the step agreeing from identical
@@ -121,6 +138,10 @@ def target_findings(runs, divergence, reference, localization=None, not_compared
         if parity["differs"]:
             findings.append({"kind": "prediction", "backend": backend,
                              "message": _prediction_message(reference, parity)})
+    for backend, test in (stochastic or {}).items():
+        if test["verdict"] == "differs":
+            findings.append({"kind": "stochastic", "backend": backend,
+                             "message": _stochastic_message(reference, test)})
     for backend, reason in (not_compared or {}).items():
         findings.append({"kind": "unavailable", "backend": backend, "message": reason})
     for backend, div in divergence.items():
@@ -267,6 +288,12 @@ def render_markdown(report):
                          else f"A/A: **{noise['first_divergent_step']}**")
             elif backend == settings["reference"]:
                 deviation, first = "(reference)", "-"
+            elif backend in (target.get("stochastic") or {}):
+                test = target["stochastic"][backend]
+                p_value = "-" if test["p_value"] is None else f"{test['p_value']:.3g}"
+                deviation = f"stochastic: p = {p_value}"
+                first = f"**{test['verdict']}**" if test["verdict"] == "differs" \
+                    else test["verdict"]
             else:
                 deviation = _fmt_dev(div["max_relative_deviation"]) if div else "-"
                 first = (
@@ -325,6 +352,18 @@ def _details_and_summary(report, lines):
         items = []
         for finding in target["findings"]:
             items.append(f"- {finding['kind']} on {finding['backend']}: {finding['message']}")
+        stochastic = target.get("stochastic") or {}
+        if stochastic:
+            layers = next(iter(stochastic.values())).get("layers") or []
+            items.append(
+                f"- stochastic layers ({', '.join(f'`{n}`' for n in layers) or '-'}): "
+                "dropout and noise draw from each backend's own generator, so the runs are "
+                "compared statistically, not step by step"
+            )
+            for backend, test in stochastic.items():
+                if test["verdict"] != "differs":
+                    items.append(f"- {backend}: " + _stochastic_message(
+                        report["settings"]["reference"], test))
         noise = target.get("noise_floor")
         if noise:
             line = (

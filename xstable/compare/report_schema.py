@@ -123,12 +123,32 @@ _PREDICTION = {
     },
 }
 
+_STOCHASTIC = {
+    "type": "object",
+    "required": ["verdict", "test", "statistic", "p_value", "seeds", "reference_mean", "mean"],
+    "properties": {
+        "verdict": {"enum": ["indistinguishable", "differs"]},
+        "test": {"type": "string"},
+        "statistic": {"type": "string"},
+        "alpha": {"type": "number"},
+        "p_value": {"type": ["number", "null"]},
+        "seeds": {"type": "integer", "minimum": 0},
+        "reference_mean": {"type": ["number", "string", "null"]},
+        "mean": {"type": ["number", "string", "null"]},
+        "reference_std": {"type": ["number", "string", "null"]},
+        "std": {"type": ["number", "string", "null"]},
+        "difference": {"type": ["number", "string", "null"]},
+        "welch_t": {"type": ["number", "string", "null"]},
+        "layers": {"type": ["array", "null"], "items": {"type": "string"}},
+    },
+}
+
 _FINDING = {
     "type": "object",
     "required": ["kind", "backend", "message"],
     "additionalProperties": False,
     "properties": {
-        "kind": {"enum": ["prediction", "divergence", "drift", "nan", "error", "unavailable"]},
+        "kind": {"enum": ["prediction", "stochastic", "divergence", "drift", "nan", "error", "unavailable"]},
         "backend": {"type": "string"},
         "message": {"type": "string"},
     },
@@ -153,6 +173,7 @@ REPORT_SCHEMA = {
                 "reference": {"type": "string"},
                 "mode": {"enum": ["train", "predict"]},
                 "saved_model": {"type": ["object", "null"]},
+                "seeds": {"type": "integer", "minimum": 1},
                 "device": {"enum": ["cpu", "gpu"]},
                 "tolerances": {
                     "type": "object",
@@ -196,6 +217,7 @@ REPORT_SCHEMA = {
                     "runs": {"type": "object", "additionalProperties": _RUN},
                     "divergence": {"type": "object", "additionalProperties": _DIVERGENCE},
                     "prediction": {"type": "object", "additionalProperties": _PREDICTION},
+                    "stochastic": {"type": "object", "additionalProperties": _STOCHASTIC},
                     "prediction_errors": {"type": "object",
                                           "additionalProperties": {"type": "string"}},
                     "not_compared": {"type": "object",

@@ -16,6 +16,7 @@ seed instead, recording `same_initial_weights: false`.
 
 import argparse
 import ctypes
+import dataclasses
 import json
 import os
 import signal
@@ -31,9 +32,52 @@ from xstable.compare.protocol import (
     weights_unavailable_path,
 )
 
-__all__ = ["main", "compile_mode", "NO_GPU_MARKER"]
+__all__ = ["main", "compile_mode", "stochastic_layers", "NO_GPU_MARKER"]
 
 _WEIGHTS_POLL_S = 0.05
+_SEED_STRIDE = 7919  # Generator seeds of the repeated runs of a stochastic model.
+_STOCHASTIC_AMOUNTS = ("rate", "dropout", "recurrent_dropout", "stddev")
+
+
+def stochastic_layers(model):
+    """Names the layers of `model` that draw random numbers when training (dropout, noise).
+
+    A layer counts when it owns a seed generator and a positive `rate`, `dropout`,
+    `recurrent_dropout` or `stddev` (Dropout and its spatial variants, GaussianNoise,
+    GaussianDropout, AlphaDropout, LSTM/GRU with dropout); nested models are searched.
+    """
+    import keras
+
+    found = []
+
+    def draws(layer):
+        if not any(isinstance(getattr(layer, a, None), keras.random.SeedGenerator)
+                   for a in ("seed_generator", "_seed_generator")):
+            return False
+        amounts = [getattr(layer, a, 0) for a in _STOCHASTIC_AMOUNTS]
+        return any(isinstance(v, (int, float)) and v > 0 for v in amounts)
+
+    def visit(layer):
+        for inner in getattr(layer, "layers", None) or []:
+            visit(inner)
+        cell = getattr(layer, "cell", None)  # LSTM, GRU, SimpleRNN draw in their cell
+        if draws(layer) or (isinstance(cell, keras.layers.Layer) and draws(cell)):
+            found.append(layer.name)
+
+    for layer in model.layers:
+        visit(layer)
+    return found
+
+
+def _reseeded(build_model, seed):
+    """`build_model` whose layers' seed generators start from `seed` (weights are loaded)."""
+    import keras
+
+    def build():
+        keras.utils.set_random_seed(seed)
+        return build_model()
+
+    return build
 NO_GPU_MARKER = "xstable-compare: no GPU visible"
 
 
@@ -336,6 +380,26 @@ class _Worker:
                                  diverged_threshold=settings["diverged_threshold"])
                 result.extra["aa_losses"] = [float(v) for v in again.losses]
                 timings["aa_run"] = time.perf_counter() - repeat_started
+            seeds = int(self.plan.get("seeds") or 0)
+            stochastic = stochastic_layers(recorder.model) if recorder.model is not None else []
+            if stochastic and seeds > 1:
+                # Dropout and noise draw from this backend's own generator: step-by-step
+                # identity cannot be asked, so the run is repeated with other generator seeds
+                # (same weights, same batches) for a statistical comparison.
+                repeat_started = time.perf_counter()
+                runs = [[float(v) for v in result.losses]]
+                for index in range(1, seeds):
+                    keras.utils.clear_session(free_memory=False)
+                    again = run_spec(
+                        dataclasses.replace(spec, build_model=_reseeded(
+                            spec.build_model, spec.seed + _SEED_STRIDE * index)),
+                        initial_weights=weights,
+                        diverged_threshold=settings["diverged_threshold"],
+                    )
+                    runs.append([float(v) for v in again.losses])
+                result.extra["stochastic_layers"] = stochastic
+                result.extra["seed_losses"] = runs
+                timings["seed_runs"] = time.perf_counter() - repeat_started
             result.extra["compile_mode"] = mode.get("compile_mode")
             if prediction_path is not None:
                 result.extra["prediction_path"] = prediction_path
