@@ -17,7 +17,7 @@ from xstable.compare import compare, validate_report
 from xstable.compare.cli import add_compare_parser, run_compare
 from xstable.compare.divergence import prediction_parity, run_statistic, stochastic_comparison
 from xstable.compare.inspection import prediction_record
-from xstable.compare.report import render_markdown, target_findings
+from xstable.compare.report import render_html, render_markdown, target_findings
 from xstable.compare.targets import (
     SavedModelOptions,
     check_target_resolvable,
@@ -238,3 +238,10 @@ def test_findings_and_markdown_for_prediction_and_stochastic():
     report["settings"]["mode"] = "predict"
     predict_md = render_markdown(report)
     assert "first non-finite step" not in predict_md and "`skew`" in predict_md
+    page = render_html(report, {"t": b"\x89PNG fake"})
+    assert page.index("<div class='verdict FAIL'>FAIL</div>") < page.index("<h2>What fails</h2>")
+    assert "data:image/png;base64,iVBORyBmYWtl" in page
+    assert "first at skew" in page and "stochastic, p = 0.00794" in page
+    report["summary"]["findings"] = {}
+    report["targets"][0]["findings"] = []
+    assert "<div class='verdict PASS'>PASS</div>" in render_html(report)

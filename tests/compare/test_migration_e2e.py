@@ -75,7 +75,7 @@ def test_train_mode_saved_model_and_dropout_models(files):
     out = folder / "train"
     report = compare([paths["functional"], DROPOUT, DROPOUT_SKEWED],
                      data=str(folder / "data.npz"), epochs=2, batch_size=16,
-                     out_dir=str(out), progress=None, plots=False, seeds=5)
+                     out_dir=str(out), progress=None, seeds=5)
     assert validate_report(report) == []
     saved = _target(report, paths["functional"])
     for backend in ("tensorflow", "torch", "jax"):
@@ -95,3 +95,6 @@ def test_train_mode_saved_model_and_dropout_models(files):
     assert report["summary"]["exit_status"] == 1
     markdown = (out / "report.md").read_text()
     assert "compared statistically, not step by step" in markdown
+    page = (out / "report.html").read_text()
+    assert page.index("<div class='verdict FAIL'>FAIL</div>") < page.index("<h2>Targets</h2>")
+    assert page.count("data:image/png;base64,") == 3

@@ -319,7 +319,8 @@ def compare(
                 for entry in target_reports:
                     entry["plot"] = drawer.plot(entry)
             report = _write(target_reports, runs, plan, reference, tolerances, fail_on,
-                            plots_note, started, output)
+                            plots_note, started, output,
+                            images=drawer.images if drawer is not None else None)
             close_workers(workers)
         except INTERRUPTS as interrupt:
             with signals_ignored():  # A second Ctrl-C must not cut the partial report short.
@@ -366,7 +367,8 @@ def _write_interrupted(runs, plan, reference, tolerances, fail_on, plots_note, s
             entry["plot"] = drawer.paths.get(target)
         target_reports.append(entry)
     _write(target_reports, runs, plan, reference, tolerances, fail_on, plots_note, started,
-           output, interrupted=signal_name, status_override=exit_status_for(interrupt))
+           output, interrupted=signal_name, status_override=exit_status_for(interrupt),
+           images=drawer.images if drawer is not None else None)
     if progress is not None:
         progress.write(
             f"compare: interrupted by {signal_name}; workers stopped; partial report in "
@@ -381,6 +383,7 @@ class _PlotsAsTargetsFinish:
     def __init__(self, output):
         self.output = output
         self.paths = {}
+        self.images = {}
         self._plotter = None
 
     def plot(self, entry):
@@ -388,7 +391,7 @@ class _PlotsAsTargetsFinish:
         if target not in self.paths:
             if self._plotter is None:
                 self._plotter = LossPlotter().__enter__()
-            self.paths[target] = _plot(self._plotter, entry, self.output)
+            self.paths[target] = _plot(self._plotter, entry, self.output, self.images)
         return self.paths[target]
 
     def close(self):
@@ -413,7 +416,7 @@ def _initial_weights_note(builder, target_reports):
 
 
 def _write(target_reports, runs, plan, reference, tolerances, fail_on, plots_note, started,
-           output, interrupted=None, status_override=None):
+           output, interrupted=None, status_override=None, images=None):
     """Assembles the report dict, writes report.json and report.md, and returns the dict."""
     backends, device = plan.backends, plan.device
     timeout_s = plan.target_timeout_s
@@ -465,7 +468,7 @@ def _write(target_reports, runs, plan, reference, tolerances, fail_on, plots_not
     if interrupted:
         report["summary"]["interrupted"] = interrupted
     report = _clean(report)
-    report_module.write_report(report, output)
+    report_module.write_report(report, output, images)
     return report
 
 
@@ -653,7 +656,7 @@ def _step_to_inspect(step, run_entries):
     return step
 
 
-def _plot(plotter, entry, output):
+def _plot(plotter, entry, output, images=None):
     curves = {
         backend: ([_as_float(v) if not isinstance(v, str) else float(v) for v in run["losses"]],
                   run["first_nonfinite_step"])
@@ -666,6 +669,10 @@ def _plot(plotter, entry, output):
              if d["first_divergent_step"] is not None]
     relative = f"plots/{target_slug(entry['target'])}.png"
     png = io.BytesIO()
-    plotter.plot(entry["target"], curves, png, min(steps) if steps else None)
+    # The runs are in backend order, the reference first.
+    plotter.plot(entry["target"], curves, png, min(steps) if steps else None,
+                 reference=next(iter(entry["runs"])))
     output.write_bytes(relative, png.getvalue())
+    if images is not None:
+        images[entry["target"]] = png.getvalue()
     return relative

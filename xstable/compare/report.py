@@ -5,7 +5,14 @@ import math
 
 from xstable.compare.findings import FINDING_KINDS
 
-__all__ = ["run_summary", "target_findings", "render_verdict", "render_markdown", "write_report"]
+__all__ = [
+    "run_summary",
+    "target_findings",
+    "render_verdict",
+    "render_markdown",
+    "render_html",
+    "write_report",
+]
 
 
 def _number(value):
@@ -405,23 +412,148 @@ def _details_and_summary(report, lines):
     return lines
 
 
-def write_report(report, out):
-    """Writes `report.json` and `report.md` and returns their paths.
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+.verdict{font-size:2em;font-weight:bold;padding:.4em .8em;border-radius:6px;color:#fff}
+.PASS{background:#2e7d32}.FAIL{background:#c62828}.INTERRUPTED{background:#ef6c00}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f3f3f3}
+.bad{color:#c62828;font-weight:bold}.target{border-top:2px solid #ddd;margin-top:1.5em}
+img{max-width:100%;border:1px solid #eee}code{background:#f5f5f5;padding:0 .2em}
+"""
+
+
+def _verdict_word(report):
+    if report.get("status") == "interrupted":
+        return "INTERRUPTED"
+    counts, fail_on = report["summary"]["findings"], report["summary"]["fail_on"]
+    return "FAIL" if any(counts.get(kind) for kind in fail_on) else "PASS"
+
+
+def _cell(value):
+    import html
+
+    return f"<td>{html.escape(str(value))}</td>"
+
+
+def render_html(report, images=None):
+    """Renders the report as one self-contained HTML page: the verdict first, then the
+    findings, settings and, per target, its tables and loss plot (embedded as base64 PNG).
+
+    Args:
+        report: dict, the report.
+        images: dict target -> PNG bytes of its loss plot (missing targets get none).
+    """
+    import base64
+    import html
+
+    images = images or {}
+    esc = html.escape
+    summary, settings = report["summary"], report["settings"]
+    word = _verdict_word(report)
+    counts, fail_on = summary["findings"], summary["fail_on"]
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        "<title>xstable compare report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<div class='verdict {word}'>{word}</div>",
+        f"<p>Exit status {summary['exit_status']}; fails on: "
+        f"{esc(', '.join(fail_on) or 'nothing')}. Backends "
+        f"{esc(', '.join(settings['backends']))}, reference <b>{esc(settings['reference'])}</b>, "
+        f"mode {esc(settings.get('mode') or 'train')}, device {esc(settings['device'])}.</p>",
+        "<table><tr><th>finding</th><th>count</th><th>fails the run</th></tr>",
+    ]
+    for kind in FINDING_KINDS:
+        count = counts.get(kind, 0)
+        bad = " class='bad'" if count and kind in fail_on else ""
+        parts.append(f"<tr><td{bad}>{kind}</td><td{bad}>{count}</td>"
+                     f"<td>{'yes' if kind in fail_on else 'no'}</td></tr>")
+    parts.append("</table>")
+    failing = [(t["target"], f) for t in report["targets"] for f in t["findings"]
+               if f["kind"] in fail_on]
+    if failing:
+        parts.append("<h2>What fails</h2><ul>")
+        parts += [f"<li><code>{esc(t)}</code>: <b>{esc(f['kind'])}</b> on {esc(f['backend'])}: "
+                  f"{esc(f['message'])}</li>" for t, f in failing]
+        parts.append("</ul>")
+    parts.append("<h2>Backends</h2><table><tr><th>backend</th><th>version</th><th>device</th>"
+                 "<th>status</th></tr>")
+    for backend, info in report["backends"].items():
+        version = (info.get("versions") or {}).get("backend_version") or "-"
+        parts.append(f"<tr>{_cell(backend)}{_cell(version)}{_cell(info['device'] or '-')}"
+                     f"{_cell(info['status'])}</tr>")
+    parts.append("</table><h2>Targets</h2>")
+    reference = settings["reference"]
+    for target in report["targets"]:
+        name = target["target"]
+        parts.append(f"<div class='target'><h3><code>{esc(name)}</code></h3>")
+        if target.get("description"):
+            parts.append(f"<p>{esc(target['description'])}</p>")
+        parts.append("<table><tr><th>backend</th><th>status / outcome</th><th>final loss</th>"
+                     "<th>max rel. loss deviation</th><th>first divergent step / verdict</th>"
+                     "<th>predictions (step 0)</th></tr>")
+        for backend, run in target["runs"].items():
+            outcome = run["outcome"] if run["status"] == "completed" else run["status"]
+            div = target["divergence"].get(backend)
+            test = (target.get("stochastic") or {}).get(backend)
+            parity = (target.get("prediction") or {}).get(backend)
+            if backend == reference:
+                deviation, verdict = "(reference)", "-"
+            elif test:
+                p_value = "-" if test["p_value"] is None else f"{test['p_value']:.3g}"
+                deviation, verdict = f"stochastic, p = {p_value}", test["verdict"]
+            elif div:
+                deviation = _fmt_dev(div["max_relative_deviation"])
+                verdict = "-" if div["first_divergent_step"] is None \
+                    else f"step {div['first_divergent_step']}"
+            else:
+                deviation, verdict = "-", "-"
+            if parity:
+                worst = max((o["max_relative_deviation"] for o in parity["outputs"]),
+                            key=_sortable, default=None)
+                layer = parity.get("first_layer")
+                predicted = ("differs" if parity["differs"] else "same") + \
+                    f" (rel {_fmt_dev(worst)})" + (f", first at {layer['name']}" if layer else "")
+            else:
+                predicted = "(reference)" if backend == reference else "-"
+            parts.append(f"<tr>{_cell(backend)}{_cell(outcome)}"
+                         f"{_cell(_fmt_loss(run['final_loss']))}{_cell(deviation)}"
+                         f"{_cell(verdict)}{_cell(predicted)}</tr>")
+        parts.append("</table>")
+        if target["findings"]:
+            parts.append("<ul>" + "".join(
+                f"<li><b>{esc(f['kind'])}</b> on {esc(f['backend'])}: {esc(f['message'])}</li>"
+                for f in target["findings"]) + "</ul>")
+        if name in images:
+            encoded = base64.b64encode(images[name]).decode("ascii")
+            parts.append(f"<img alt='loss per step and deviation from {esc(reference)}' "
+                         f"src='data:image/png;base64,{encoded}'>")
+        parts.append("</div>")
+    parts.append(f"<p>Wall time {summary['wall_time_s']:.1f}s. Everything in "
+                 "<code>report.json</code>; the same in Markdown in <code>report.md</code>.</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_report(report, out, images=None):
+    """Writes `report.json`, `report.md` and `report.html` and returns their paths.
 
     Args:
         report: dict, the report.
         out: `xstable.compare.output.OutputFolder`, or a folder path (opened as one): each
             file is written atomically, replacing (never writing through) a symlink.
+        images: dict target -> PNG bytes, embedded in `report.html`.
     """
     from xstable.compare.output import OutputFolder
 
     if isinstance(out, OutputFolder):
-        return _write_files(report, out)
+        return _write_files(report, out, images)
     with OutputFolder(out) as folder:
-        return _write_files(report, folder)
+        return _write_files(report, folder, images)
 
 
-def _write_files(report, folder):
+def _write_files(report, folder, images=None):
     json_path = folder.write_text("report.json", json.dumps(report, indent=1, allow_nan=False))
     md_path = folder.write_text("report.md", render_markdown(report))
+    folder.write_text("report.html", render_html(report, images))
     return json_path, md_path
