@@ -123,3 +123,32 @@ def subclassed_model():
     model(np.zeros((1, 8), "float32"))
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
     return model
+
+
+def mixed_overflow():
+    """Finite in float32; under mixed_float16 the `amplify` layer's output exceeds float16's
+    largest value (65504) from the first step."""
+
+    def build_model():
+        inputs = keras.Input((8,))
+        hidden = keras.layers.Dense(16, activation="relu", name="hidden")(inputs)
+        loud = keras.layers.Dense(
+            16, kernel_initializer=keras.initializers.Constant(400.0), name="amplify"
+        )(hidden)
+        outputs = keras.layers.Dense(1, name="head")(keras.layers.LayerNormalization(
+            name="norm")(loud))
+        return keras.Model(inputs, outputs)
+
+    def make_data():
+        x, y = _regression_data(rows=64)
+        return 10.0 * x, y
+
+    return {
+        "name": "mixed_overflow",
+        "build_model": build_model,
+        "make_data": make_data,
+        "make_compile_args": lambda: {"optimizer": keras.optimizers.Adam(1e-3), "loss": "mse"},
+        "epochs": 1,
+        "batch_size": 16,
+        "shuffle": False,
+    }

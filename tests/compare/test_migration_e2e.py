@@ -98,3 +98,22 @@ def test_train_mode_saved_model_and_dropout_models(files):
     page = (out / "report.html").read_text()
     assert page.index("<div class='verdict FAIL'>FAIL</div>") < page.index("<h2>Targets</h2>")
     assert page.count("data:image/png;base64,") == 3
+
+
+def test_mixed_float16_overflow_is_located_on_every_backend(tmp_path):
+    target = f"{SPECS}:mixed_overflow"
+    report = compare([target], dtype_policy="mixed_float16", out_dir=str(tmp_path),
+                     progress=None, plots=False, fail_on="none")
+    assert validate_report(report) == []
+    assert report["settings"]["dtype_policy"] == "mixed_float16"
+    entry = _target(report, target)
+    for backend, run in entry["runs"].items():
+        assert run["dtype_policy"] == "mixed_float16", backend
+        scale = run["loss_scale"]
+        assert scale["initial"] == 32768.0 and scale["overflow_steps"][0] == 0, backend
+        assert scale["final"] < scale["initial"]
+        onset = run["overflow_onset"]
+        assert (onset["step"], onset["stage"], onset["layer"]) == (0, "backward", "amplify")
+    markdown = (tmp_path / "report.md").read_text()
+    assert "mixed_float16 on torch: loss scale 32768 -> " in markdown
+    assert "first overflow, step 0 on torch: backward `amplify`" in markdown

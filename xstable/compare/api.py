@@ -49,7 +49,9 @@ from xstable.compare.targets import (
 )
 from xstable.compare.tolerances import DEFAULT_TOLERANCES, Tolerances
 
-__all__ = ["compare"]
+__all__ = ["compare", "DTYPE_POLICIES"]
+
+DTYPE_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 def _check_arguments(targets, backends, device, jobs, timeout_s, tolerances):
@@ -148,6 +150,7 @@ def compare(
     batch_size=32,
     imports=(),
     seeds=5,
+    dtype_policy=None,
 ):
     """Trains each target on each backend from the same weights and batches, and compares.
 
@@ -197,6 +200,12 @@ def compare(
         seeds: int, runs per backend (generator seeds) of a target whose model has dropout
             or noise layers, compared statistically instead of step by step (`1`: no
             repeats; such a target is then compared step by step like any other).
+        dtype_policy: `"mixed_float16"`, `"mixed_bfloat16"` or `"float32"`: the global Keras
+            dtype policy the models are built under on every backend (`None`: Keras's
+            default). Under `mixed_float16` Keras wraps the optimizer in a
+            `LossScaleOptimizer`; the report gives each backend's loss scale and the steps
+            whose gradients overflowed, besides where NaNs appear. A saved model keeps the
+            policy it was saved with.
 
     Returns:
         The report dict (also written to `out_dir/report.json`); `report["summary"]
@@ -249,6 +258,9 @@ def compare(
     python = _check_python(python, backends)
     if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
         raise ValueError(f"`seeds` must be a positive integer. Received: seeds={seeds!r}.")
+    if dtype_policy not in (None, *DTYPE_POLICIES):
+        raise ValueError(f"`dtype_policy` must be one of {list(DTYPE_POLICIES)} or None. "
+                         f"Received: dtype_policy={dtype_policy!r}.")
     if mode not in ("train", "predict"):
         raise ValueError(f"`mode` must be 'train' or 'predict'. Received: mode={mode!r}.")
     if isinstance(imports, str) or not all(isinstance(m, str) and m for m in imports):
@@ -280,6 +292,7 @@ def compare(
         saved_model=saved_model.to_dict() if saved_model else None,
         imports=list(imports),
         seeds=seeds,
+        dtype_policy=dtype_policy,
     )
     if mode == "predict":
         plots = False  # nothing trains: no loss curves
@@ -442,6 +455,7 @@ def _write(target_reports, runs, plan, reference, tolerances, fail_on, plots_not
             "mode": plan.mode,
             "saved_model": plan.saved_model,
             "seeds": plan.seeds,
+            "dtype_policy": plan.dtype_policy,
         },
         "backends": {
             b: {

@@ -128,6 +128,11 @@ def add_compare_parser(commands):
     parser.add_argument("--seeds", type=int, default=5,
                         help="runs per backend of a model with dropout or noise layers, "
                         "compared statistically (default: 5; 1 compares step by step)")
+    parser.add_argument("--dtype-policy", default=None,
+                        choices=("mixed_float16", "mixed_bfloat16", "float32"),
+                        help="global Keras dtype policy the models are built under on every "
+                        "backend (mixed_float16: Keras's loss scaling; the report gives "
+                        "overflows and NaNs per backend)")
     parser.add_argument("--list", action="store_true", help="list the seed scenario targets and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.set_defaults(handler=run_compare)
@@ -194,6 +199,7 @@ def _run_compare(args):
             batch_size=args.batch_size,
             imports=args.imports or [],
             seeds=args.seeds,
+            dtype_policy=args.dtype_policy,
         )
     except (TypeError, ValueError, RuntimeError, OSError) as error:
         print(f"xstable compare: error: {error}", file=sys.stderr)

@@ -233,7 +233,7 @@ class _Inspector:
     def _compute_function(self, model):
         probe, trainable, variables = self.probe, self.trainable, self.variables
 
-        def compute(values, x, y):
+        def compute(values, x, y, scale):
             with keras.StatelessScope(state_mapping=list(zip(variables, values))):
                 outputs = probe(x, training=True) if probe is not None else []
 
@@ -241,22 +241,26 @@ class _Inspector:
                     # The model itself, not the probe, feeds the loss: on TensorFlow the loss
                     # recovers logits from the model's own sigmoid/softmax (BACKEND-NOTES 2).
                     y_pred = model(x, training=True)
-                    return model.compute_loss(x=x, y=y, y_pred=y_pred, training=True), None
+                    loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+                    # `scale`: a LossScaleOptimizer's scale, to see the gradients its
+                    # update sees (1 otherwise); the loss reported is the unscaled one.
+                    return loss * keras.ops.cast(scale, loss.dtype), loss
 
-                loss, _, gradients = value_and_gradients(loss_fn, trainable)
+                _, loss, gradients = value_and_gradients(loss_fn, trainable)
             if probe is not None and len(probe.outputs) == 1:
                 outputs = [outputs]
             return outputs, loss, gradients
 
         return compute
 
-    def forward_loss_gradients(self, x, y):
+    def forward_loss_gradients(self, x, y, loss_scale=1.0):
         """Layer outputs, loss and gradients of one batch, without changing any variable.
 
         Runs inside a `keras.StatelessScope`, so batch-statistics updates of the forward pass
         are discarded, and as one compiled function on JAX (`jit_if_jax`).
         """
-        return self.function([v.value for v in self.variables], x, y)
+        return self.function([v.value for v in self.variables], x, y,
+                             np.asarray(loss_scale, dtype="float32"))
 
 
 _INSPECTORS = weakref.WeakKeyDictionary()
@@ -269,7 +273,7 @@ def _inspector(model):
     return inspector
 
 
-def inspect_state(spec, state, include_update=True):
+def inspect_state(spec, state, include_update=True, loss_scale=1.0):
     """Takes the step that starts from `state` apart on the active backend.
 
     The model is rebuilt from `spec`, compiled as in training, and given the captured weights
@@ -289,10 +293,10 @@ def inspect_state(spec, state, include_update=True):
         `train_loss` (the loss `train_on_batch` reports from this state), `updated_weights`
         (list of `{"path", "value"}` after that step) and `notes` (list of str).
     """
-    return inspect_model(_build_compiled(spec), state, include_update)
+    return inspect_model(_build_compiled(spec), state, include_update, loss_scale)
 
 
-def inspect_model(model, state, include_update=True):
+def inspect_model(model, state, include_update=True, loss_scale=1.0):
     """Like `inspect_state`, on an already built and compiled model (e.g. the trained one).
 
     The model's weights and optimizer variables are overwritten with the state's.
@@ -304,7 +308,7 @@ def inspect_model(model, state, include_update=True):
     notes.extend(inspector.notes)
     layers, trainable = inspector.layers, inspector.trainable
     layer_records = []
-    outputs, loss, gradients = inspector.forward_loss_gradients(x, y)
+    outputs, loss, gradients = inspector.forward_loss_gradients(x, y, loss_scale)
     for layer, output in zip(layers, outputs):
         layer_records.append(
             {"name": layer.name, "class": type(layer).__name__, "outputs": _flat_arrays(output)}

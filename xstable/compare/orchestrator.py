@@ -87,6 +87,8 @@ class RunPlan:
         imports: modules every worker imports first (custom layers of saved models).
         seeds: runs per backend of a target with dropout or noise layers (generator seeds),
             compared statistically.
+        dtype_policy: global Keras dtype policy every worker builds the models under
+            (`"mixed_float16"`, `"mixed_bfloat16"`, `"float32"`), or `None` (Keras's default).
     """
 
     targets: list
@@ -107,6 +109,7 @@ class RunPlan:
     saved_model: dict | None = None
     imports: list = dataclasses.field(default_factory=list)
     seeds: int = 5
+    dtype_policy: str | None = None
 
     def interpreter(self, backend):
         """The Python interpreter that runs `backend`'s worker."""
@@ -230,6 +233,7 @@ class _Worker:
                     "saved_model": plan.saved_model,
                     "imports": list(plan.imports),
                     "seeds": plan.seeds,
+                    "dtype_policy": plan.dtype_policy,
                     "compilation_cache_dir": os.path.join(
                         plan.exchange_dir, f"compiled-{backend}"
                     ) if plan.share_compiled_programs else None,

@@ -70,6 +70,9 @@ def run_summary(record):
         "same_initial_weights": record.get("same_initial_weights"),
         "compile_mode": result["extra"].get("compile_mode"),
         "expected_outcome": result["extra"].get("expected_outcome"),
+        "dtype_policy": result["extra"].get("dtype_policy"),
+        "loss_scale": result["extra"].get("loss_scale"),
+        "overflow_onset": result["extra"].get("overflow_onset"),
         "device": result["device"],
         "wall_time_s": result["wall_time_s"],
         "error": result["extra"].get("nan_onset_error"),
@@ -359,6 +362,22 @@ def _details_and_summary(report, lines):
         items = []
         for finding in target["findings"]:
             items.append(f"- {finding['kind']} on {finding['backend']}: {finding['message']}")
+        for backend, run in target["runs"].items():
+            scale = run.get("loss_scale")
+            if scale:
+                steps = scale["overflow_steps"]
+                shown = ", ".join(str(s) for s in steps[:20]) + (" ..." if len(steps) > 20 else "")
+                items.append(
+                    f"- {run.get('dtype_policy') or 'mixed'} on {backend}: loss scale "
+                    f"{scale['initial']:g} -> {scale['final']:g}; "
+                    + (f"gradients overflowed (update skipped, scale halved) at {len(steps)} "
+                       f"step(s): {shown}" if steps else "no gradient overflow")
+                )
+                onset = run.get("overflow_onset")
+                if onset:
+                    where = onset["stage"] + (f" `{onset['layer']}`" if onset["layer"] else "")
+                    items.append(f"  - first overflow, step {onset['step']} on {backend}: "
+                                 f"{where}: {onset['detail']}")
         stochastic = target.get("stochastic") or {}
         if stochastic:
             layers = next(iter(stochastic.values())).get("layers") or []

@@ -41,6 +41,17 @@ _RUN = {
         "compile_mode": _NULLABLE_STRING,
         "expected_outcome": {"enum": ["ok", "nan", "diverged", None]},
         "device": _NULLABLE_STRING,
+        "dtype_policy": _NULLABLE_STRING,
+        "overflow_onset": _NAN_ONSET,
+        "loss_scale": {
+            "type": ["object", "null"],
+            "required": ["initial", "final", "overflow_steps"],
+            "properties": {
+                "initial": {"type": "number"},
+                "final": {"type": "number"},
+                "overflow_steps": {"type": "array", "items": {"type": "integer"}},
+            },
+        },
         "wall_time_s": {"type": ["number", "null"]},
         "error": _NULLABLE_STRING,
         "result_path": _NULLABLE_STRING,
@@ -174,6 +185,7 @@ REPORT_SCHEMA = {
                 "mode": {"enum": ["train", "predict"]},
                 "saved_model": {"type": ["object", "null"]},
                 "seeds": {"type": "integer", "minimum": 1},
+                "dtype_policy": {"enum": ["float32", "mixed_float16", "mixed_bfloat16", None]},
                 "device": {"enum": ["cpu", "gpu"]},
                 "tolerances": {
                     "type": "object",

@@ -69,6 +69,46 @@ def stochastic_layers(model):
     return found
 
 
+def _with_dtype_policy(build_model, policy):
+    """`build_model` under a global dtype policy (`clear_session` resets it, so it is set at
+    every build)."""
+    import keras
+
+    def build():
+        keras.config.set_dtype_policy(policy)
+        return build_model()
+
+    build._xstable_policy = policy
+    return build
+
+
+def _loss_scale(model):
+    """The dynamic loss scale of a model's `LossScaleOptimizer`, or `None` without one."""
+    import keras
+
+    optimizer = getattr(model, "optimizer", None)
+    if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return None
+    scale = getattr(optimizer, "dynamic_scale", None)  # created when the optimizer is built
+    if scale is None:
+        return float(optimizer.initial_scale)
+    return float(keras.ops.convert_to_numpy(scale))
+
+
+def loss_scale_summary(scales):
+    """Summarizes the loss scale before each step (and after the last) of a run.
+
+    Returns:
+        `None` without loss scaling, else a dict `initial`, `final` and `overflow_steps`
+        (the steps whose gradients overflowed: Keras skipped their update and halved the
+        scale).
+    """
+    if not scales or scales[0] is None:
+        return None
+    overflow = [step for step in range(len(scales) - 1) if scales[step + 1] < scales[step]]
+    return {"initial": scales[0], "final": scales[-1], "overflow_steps": overflow}
+
+
 def _reseeded(build_model, seed):
     """`build_model` whose layers' seed generators start from `seed` (weights are loaded)."""
     import keras
@@ -188,6 +228,10 @@ class _Worker:
         spec = self.specs[target]
         if isinstance(spec, Exception):
             raise spec
+        policy = self.plan.get("dtype_policy")
+        if policy and not getattr(spec.build_model, "_xstable_policy", None):
+            spec = self.specs[target] = dataclasses.replace(
+                spec, build_model=_with_dtype_policy(spec.build_model, policy))
         return spec
 
     def build_weights(self):
@@ -228,7 +272,7 @@ class _Worker:
         with np.load(path, allow_pickle=False) as data:
             return [data[k] for k in sorted(data.files)], None
 
-    def inspect(self, target, state, include_update):
+    def inspect(self, target, state, include_update, loss_scale=1.0):
         """Takes a step apart, on the trained model when its optimizer state can be set."""
         from xstable.compare.inspection import inspect_model, inspect_state
 
@@ -238,8 +282,8 @@ class _Worker:
             model is not None and model.optimizer is not None and model.optimizer.built
         )
         if model is None or fresh_optimizer_needed:
-            return inspect_state(self.spec(target), state, include_update)
-        return inspect_model(model, state, include_update)
+            return inspect_state(self.spec(target), state, include_update, loss_scale)
+        return inspect_model(model, state, include_update, loss_scale)
 
     def state_at(self, target, step):
         from xstable.compare.inspection import capture_state
@@ -322,7 +366,7 @@ class _Worker:
     def run_target(self, target, slug):
         import keras
 
-        from xstable.compare.inspection import StateRecorder
+        from xstable.compare.inspection import StateRecorder, locate_nonfinite
         from xstable.compare.targets import spec_summary, target_settings
         from xstable.training import run_spec
 
@@ -343,9 +387,13 @@ class _Worker:
             recorder = StateRecorder(self.plan.get("state_budget_bytes", 0))
             self.recorders[target] = recorder
 
+            scales = []
+
             def note_compile_mode(step, epoch, batch, model, x_batch, y_batch):
                 if step == 0:
                     mode["compile_mode"] = compile_mode(model)
+                    mode["dtype_policy"] = model.dtype_policy.name
+                scales.append(_loss_scale(model))
                 recorder(step, epoch, batch, model, x_batch, y_batch)
 
             prediction_path = prediction_error = None
@@ -380,6 +428,10 @@ class _Worker:
                                  diverged_threshold=settings["diverged_threshold"])
                 result.extra["aa_losses"] = [float(v) for v in again.losses]
                 timings["aa_run"] = time.perf_counter() - repeat_started
+            if recorder.model is not None:
+                scales.append(_loss_scale(recorder.model))
+            result.extra["dtype_policy"] = mode.get("dtype_policy")
+            result.extra["loss_scale"] = loss_scale_summary(scales)
             seeds = int(self.plan.get("seeds") or 0)
             stochastic = stochastic_layers(recorder.model) if recorder.model is not None else []
             if stochastic and seeds > 1:
@@ -410,6 +462,23 @@ class _Worker:
             record["same_initial_weights"] = weights is not None
             if why_not:
                 record["initial_weights_note"] = why_not
+            overflow = (result.extra["loss_scale"] or {}).get("overflow_steps")
+            if overflow and self.plan.get("locate_nan", True):
+                # Where the first overflow comes from: a layer output past float16's range,
+                # the loss, or a gradient (the step taken apart on this backend, unscaled).
+                try:
+                    state = self.state_at(target, overflow[0])
+                    scale = scales[overflow[0]]
+                    result.extra["overflow_onset"] = {
+                        **locate_nonfinite(self.inspect(target, state, False, scale),
+                                           overflow[0]),
+                        "loss_scale": scale,
+                    }
+                except Exception as error:
+                    result.extra["overflow_onset"] = {
+                        "step": overflow[0], "stage": "none", "layer": None,
+                        "detail": f"could not be taken apart: {type(error).__name__}: {error}",
+                    }
             if result.first_nonfinite_step is not None and self.plan.get("locate_nan", True):
                 located = time.perf_counter()
                 try:
