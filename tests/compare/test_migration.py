@@ -162,6 +162,7 @@ def test_prediction_record_of_a_subclassed_model_compares_outputs_only():
 
 
 def test_stochastic_layers_are_found():
+    keras.utils.clear_session()  # layer names start afresh
     model = keras.Sequential([
         keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dropout(0.2),
         keras.layers.GaussianNoise(0.1), keras.layers.Dropout(0.0),
