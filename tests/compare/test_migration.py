@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.compare import migration_specs
-from xstable.compare import compare, validate_report
+from xstable.compare import DEFAULT_TOLERANCES, compare, validate_report
 from xstable.compare.cli import add_compare_parser, run_compare
 from xstable.compare.divergence import prediction_parity, run_statistic, stochastic_comparison
 from xstable.compare.inspection import prediction_record
@@ -246,3 +246,29 @@ def test_findings_and_markdown_for_prediction_and_stochastic():
     report["summary"]["findings"] = {}
     report["targets"][0]["findings"] = []
     assert "<div class='verdict PASS'>PASS</div>" in render_html(report)
+
+
+def test_prediction_files_are_read_as_data_only_from_their_own_place(tmp_path):
+    import pickle
+    from types import SimpleNamespace
+
+    from xstable.compare.api import _prediction_parity
+    from xstable.compare.exchange import save_tree
+    from xstable.compare.targets import target_slug
+
+    target = "pkg.mod:spec"
+    (tmp_path / "predictions").mkdir()
+    plan = SimpleNamespace(exchange_dir=str(tmp_path))
+    record = {"status": "completed", "same_initial_weights": True,
+              "result": {"extra": {"prediction_path": "/elsewhere/not/read.npz"}}}
+    good = {"outputs": [np.ones((2, 1))], "layers": [], "rows": 2, "layer_rows": 2,
+            "notes": []}
+    save_tree(str(tmp_path / "predictions" / f"tensorflow-{target_slug(target)}.npz"), good)
+    # A substituted file holding a pickle is refused and reported, never unpickled.
+    (tmp_path / "predictions" / f"torch-{target_slug(target)}.npz").write_bytes(
+        pickle.dumps({"outputs": []}))
+    save_tree(str(tmp_path / "predictions" / f"jax-{target_slug(target)}.npz"), good)
+    records = {"tensorflow": record, "torch": record, "jax": record}
+    parity, errors = _prediction_parity(records, "tensorflow", DEFAULT_TOLERANCES, plan, target)
+    assert set(parity) == {"jax"} and not parity["jax"]["differs"]
+    assert "could not be read as data" in errors["torch"]

@@ -549,7 +549,8 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
             losses = [_as_float(v) for v in records[backend]["result"]["losses"]]
             divergence[backend] = loss_divergence(ref_losses, losses, tolerances)
 
-    prediction, prediction_errors = _prediction_parity(records, reference, tolerances)
+    prediction, prediction_errors = _prediction_parity(records, reference, tolerances, plan,
+                                                       target)
 
     localization = None
     steps = [d["first_divergent_step"] for d in divergence.values()
@@ -622,33 +623,35 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
     }
 
 
-def _prediction_parity(records, reference, tolerances):
+def _prediction_parity(records, reference, tolerances, plan, target):
     """Per backend, the prediction parity with the reference (from the workers' `.npz` files).
 
-    The files are in the private exchange folder and read as data only (`allow_pickle=False`).
+    The files are read only at the place this process chose for them in the private exchange
+    folder (a path in a worker's message is not followed), as data (`allow_pickle=False`).
     """
-    def prediction_of(record):
+    def prediction_of(backend, record):
         if not record or record.get("status") != "completed":
             return None, None
         extra = record["result"].get("extra") or {}
         if extra.get("prediction_error"):
             return None, extra["prediction_error"]
-        path = extra.get("prediction_path")
-        if not path or not record.get("same_initial_weights"):
+        if not extra.get("prediction_path") or not record.get("same_initial_weights"):
             return None, None
+        path = os.path.join(plan.exchange_dir, "predictions",
+                            f"{backend}-{target_slug(target)}.npz")
         try:
             return load_tree(path), None
         except Exception as error:  # A damaged or substituted file: refused, reported.
             return None, f"{path} could not be read as data ({type(error).__name__}: {error})"
 
     parity, errors = {}, {}
-    ref, ref_error = prediction_of(records.get(reference))
+    ref, ref_error = prediction_of(reference, records.get(reference))
     if ref_error:
         errors[reference] = ref_error
     for backend, record in records.items():
         if backend == reference:
             continue
-        other, error = prediction_of(record)
+        other, error = prediction_of(backend, record)
         if error:
             errors[backend] = error
         elif ref is not None and other is not None:
