@@ -41,10 +41,10 @@ from xstable.compare.signals import (
 from xstable.compare.targets import (
     SavedModelOptions,
     check_target_resolvable,
-    is_saved_model_target,
-    load_data_file,
     default_targets,
     expand_targets,
+    is_saved_model_target,
+    load_data_file,
     target_slug,
 )
 from xstable.compare.tolerances import DEFAULT_TOLERANCES, Tolerances
