@@ -272,3 +272,15 @@ def test_prediction_files_are_read_as_data_only_from_their_own_place(tmp_path):
     parity, errors = _prediction_parity(records, "tensorflow", DEFAULT_TOLERANCES, plan, target)
     assert set(parity) == {"jax"} and not parity["jax"]["differs"]
     assert "could not be read as data" in errors["torch"]
+
+
+def test_bfloat16_outputs_cross_processes_as_float32(tmp_path):
+    import ml_dtypes
+
+    from xstable.compare.exchange import load_tree, save_tree
+
+    values = np.array([1.0, -2.5, 3.0e38, 0.1], dtype=ml_dtypes.bfloat16)
+    save_tree(str(tmp_path / "t.npz"), {"outputs": [values]})
+    loaded = load_tree(str(tmp_path / "t.npz"))["outputs"][0]
+    assert loaded.dtype == np.float32
+    np.testing.assert_array_equal(loaded, values.astype(np.float32))
