@@ -199,15 +199,30 @@ def tests_distributed(session):
         session.notify(f"tests-{backend}", posargs=["tests/distributed", *session.posargs])
 
 
+ZOO = ("digits_cnn", "lstm_sequence", "gru_sequence", "attention_classifier", "dropout_mlp",
+       "mixed_precision_mlp")
+
+
 def _compare(session, device):
     _install(session, str(ROOT / "backends" / f"all-{device}.txt"), extras="report")
+    if not NO_INSTALL:
+        session.install("scikit-learn>=1.3")  # the zoo's digits (bundled, no download)
     if device == "gpu":
         for backend in BACKENDS:
             _require_gpu(session, backend)
     # The seed scenarios are meant to produce NaNs: only errors fail the session by default.
     args = session.posargs or ["--fail-on", "error"]
-    out = f"reports/compare{'-gpu' if device == 'gpu' else ''}"
-    session.run("python", "-m", "xstable", "compare", "--out", out, "--device", device, *args)
+    suffix = "-gpu" if device == "gpu" else ""
+    session.run("python", "-m", "xstable", "compare", "--out", f"reports/compare{suffix}",
+                "--device", device, *args)
+    if session.posargs:
+        return  # Targets or settings of the caller's own: no zoo.
+    # The model zoo (examples/zoo): real layer families, a few steps each. Its one known
+    # difference (TensorFlow's Embedding + Adam update, docs/compare.md) is a divergence, so
+    # only errors fail the session here too. compare prints the zoo's wall time.
+    zoo = [f"examples/zoo/specs.py:{name}" for name in ZOO]
+    session.run("python", "-m", "xstable", "compare", *zoo, "--out",
+                f"reports/compare-zoo{suffix}", "--device", device, "--fail-on", "error")
 
 
 @nox.session(python=False if NO_INSTALL else None)
@@ -216,7 +231,9 @@ def compare(session):
 
     One environment with all three backends (backends/all-cpu.txt); each backend runs in its
     own subprocess from the same initial weights and batch order. Writes
-    reports/compare/report.md (the README's first table), report.json and loss plots.
+    reports/compare/report.md (the README's first table), report.html, report.json and loss
+    plots; then the model zoo (examples/zoo: CNN + BatchNormalization on digits, LSTM, GRU,
+    Embedding + MultiHeadAttention, dropout, mixed precision) into reports/compare-zoo.
 
     Usage: nox -s compare [-- xstable compare arguments, e.g. linear_fit.unscaled --fail-on any]
     """

@@ -116,7 +116,7 @@ def test_crash_and_hang_are_isolated(report):
 
 def test_exit_status_follows_fail_on(report):
     result, _ = report
-    assert result["summary"]["fail_on"] == ["divergence", "error"]
+    assert result["summary"]["fail_on"] == ["prediction", "stochastic", "divergence", "error"]
     assert result["summary"]["exit_status"] == 1
     assert result["summary"]["findings"]["divergence"] >= 3
 

@@ -10,7 +10,13 @@ import time
 
 from xstable._version import __version__
 from xstable.compare import report as report_module
-from xstable.compare.divergence import localize_divergence, loss_divergence
+from xstable.compare.divergence import (
+    localize_divergence,
+    loss_divergence,
+    prediction_parity,
+    stochastic_comparison,
+)
+from xstable.compare.exchange import load_tree
 from xstable.compare.findings import DEFAULT_FAIL_ON, exit_status, parse_fail_on
 from xstable.compare.orchestrator import (
     BACKENDS,
@@ -33,14 +39,19 @@ from xstable.compare.signals import (
     signals_ignored,
 )
 from xstable.compare.targets import (
+    SavedModelOptions,
     check_target_resolvable,
     default_targets,
     expand_targets,
+    is_saved_model_target,
+    load_data_file,
     target_slug,
 )
 from xstable.compare.tolerances import DEFAULT_TOLERANCES, Tolerances
 
-__all__ = ["compare"]
+__all__ = ["compare", "DTYPE_POLICIES"]
+
+DTYPE_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 def _check_arguments(targets, backends, device, jobs, timeout_s, tolerances):
@@ -133,6 +144,13 @@ def compare(
     progress=sys.stderr,
     noise_floor=False,
     python=None,
+    mode="train",
+    data=None,
+    epochs=1,
+    batch_size=32,
+    imports=(),
+    seeds=5,
+    dtype_policy=None,
 ):
     """Trains each target on each backend from the same weights and batches, and compares.
 
@@ -169,6 +187,25 @@ def compare(
         python: dict backend -> path of the Python interpreter that runs that backend's
             worker (e.g. a virtual environment with another TensorFlow); default: this
             process's interpreter. The worker imports this process's xstable.
+        mode: `"train"` (default): the predictions from the shared initial weights are
+            compared on the first batch (step 0), then the training runs; `"predict"`: only
+            the predictions, on all of the data (`model.predict`), with per output the
+            largest absolute and relative deviation and the first layer that differs.
+        data: str, `.npz` file with the arrays `x` and `y` (`x` alone for `mode="predict"`)
+            for saved-model targets (`path/model.keras`); read with `allow_pickle=False`.
+        epochs: int, passes over `data` when a saved-model target trains.
+        batch_size: int, rows per step (and per prediction batch) of a saved-model target.
+        imports: list of module names every worker imports first, e.g. the module that
+            registers a saved model's custom layers (`keras.saving.register_keras_serializable`).
+        seeds: int, runs per backend (generator seeds) of a target whose model has dropout
+            or noise layers, compared statistically instead of step by step (`1`: no
+            repeats; such a target is then compared step by step like any other).
+        dtype_policy: `"mixed_float16"`, `"mixed_bfloat16"` or `"float32"`: the global Keras
+            dtype policy the models are built under on every backend (`None`: Keras's
+            default). Under `mixed_float16` Keras wraps the optimizer in a
+            `LossScaleOptimizer`; the report gives each backend's loss scale and the steps
+            whose gradients overflowed, besides where NaNs appear. A saved model keeps the
+            policy it was saved with.
 
     Returns:
         The report dict (also written to `out_dir/report.json`); `report["summary"]
@@ -219,6 +256,22 @@ def compare(
         )
     backends = [reference] + [b for b in backends if b != reference]
     python = _check_python(python, backends)
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        raise ValueError(f"`seeds` must be a positive integer. Received: seeds={seeds!r}.")
+    if dtype_policy not in (None, *DTYPE_POLICIES):
+        raise ValueError(f"`dtype_policy` must be one of {list(DTYPE_POLICIES)} or None. "
+                         f"Received: dtype_policy={dtype_policy!r}.")
+    if mode not in ("train", "predict"):
+        raise ValueError(f"`mode` must be 'train' or 'predict'. Received: mode={mode!r}.")
+    if isinstance(imports, str) or not all(isinstance(m, str) and m for m in imports):
+        raise TypeError(f"`imports` must be a list of module names. Received: imports={imports!r}.")
+    saved_model = None
+    if any(is_saved_model_target(t) for t in targets):
+        if data is None:
+            load_data_file(None)  # raises the error that names `--data`
+        data = os.path.abspath(data)
+        load_data_file(data, need_y=(mode == "train"))
+        saved_model = SavedModelOptions(data=data, epochs=epochs, batch_size=batch_size)
     for target in targets:
         check_target_resolvable(target)
     output = OutputFolder(out_dir)
@@ -235,7 +288,14 @@ def compare(
         locate_nan=locate,
         noise_floor=bool(noise_floor),
         python=python,
+        mode=mode,
+        saved_model=saved_model.to_dict() if saved_model else None,
+        imports=list(imports),
+        seeds=seeds,
+        dtype_policy=dtype_policy,
     )
+    if mode == "predict":
+        plots = False  # nothing trains: no loss curves
     plots_note = None
     drawer = None
     if plots:
@@ -272,7 +332,8 @@ def compare(
                 for entry in target_reports:
                     entry["plot"] = drawer.plot(entry)
             report = _write(target_reports, runs, plan, reference, tolerances, fail_on,
-                            plots_note, started, output)
+                            plots_note, started, output,
+                            images=drawer.images if drawer is not None else None)
             close_workers(workers)
         except INTERRUPTS as interrupt:
             with signals_ignored():  # A second Ctrl-C must not cut the partial report short.
@@ -319,7 +380,8 @@ def _write_interrupted(runs, plan, reference, tolerances, fail_on, plots_note, s
             entry["plot"] = drawer.paths.get(target)
         target_reports.append(entry)
     _write(target_reports, runs, plan, reference, tolerances, fail_on, plots_note, started,
-           output, interrupted=signal_name, status_override=exit_status_for(interrupt))
+           output, interrupted=signal_name, status_override=exit_status_for(interrupt),
+           images=drawer.images if drawer is not None else None)
     if progress is not None:
         progress.write(
             f"compare: interrupted by {signal_name}; workers stopped; partial report in "
@@ -334,6 +396,7 @@ class _PlotsAsTargetsFinish:
     def __init__(self, output):
         self.output = output
         self.paths = {}
+        self.images = {}
         self._plotter = None
 
     def plot(self, entry):
@@ -341,7 +404,7 @@ class _PlotsAsTargetsFinish:
         if target not in self.paths:
             if self._plotter is None:
                 self._plotter = LossPlotter().__enter__()
-            self.paths[target] = _plot(self._plotter, entry, self.output)
+            self.paths[target] = _plot(self._plotter, entry, self.output, self.images)
         return self.paths[target]
 
     def close(self):
@@ -366,7 +429,7 @@ def _initial_weights_note(builder, target_reports):
 
 
 def _write(target_reports, runs, plan, reference, tolerances, fail_on, plots_note, started,
-           output, interrupted=None, status_override=None):
+           output, interrupted=None, status_override=None, images=None):
     """Assembles the report dict, writes report.json and report.md, and returns the dict."""
     backends, device = plan.backends, plan.device
     timeout_s = plan.target_timeout_s
@@ -389,6 +452,10 @@ def _write(target_reports, runs, plan, reference, tolerances, fail_on, plots_not
             "batch_order": "pinned by NumPy (xstable.training.batch_order), same on every backend",
             "initial_weights": _initial_weights_note(builder, target_reports),
             "python": dict(plan.python),
+            "mode": plan.mode,
+            "saved_model": plan.saved_model,
+            "seeds": plan.seeds,
+            "dtype_policy": plan.dtype_policy,
         },
         "backends": {
             b: {
@@ -415,7 +482,7 @@ def _write(target_reports, runs, plan, reference, tolerances, fail_on, plots_not
     if interrupted:
         report["summary"]["interrupted"] = interrupted
     report = _clean(report)
-    report_module.write_report(report, output)
+    report_module.write_report(report, output, images)
     return report
 
 
@@ -440,6 +507,7 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
 
     divergence = {}
     not_compared = {}
+    stochastic = {}
     noise_floor = None
     reference_run = run_entries[reference]
     if reference_run["status"] == "completed":
@@ -465,8 +533,24 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
                     f"initial weights ({note})"
                 )
                 continue
+            ref_seeds = records[reference]["result"]["extra"].get("seed_losses")
+            seed_losses = records[backend]["result"]["extra"].get("seed_losses")
+            if ref_seeds and seed_losses:
+                # Dropout/noise: each backend draws from its own generator, so the runs are
+                # compared as samples, not step by step.
+                stochastic[backend] = {
+                    **stochastic_comparison(
+                        [[_as_float(v) for v in r] for r in ref_seeds],
+                        [[_as_float(v) for v in r] for r in seed_losses],
+                    ),
+                    "layers": records[reference]["result"]["extra"].get("stochastic_layers"),
+                }
+                continue
             losses = [_as_float(v) for v in records[backend]["result"]["losses"]]
             divergence[backend] = loss_divergence(ref_losses, losses, tolerances)
+
+    prediction, prediction_errors = _prediction_parity(records, reference, tolerances, plan,
+                                                       target)
 
     localization = None
     steps = [d["first_divergent_step"] for d in divergence.values()
@@ -521,7 +605,7 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
             "errors": {b: str(e) for b, e in errors.items()},
         }
     findings = report_module.target_findings(run_entries, divergence, reference, localization,
-                                             not_compared)
+                                             not_compared, prediction, stochastic)
     return {
         "target": target,
         "name": name,
@@ -529,11 +613,50 @@ def _target_report(target, runs, workers, plan, reference, tolerances, locate, s
         "runs": run_entries,
         "divergence": divergence,
         "not_compared": not_compared,
+        "prediction": prediction,
+        "prediction_errors": prediction_errors,
+        "stochastic": stochastic,
         "noise_floor": noise_floor,
         "localization": localization,
         "findings": findings,
         "plot": None,
     }
+
+
+def _prediction_parity(records, reference, tolerances, plan, target):
+    """Per backend, the prediction parity with the reference (from the workers' `.npz` files).
+
+    The files are read only at the place this process chose for them in the private exchange
+    folder (a path in a worker's message is not followed), as data (`allow_pickle=False`).
+    """
+    def prediction_of(backend, record):
+        if not record or record.get("status") != "completed":
+            return None, None
+        extra = record["result"].get("extra") or {}
+        if extra.get("prediction_error"):
+            return None, extra["prediction_error"]
+        if not extra.get("prediction_path") or not record.get("same_initial_weights"):
+            return None, None
+        path = os.path.join(plan.exchange_dir, "predictions",
+                            f"{backend}-{target_slug(target)}.npz")
+        try:
+            return load_tree(path), None
+        except Exception as error:  # A damaged or substituted file: refused, reported.
+            return None, f"{path} could not be read as data ({type(error).__name__}: {error})"
+
+    parity, errors = {}, {}
+    ref, ref_error = prediction_of(reference, records.get(reference))
+    if ref_error:
+        errors[reference] = ref_error
+    for backend, record in records.items():
+        if backend == reference:
+            continue
+        other, error = prediction_of(backend, record)
+        if error:
+            errors[backend] = error
+        elif ref is not None and other is not None:
+            parity[backend] = prediction_parity(ref, other, tolerances)
+    return parity, errors
 
 
 def _step_to_inspect(step, run_entries):
@@ -550,7 +673,7 @@ def _step_to_inspect(step, run_entries):
     return step
 
 
-def _plot(plotter, entry, output):
+def _plot(plotter, entry, output, images=None):
     curves = {
         backend: ([_as_float(v) if not isinstance(v, str) else float(v) for v in run["losses"]],
                   run["first_nonfinite_step"])
@@ -563,6 +686,10 @@ def _plot(plotter, entry, output):
              if d["first_divergent_step"] is not None]
     relative = f"plots/{target_slug(entry['target'])}.png"
     png = io.BytesIO()
-    plotter.plot(entry["target"], curves, png, min(steps) if steps else None)
+    # The runs are in backend order, the reference first.
+    plotter.plot(entry["target"], curves, png, min(steps) if steps else None,
+                 reference=next(iter(entry["runs"])))
     output.write_bytes(relative, png.getvalue())
+    if images is not None:
+        images[entry["target"]] = png.getvalue()
     return relative

@@ -17,6 +17,8 @@ targets:
   module:function       a function returning an xstable.training.TrainingSpec or a spec dict
   path/file.py:function the same, from a file
   SCENARIO_ID/VARIANT   a seed scenario variant (see `xstable compare --list`)
+  path/model.keras      a saved Keras model, with --data path/data.npz (arrays x and y;
+                        x alone for --mode predict); its own compile configuration
   SCENARIO_ID           every variant of a seed scenario
   (none)                every variant of every seed scenario
 
@@ -39,6 +41,7 @@ safety (shared folders, CI):
 examples:
   xstable compare --out reports/compare
   xstable compare my_project.specs:small_mlp --backends tensorflow,jax --fail-on divergence,nan
+  xstable compare model.keras --data data.npz --mode predict
 """
 
 
@@ -109,6 +112,27 @@ def add_compare_parser(commands):
     parser.add_argument("--noise-floor", action="store_true",
                         help="train each target twice on the reference backend (A/A) and "
                         "report how far two identical runs part (doubles its training time)")
+    parser.add_argument("--mode", choices=("train", "predict"), default="train",
+                        help="train: compare the predictions from the initial weights (step 0), "
+                        "then the training; predict: the predictions on all of the data only")
+    parser.add_argument("--data", default=None, metavar="PATH.npz",
+                        help="data of saved-model targets: a .npz with arrays x and y (x alone "
+                        "for --mode predict), read without pickle")
+    parser.add_argument("--epochs", type=int, default=1,
+                        help="passes over --data when a saved model trains (default: 1)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="rows per step of a saved model (default: 32)")
+    parser.add_argument("--import", dest="imports", action="append", metavar="MODULE",
+                        help="module every worker imports first, e.g. one that registers a "
+                        "saved model's custom layers; repeatable")
+    parser.add_argument("--seeds", type=int, default=5,
+                        help="runs per backend of a model with dropout or noise layers, "
+                        "compared statistically (default: 5; 1 compares step by step)")
+    parser.add_argument("--dtype-policy", default=None,
+                        choices=("mixed_float16", "mixed_bfloat16", "float32"),
+                        help="global Keras dtype policy the models are built under on every "
+                        "backend (mixed_float16: Keras's loss scaling; the report gives "
+                        "overflows and NaNs per backend)")
     parser.add_argument("--list", action="store_true", help="list the seed scenario targets and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.set_defaults(handler=run_compare)
@@ -152,24 +176,10 @@ def _run_compare(args):
             for target in default_targets():
                 print(target)
             return 0
-        report = compare(
-            targets=args.targets or None,
-            backends=_backends(args.backends),
-            out_dir=args.out,
-            device=args.device,
-            reference=args.reference,
-            tolerances=Tolerances(args.loss_rtol, args.loss_atol, args.tensor_rtol,
-                                  args.tensor_atol),
-            timeout_s=args.timeout,
-            startup_timeout_s=args.startup_timeout,
-            jobs=args.jobs,
-            fail_on=args.fail_on,
-            plots=not args.no_plots,
-            locate=not args.no_locate,
-            progress=None if args.quiet else sys.stderr,
-            noise_floor=args.noise_floor,
-            python=_pythons(args.python),
-        )
+        with warnings.catch_warnings():
+            # Seed scenario targets import their modules here too (see above).
+            warnings.filterwarnings("ignore", message="`custom_gradient` for the numpy backend")
+            report = _call_compare(compare, args)
     except (TypeError, ValueError, RuntimeError, OSError) as error:
         print(f"xstable compare: error: {error}", file=sys.stderr)
         return 2
@@ -178,3 +188,31 @@ def _run_compare(args):
         print("xstable compare: internal error (traceback above)", file=sys.stderr)
         return 2
     return report["summary"]["exit_status"]
+
+
+def _call_compare(compare, args):
+    return compare(
+        targets=args.targets or None,
+        backends=_backends(args.backends),
+        out_dir=args.out,
+        device=args.device,
+        reference=args.reference,
+        tolerances=Tolerances(args.loss_rtol, args.loss_atol, args.tensor_rtol,
+                              args.tensor_atol),
+        timeout_s=args.timeout,
+        startup_timeout_s=args.startup_timeout,
+        jobs=args.jobs,
+        fail_on=args.fail_on,
+        plots=not args.no_plots,
+        locate=not args.no_locate,
+        progress=None if args.quiet else sys.stderr,
+        noise_floor=args.noise_floor,
+        python=_pythons(args.python),
+        mode=args.mode,
+        data=args.data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        imports=args.imports or [],
+        seeds=args.seeds,
+        dtype_policy=args.dtype_policy,
+    )

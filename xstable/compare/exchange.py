@@ -18,6 +18,8 @@ __all__ = ["save_tree", "load_tree", "tree_to_bytes", "tree_from_bytes"]
 _STRUCTURE = "__structure__"
 _ARRAY = "__array__"
 _TUPLE = "__tuple__"
+_WIDENED = {"bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3b11fnuz", "float8_e4m3fnuz",
+            "float8_e5m2fnuz"}
 
 
 def _encode(value, arrays):
@@ -37,6 +39,10 @@ def _encode(value, arrays):
         array = np.asarray(value)
         if array.dtype.hasobject:
             raise TypeError("Arrays of Python objects cannot be stored without pickle.")
+        if array.dtype.name in _WIDENED:
+            # bfloat16 and float8 (ml_dtypes) have no NumPy type: a reader without ml_dtypes
+            # would get raw bytes. float32 holds each of their values exactly.
+            array = array.astype(np.float32)
         key = f"a{len(arrays)}"
         arrays[key] = array
         return {_ARRAY: key, "scalar": isinstance(value, np.generic)}

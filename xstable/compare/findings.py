@@ -3,6 +3,12 @@
 __all__ = ["FINDING_KINDS", "DEFAULT_FAIL_ON", "parse_fail_on", "exit_status"]
 
 FINDING_KINDS = {
+    "prediction": "from the shared weights and identical inputs, a backend's model outputs "
+    "differ from the reference's beyond the tensor tolerance (the first layer that differs "
+    "is named)",
+    "stochastic": "a model with dropout or noise layers trains measurably differently on a "
+    "backend: its repeated runs (several generator seeds) differ from the reference's by a "
+    "permutation test",
     "divergence": "a backend's loss parts from the reference beyond the tolerance, and the "
     "per-layer check names where (or could not run)",
     "drift": "a backend's loss parts from the reference beyond the tolerance, but from "
@@ -12,7 +18,7 @@ FINDING_KINDS = {
     "unavailable": "a backend is not installed or its worker could not start, or a run was "
     "not compared because it could not start from the shared initial weights",
 }
-DEFAULT_FAIL_ON = ("divergence", "error")
+DEFAULT_FAIL_ON = ("prediction", "stochastic", "divergence", "error")
 
 
 def parse_fail_on(value):

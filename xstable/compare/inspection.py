@@ -26,6 +26,7 @@ __all__ = [
     "inspect_state",
     "locate_nonfinite",
     "layer_of_variable",
+    "prediction_record",
 ]
 
 
@@ -232,7 +233,7 @@ class _Inspector:
     def _compute_function(self, model):
         probe, trainable, variables = self.probe, self.trainable, self.variables
 
-        def compute(values, x, y):
+        def compute(values, x, y, scale):
             with keras.StatelessScope(state_mapping=list(zip(variables, values))):
                 outputs = probe(x, training=True) if probe is not None else []
 
@@ -240,22 +241,26 @@ class _Inspector:
                     # The model itself, not the probe, feeds the loss: on TensorFlow the loss
                     # recovers logits from the model's own sigmoid/softmax (BACKEND-NOTES 2).
                     y_pred = model(x, training=True)
-                    return model.compute_loss(x=x, y=y, y_pred=y_pred, training=True), None
+                    loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+                    # `scale`: a LossScaleOptimizer's scale, to see the gradients its
+                    # update sees (1 otherwise); the loss reported is the unscaled one.
+                    return loss * keras.ops.cast(scale, loss.dtype), loss
 
-                loss, _, gradients = value_and_gradients(loss_fn, trainable)
+                _, loss, gradients = value_and_gradients(loss_fn, trainable)
             if probe is not None and len(probe.outputs) == 1:
                 outputs = [outputs]
             return outputs, loss, gradients
 
         return compute
 
-    def forward_loss_gradients(self, x, y):
+    def forward_loss_gradients(self, x, y, loss_scale=1.0):
         """Layer outputs, loss and gradients of one batch, without changing any variable.
 
         Runs inside a `keras.StatelessScope`, so batch-statistics updates of the forward pass
         are discarded, and as one compiled function on JAX (`jit_if_jax`).
         """
-        return self.function([v.value for v in self.variables], x, y)
+        return self.function([v.value for v in self.variables], x, y,
+                             np.asarray(loss_scale, dtype="float32"))
 
 
 _INSPECTORS = weakref.WeakKeyDictionary()
@@ -268,7 +273,7 @@ def _inspector(model):
     return inspector
 
 
-def inspect_state(spec, state, include_update=True):
+def inspect_state(spec, state, include_update=True, loss_scale=1.0):
     """Takes the step that starts from `state` apart on the active backend.
 
     The model is rebuilt from `spec`, compiled as in training, and given the captured weights
@@ -288,10 +293,10 @@ def inspect_state(spec, state, include_update=True):
         `train_loss` (the loss `train_on_batch` reports from this state), `updated_weights`
         (list of `{"path", "value"}` after that step) and `notes` (list of str).
     """
-    return inspect_model(_build_compiled(spec), state, include_update)
+    return inspect_model(_build_compiled(spec), state, include_update, loss_scale)
 
 
-def inspect_model(model, state, include_update=True):
+def inspect_model(model, state, include_update=True, loss_scale=1.0):
     """Like `inspect_state`, on an already built and compiled model (e.g. the trained one).
 
     The model's weights and optimizer variables are overwritten with the state's.
@@ -303,7 +308,7 @@ def inspect_model(model, state, include_update=True):
     notes.extend(inspector.notes)
     layers, trainable = inspector.layers, inspector.trainable
     layer_records = []
-    outputs, loss, gradients = inspector.forward_loss_gradients(x, y)
+    outputs, loss, gradients = inspector.forward_loss_gradients(x, y, loss_scale)
     for layer, output in zip(layers, outputs):
         layer_records.append(
             {"name": layer.name, "class": type(layer).__name__, "outputs": _flat_arrays(output)}
@@ -403,4 +408,58 @@ def locate_nonfinite(inspection, step):
         "stage": "none",
         "layer": None,
         "detail": "every value of the replayed step is finite",
+    }
+
+
+def _first_rows(x, rows):
+    if isinstance(x, dict):
+        return {k: _first_rows(v, rows) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_first_rows(v, rows) for v in x)
+    return x[:rows]
+
+
+def prediction_record(spec, initial_weights, x, full=True):
+    """The model's outputs and every layer's output in inference mode, from given weights.
+
+    Args:
+        spec: `TrainingSpec`.
+        initial_weights: list of NumPy arrays (`None`: the weights `spec.seed` gives).
+        x: the inputs (array, or list/dict of arrays).
+        full: bool, predict all of `x` with `model.predict` (in batches of
+            `spec.batch_size`); `False`: only the first batch, in one eager call.
+
+    Returns:
+        A dict: `outputs` (list of arrays, the model's outputs flattened), `layers` (list of
+        `{"name", "class", "outputs"}` on the first batch, `training=False`), `rows` and
+        `layer_rows` (how many input rows each covers) and `notes`.
+    """
+    keras.utils.set_random_seed(spec.seed)
+    model = spec.build_model()
+    if initial_weights is not None:
+        model.set_weights(initial_weights)
+    first = _first_rows(x, spec.batch_size)
+    if full:
+        predicted = model.predict(x, batch_size=spec.batch_size, verbose=0)
+    else:
+        predicted = model(first, training=False)
+    notes = []
+    layers, probe = _layer_probe(model, notes)
+    records = []
+    if probe is not None:
+        outputs = probe(first, training=False)
+        if len(probe.outputs) == 1:
+            outputs = [outputs]
+        records = [
+            {"name": layer.name, "class": type(layer).__name__, "outputs": _flat_arrays(out)}
+            for layer, out in zip(layers, outputs)
+        ]
+    first_array = _flat_arrays(first)[0] if not isinstance(first, np.ndarray) else first
+    all_rows = len(_flat_arrays(x)[0]) if not isinstance(x, np.ndarray) else len(x)
+    return {
+        "outputs": [np.array(a) for a in _flat_arrays(predicted)],
+        "layers": records,
+        "rows": int(all_rows if full else len(first_array)),
+        "layer_rows": int(len(first_array)),
+        "notes": notes,
     }

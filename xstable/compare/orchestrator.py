@@ -80,6 +80,15 @@ class RunPlan:
             two identical runs on it part.
         python: dict backend -> Python interpreter that runs that backend's worker (default:
             this process's interpreter); it imports this process's xstable.
+        mode: `"train"` (train and compare the losses; the predictions from the initial
+            weights are compared first, on the first batch) or `"predict"` (only the
+            predictions on all of the data).
+        saved_model: `SavedModelOptions.to_dict()` for `.keras` targets, or `None`.
+        imports: modules every worker imports first (custom layers of saved models).
+        seeds: runs per backend of a target with dropout or noise layers (generator seeds),
+            compared statistically.
+        dtype_policy: global Keras dtype policy every worker builds the models under
+            (`"mixed_float16"`, `"mixed_bfloat16"`, `"float32"`), or `None` (Keras's default).
     """
 
     targets: list
@@ -96,6 +105,11 @@ class RunPlan:
     work_dir: str | None = None
     noise_floor: bool = False
     python: dict = dataclasses.field(default_factory=dict)
+    mode: str = "train"
+    saved_model: dict | None = None
+    imports: list = dataclasses.field(default_factory=list)
+    seeds: int = 5
+    dtype_policy: str | None = None
 
     def interpreter(self, backend):
         """The Python interpreter that runs `backend`'s worker."""
@@ -214,6 +228,12 @@ class _Worker:
                     "state_budget_bytes": plan.state_budget_bytes if backend == plan.backends[0]
                     else 0,
                     "sys_path": [os.getcwd()],
+                    "mode": plan.mode,
+                    "predictions_dir": os.path.join(plan.exchange_dir, "predictions"),
+                    "saved_model": plan.saved_model,
+                    "imports": list(plan.imports),
+                    "seeds": plan.seeds,
+                    "dtype_policy": plan.dtype_policy,
                     "compilation_cache_dir": os.path.join(
                         plan.exchange_dir, f"compiled-{backend}"
                     ) if plan.share_compiled_programs else None,
@@ -313,6 +333,7 @@ class _Runner:
         self.on_target_done = on_target_done
         self.output = output if output is not None else OutputFolder(plan.out_dir)
         os.makedirs(os.path.join(plan.exchange_dir, "weights"), mode=0o700, exist_ok=True)
+        os.makedirs(os.path.join(plan.exchange_dir, "predictions"), mode=0o700, exist_ok=True)
         self.progress = _Progress(progress_stream, len(plan.targets) * len(plan.backends))
         self.runs = runs if runs is not None else {}
         self.runs.update({

@@ -1,4 +1,5 @@
-"""PNG loss curves per target, one line per backend, with the NaN onset marked.
+"""PNG loss curves per target, one line per backend, with the NaN onset marked, and a second
+panel with each backend's relative deviation from the reference per step.
 
 matplotlib is an optional dependency (`pip install xstable[report]`); without it the report is
 written without plots and says why.
@@ -38,15 +39,47 @@ class LossPlotter:
         import matplotlib.pyplot as plt
 
         self._plt = plt
-        self.figure, self.axes = plt.subplots(figsize=(6.4, 3.6), dpi=80)
-        self.figure.subplots_adjust(left=0.11, right=0.97, top=0.9, bottom=0.14)
+        self.figure, (self.axes, self.deviation_axes) = plt.subplots(
+            2, 1, figsize=(6.4, 5.4), dpi=80, sharex=True, height_ratios=(2, 1)
+        )
+        self.figure.subplots_adjust(left=0.12, right=0.97, top=0.93, bottom=0.09, hspace=0.08)
         return self
 
     def __exit__(self, *exc_info):
         self._plt.close(self.figure)
         return False
 
-    def plot(self, title, curves, path, divergent_step=None):
+    def _plot_deviation(self, curves, reference, divergent_step):
+        axes = self.deviation_axes
+        axes.clear()
+        ref_losses = curves.get(reference, ([], None))[0] if reference else []
+        drawn = False
+        for index, (backend, (losses, _)) in enumerate(curves.items()):
+            if backend == reference or not ref_losses:
+                continue
+            steps = min(len(losses), len(ref_losses))
+            values = []
+            for a, b in zip(ref_losses[:steps], losses[:steps]):
+                scale = max(abs(a), abs(b))
+                finite = math.isfinite(a) and math.isfinite(b)
+                values.append(abs(a - b) / scale if finite and scale > 0 else math.nan)
+            # Exact agreement is drawn at a floor, so it shows on the log scale.
+            values = [max(v, 1e-10) if math.isfinite(v) else math.nan for v in values]
+            axes.plot(range(steps), values, label=f"{backend} vs {reference}", linewidth=1.0,
+                      color=f"C{index}")
+            drawn = True
+        if divergent_step is not None:
+            axes.axvline(divergent_step, color="black", linestyle="--", linewidth=0.8)
+        if drawn:
+            axes.set_yscale("log")
+            axes.legend(fontsize=7)
+        else:
+            axes.text(0.5, 0.5, "no other backend to compare", ha="center", va="center",
+                      transform=axes.transAxes, fontsize=8)
+        axes.set_xlabel("step")
+        axes.set_ylabel("rel. deviation", fontsize=8)
+
+    def plot(self, title, curves, path, divergent_step=None, reference=None):
         axes = self.axes
         axes.clear()
         finite_values = [
@@ -67,8 +100,10 @@ class LossPlotter:
             axes.axvline(divergent_step, color="black", linestyle="--", linewidth=0.8,
                          label=f"losses part at step {divergent_step}")
         axes.set_yscale("log" if log_scale else "linear")
-        axes.set_xlabel("step")
         axes.set_ylabel("loss")
+        if reference is None:
+            reference = next(iter(curves), None)
+        self._plot_deviation(curves, reference, divergent_step)
         axes.set_title(title, fontsize=10)
         axes.legend(fontsize=7)
         if isinstance(path, (str, os.PathLike)):
@@ -79,7 +114,7 @@ class LossPlotter:
         return path
 
 
-def plot_losses(title, curves, path, divergent_step=None):
+def plot_losses(title, curves, path, divergent_step=None, reference=None):
     """Draws the loss curves of one target and saves them as a PNG.
 
     Args:
@@ -89,6 +124,8 @@ def plot_losses(title, curves, path, divergent_step=None):
             and a dotted line.
         path: str, PNG file to write, or a binary file object.
         divergent_step: int or `None`, a step to mark with a dashed line.
+        reference: backend the second panel's deviations are taken from (default: the first
+            of `curves`): `|loss - reference| / max(|loss|, |reference|)` per step, log scale.
 
     Returns:
         `path`.
@@ -97,4 +134,4 @@ def plot_losses(title, curves, path, divergent_step=None):
         ImportError: If matplotlib is not installed (check `matplotlib_available()` first).
     """
     with LossPlotter() as plotter:
-        return plotter.plot(title, curves, path, divergent_step)
+        return plotter.plot(title, curves, path, divergent_step, reference)

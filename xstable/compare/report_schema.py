@@ -31,7 +31,7 @@ _RUN = {
     "properties": {
         "status": {"enum": ["completed", "error", "crashed", "timeout", "unavailable",
                             "interrupted"]},
-        "outcome": {"enum": ["ok", "stalled", "exploded", "nan", None]},
+        "outcome": {"enum": ["ok", "stalled", "exploded", "nan", "predicted", None]},
         "steps": {"type": "integer", "minimum": 0},
         "first_nonfinite_step": _NULLABLE_INT,
         "nan_onset": _NAN_ONSET,
@@ -41,6 +41,17 @@ _RUN = {
         "compile_mode": _NULLABLE_STRING,
         "expected_outcome": {"enum": ["ok", "stalled", "exploded", "nan", None]},
         "device": _NULLABLE_STRING,
+        "dtype_policy": _NULLABLE_STRING,
+        "overflow_onset": _NAN_ONSET,
+        "loss_scale": {
+            "type": ["object", "null"],
+            "required": ["initial", "final", "overflow_steps"],
+            "properties": {
+                "initial": {"type": "number"},
+                "final": {"type": "number"},
+                "overflow_steps": {"type": "array", "items": {"type": "integer"}},
+            },
+        },
         "wall_time_s": {"type": ["number", "null"]},
         "error": _NULLABLE_STRING,
         "result_path": _NULLABLE_STRING,
@@ -88,12 +99,67 @@ _LOCATION = {
     },
 }
 
+_PREDICTION = {
+    "type": "object",
+    "required": ["differs", "outputs", "first_layer", "rows"],
+    "properties": {
+        "differs": {"type": "boolean"},
+        "rows": {"type": "integer", "minimum": 0},
+        "layer_rows": {"type": "integer", "minimum": 0},
+        "outputs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["index", "max_abs_deviation", "max_relative_deviation", "differs"],
+                "properties": {
+                    "index": {"type": "integer", "minimum": 0},
+                    "shape": {"type": "array", "items": {"type": "integer"}},
+                    "max_abs_deviation": _NUMBER_OR_TOKEN,
+                    "max_relative_deviation": _NUMBER_OR_TOKEN,
+                    "differs": {"type": "boolean"},
+                },
+            },
+        },
+        "first_layer": {
+            "type": ["object", "null"],
+            "required": ["name", "class", "max_abs_deviation", "max_relative_deviation"],
+            "properties": {
+                "name": {"type": "string"},
+                "class": {"type": "string"},
+                "max_abs_deviation": _NUMBER_OR_TOKEN,
+                "max_relative_deviation": _NUMBER_OR_TOKEN,
+            },
+        },
+        "notes": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+_STOCHASTIC = {
+    "type": "object",
+    "required": ["verdict", "test", "statistic", "p_value", "seeds", "reference_mean", "mean"],
+    "properties": {
+        "verdict": {"enum": ["indistinguishable", "differs"]},
+        "test": {"type": "string"},
+        "statistic": {"type": "string"},
+        "alpha": {"type": "number"},
+        "p_value": {"type": ["number", "null"]},
+        "seeds": {"type": "integer", "minimum": 0},
+        "reference_mean": {"type": ["number", "string", "null"]},
+        "mean": {"type": ["number", "string", "null"]},
+        "reference_std": {"type": ["number", "string", "null"]},
+        "std": {"type": ["number", "string", "null"]},
+        "difference": {"type": ["number", "string", "null"]},
+        "welch_t": {"type": ["number", "string", "null"]},
+        "layers": {"type": ["array", "null"], "items": {"type": "string"}},
+    },
+}
+
 _FINDING = {
     "type": "object",
     "required": ["kind", "backend", "message"],
     "additionalProperties": False,
     "properties": {
-        "kind": {"enum": ["divergence", "drift", "nan", "error", "unavailable"]},
+        "kind": {"enum": ["prediction", "stochastic", "divergence", "drift", "nan", "error", "unavailable"]},
         "backend": {"type": "string"},
         "message": {"type": "string"},
     },
@@ -116,6 +182,10 @@ REPORT_SCHEMA = {
             "properties": {
                 "backends": {"type": "array", "items": {"type": "string"}},
                 "reference": {"type": "string"},
+                "mode": {"enum": ["train", "predict"]},
+                "saved_model": {"type": ["object", "null"]},
+                "seeds": {"type": "integer", "minimum": 1},
+                "dtype_policy": {"enum": ["float32", "mixed_float16", "mixed_bfloat16", None]},
                 "device": {"enum": ["cpu", "gpu"]},
                 "tolerances": {
                     "type": "object",
@@ -158,6 +228,10 @@ REPORT_SCHEMA = {
                     "description": _NULLABLE_STRING,
                     "runs": {"type": "object", "additionalProperties": _RUN},
                     "divergence": {"type": "object", "additionalProperties": _DIVERGENCE},
+                    "prediction": {"type": "object", "additionalProperties": _PREDICTION},
+                    "stochastic": {"type": "object", "additionalProperties": _STOCHASTIC},
+                    "prediction_errors": {"type": "object",
+                                          "additionalProperties": {"type": "string"}},
                     "not_compared": {"type": "object",
                                      "additionalProperties": {"type": "string"}},
                     "noise_floor": {

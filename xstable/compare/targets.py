@@ -9,23 +9,31 @@ callables, which cannot cross process boundaries), so resolution must be determi
 - A seed scenario variant `<scenario id>/<variant kind>` from `xstable.scenarios` (e.g.
   `"linear_fit.unscaled/failure"`); a bare scenario id stands for all of its variants
   (`expand_targets`).
+- A saved model, `path/to/model.keras`: the file's architecture and weights (the initial
+  weights on every backend), its own compile configuration (loss, optimizer, metrics; a fresh
+  optimizer), and the arrays `x` and `y` of a `.npz` data file (`SavedModelOptions`).
 """
 
 import dataclasses
 import hashlib
 import importlib
 import importlib.util
+import json
 import os
 import re
 import sys
+import zipfile
 
 __all__ = [
+    "SavedModelOptions",
+    "is_saved_model_target",
     "DICT_SPEC_KEYS",
     "REQUIRED_DICT_SPEC_KEYS",
     "check_target_resolvable",
     "default_targets",
     "expand_targets",
     "initial_weights_for",
+    "load_data_file",
     "load_spec",
     "target_settings",
     "spec_summary",
@@ -235,7 +243,7 @@ def expand_targets(targets):
     """
     expanded = []
     for target in targets:
-        if ":" in target or "/" in target:
+        if ":" in target or "/" in target or is_saved_model_target(target):
             expanded.append(target)
             continue
         registry = _require_registry(target)
@@ -264,6 +272,12 @@ def check_target_resolvable(target):
     Raises:
         ValueError: If the target cannot be found.
     """
+    if is_saved_model_target(target):
+        if not os.path.isfile(os.path.abspath(target)):
+            raise ValueError(f"Target {target!r}: the model file {os.path.abspath(target)!r} "
+                             "does not exist.")
+        _read_saved_config(os.path.abspath(target))
+        return
     if ":" not in target:
         _scenario_variant(target)
         return
@@ -295,12 +309,145 @@ def check_target_resolvable(target):
         )
 
 
-def load_spec(target):
+@dataclasses.dataclass(frozen=True)
+class SavedModelOptions:
+    """How a saved-model target (`path/model.keras`) is run.
+
+    Args:
+        data: str, path of a `.npz` file with the array `x` (inputs) and, to train, `y`
+            (targets); read with `allow_pickle=False`.
+        epochs: int, passes over the data when training.
+        batch_size: int, rows per step (and per prediction batch).
+        shuffle: bool, a new (NumPy-pinned, same on every backend) batch order each epoch.
+    """
+
+    data: str | None = None
+    epochs: int = 1
+    batch_size: int = 32
+    shuffle: bool = False
+
+    def __post_init__(self):
+        if self.data is not None and not isinstance(self.data, str):
+            raise TypeError(f"`data` must be a path string. Received: data={self.data!r}.")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer. Received: "
+                                 f"{name}={value!r}.")
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def is_saved_model_target(target):
+    """Whether a target string names a saved Keras model file (`*.keras`)."""
+    return isinstance(target, str) and target.endswith(".keras") and ":" not in target
+
+
+def _read_saved_config(path):
+    """The `config.json` of a `.keras` archive, as data (JSON; nothing is executed)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"Target {path!r} is not a readable `.keras` model file ({type(error).__name__}: "
+            f"{error}). Save the model with `model.save('model.keras')`."
+        ) from error
+
+
+def load_data_file(path, need_y=True):
+    """Reads `x` (and `y`) from a `.npz` data file, with `allow_pickle=False`.
+
+    Raises:
+        ValueError: If the file is missing, not a `.npz` of plain arrays, or lacks `x` (or
+            `y` when `need_y`).
+    """
+    import numpy as np
+
+    if path is None:
+        raise ValueError(
+            "A saved-model target needs its data: pass `--data path/data.npz` (`data=` in "
+            "Python) with the arrays `x` and `y` (`x` alone for `--mode predict`). "
+            "Received: data=None."
+        )
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"`data` must be a `.npz` file of plain arrays (read with allow_pickle=False). "
+            f"Received: data={path!r} ({type(error).__name__}: {error})."
+        ) from error
+    missing = [k for k in (("x", "y") if need_y else ("x",)) if k not in arrays]
+    if missing:
+        raise ValueError(
+            f"`data` must hold the arrays {missing} (`x` inputs, `y` targets; `y` may be left "
+            f"out for `--mode predict`). Received: data={path!r} with arrays {sorted(arrays)}."
+        )
+    return arrays["x"], arrays.get("y")
+
+
+# Compile settings that belong to the comparison, not to the model: each backend compiles as
+# `jit_compile="auto"` says (stated in the report), one step per call, not run eagerly.
+_COMPARE_COMPILE_KEYS = ("jit_compile", "run_eagerly", "steps_per_execution")
+
+
+def _saved_model_spec(target, options):
+    path = os.path.abspath(target)
+    if not os.path.isfile(path):
+        raise ValueError(f"Target {target!r}: the model file {path!r} does not exist.")
+    compile_config = _read_saved_config(path).get("compile_config")
+    options = options or SavedModelOptions()
+
+    def build_model():
+        import keras
+
+        # safe_mode (the default) refuses to deserialize lambdas: loading runs no code
+        # from the file.
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+
+    def make_data():
+        x, y = load_data_file(options.data, need_y=False)
+        if y is None:
+            y = x[:, :0] if getattr(x, "ndim", 0) > 1 else x  # unused without training
+        return x, y
+
+    def make_compile_args():
+        import keras
+
+        if not compile_config:
+            raise ValueError(
+                f"Target {target!r}: the saved model was not compiled, so it has no loss or "
+                "optimizer to train with. Compile it before `model.save(...)`, or compare "
+                "its predictions only (`--mode predict`)."
+            )
+        args = keras.saving.deserialize_keras_object(compile_config)
+        return {k: v for k, v in args.items() if k not in _COMPARE_COMPILE_KEYS}
+
+    from xstable.training import TrainingSpec
+
+    return TrainingSpec(
+        name=os.path.basename(path)[: -len(".keras")],
+        build_model=build_model,
+        make_data=make_data,
+        make_compile_args=make_compile_args,
+        epochs=options.epochs,
+        batch_size=options.batch_size,
+        shuffle=options.shuffle,
+        seed=0,
+        description=f"saved model {os.path.basename(path)}"
+        + (f", data {os.path.basename(options.data)}" if options.data else ""),
+    )
+
+
+def load_spec(target, saved_model=None):
     """Resolves one target string to a `TrainingSpec`.
 
     Args:
-        target: str, `module:function`, `path/to/file.py:function`, or
-            `<scenario id>/<variant kind>`.
+        target: str, `module:function`, `path/to/file.py:function`,
+            `<scenario id>/<variant kind>`, or `path/to/model.keras`.
+        saved_model: `SavedModelOptions` for a `.keras` target (its data, epochs, batch size).
 
     Returns:
         A `TrainingSpec`.
@@ -313,6 +460,8 @@ def load_spec(target):
     """
     if not isinstance(target, str) or not target:
         raise TypeError(f"`target` must be a non-empty string. Received: target={target!r}.")
+    if is_saved_model_target(target):
+        return _saved_model_spec(target, saved_model)
     if ":" in target:
         return _load_user_spec(target)
     _, variant = _scenario_variant(target)
@@ -326,7 +475,7 @@ def target_settings(target):
         A dict with `diverged_threshold` (float or `None`) and, for seed scenarios,
         `scenario`, `variant`, `claim` and `expected` (outcome per backend).
     """
-    if ":" in target:
+    if ":" in target or is_saved_model_target(target):
         return {"diverged_threshold": None}
     scenario, variant = _scenario_variant(target)
     return {
@@ -351,7 +500,7 @@ def initial_weights_for(target, spec):
     import keras
     import numpy as np
 
-    if ":" not in target:
+    if ":" not in target and not is_saved_model_target(target):
         from xstable.scenarios.initial_weights import portable_weights_for_spec
 
         return portable_weights_for_spec(spec)

@@ -16,6 +16,7 @@ seed instead, recording `same_initial_weights: false`.
 
 import argparse
 import ctypes
+import dataclasses
 import json
 import os
 import signal
@@ -31,9 +32,92 @@ from xstable.compare.protocol import (
     weights_unavailable_path,
 )
 
-__all__ = ["main", "compile_mode", "NO_GPU_MARKER"]
+__all__ = ["main", "compile_mode", "stochastic_layers", "NO_GPU_MARKER"]
 
 _WEIGHTS_POLL_S = 0.05
+_SEED_STRIDE = 7919  # Generator seeds of the repeated runs of a stochastic model.
+_STOCHASTIC_AMOUNTS = ("rate", "dropout", "recurrent_dropout", "stddev")
+
+
+def stochastic_layers(model):
+    """Names the layers of `model` that draw random numbers when training (dropout, noise).
+
+    A layer counts when it owns a seed generator and a positive `rate`, `dropout`,
+    `recurrent_dropout` or `stddev` (Dropout and its spatial variants, GaussianNoise,
+    GaussianDropout, AlphaDropout, LSTM/GRU with dropout); nested models are searched.
+    """
+    import keras
+
+    found = []
+
+    def draws(layer):
+        if not any(isinstance(getattr(layer, a, None), keras.random.SeedGenerator)
+                   for a in ("seed_generator", "_seed_generator")):
+            return False
+        amounts = [getattr(layer, a, 0) for a in _STOCHASTIC_AMOUNTS]
+        return any(isinstance(v, (int, float)) and v > 0 for v in amounts)
+
+    def visit(layer):
+        for inner in getattr(layer, "layers", None) or []:
+            visit(inner)
+        cell = getattr(layer, "cell", None)  # LSTM, GRU, SimpleRNN draw in their cell
+        if draws(layer) or (isinstance(cell, keras.layers.Layer) and draws(cell)):
+            found.append(layer.name)
+
+    for layer in model.layers:
+        visit(layer)
+    return found
+
+
+def _with_dtype_policy(build_model, policy):
+    """`build_model` under a global dtype policy (`clear_session` resets it, so it is set at
+    every build)."""
+    import keras
+
+    def build():
+        keras.config.set_dtype_policy(policy)
+        return build_model()
+
+    build._xstable_policy = policy
+    return build
+
+
+def _loss_scale(model):
+    """The dynamic loss scale of a model's `LossScaleOptimizer`, or `None` without one."""
+    import keras
+
+    optimizer = getattr(model, "optimizer", None)
+    if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return None
+    scale = getattr(optimizer, "dynamic_scale", None)  # created when the optimizer is built
+    if scale is None:
+        return float(optimizer.initial_scale)
+    return float(keras.ops.convert_to_numpy(scale))
+
+
+def loss_scale_summary(scales):
+    """Summarizes the loss scale before each step (and after the last) of a run.
+
+    Returns:
+        `None` without loss scaling, else a dict `initial`, `final` and `overflow_steps`
+        (the steps whose gradients overflowed: Keras skipped their update and halved the
+        scale).
+    """
+    if not scales or scales[0] is None:
+        return None
+    overflow = [step for step in range(len(scales) - 1) if scales[step + 1] < scales[step]]
+    return {"initial": scales[0], "final": scales[-1], "overflow_steps": overflow}
+
+
+def _reseeded(build_model, seed):
+    """`build_model` whose layers' seed generators start from `seed` (weights are loaded)."""
+    import keras
+
+    def build():
+        keras.utils.set_random_seed(seed)
+        return build_model()
+
+    return build
 NO_GPU_MARKER = "xstable-compare: no GPU visible"
 
 
@@ -111,19 +195,43 @@ class _Worker:
         self.recorders = {}
         self.weights_dir = plan["weights_dir"]
         self.backend = plan["backend"]
+        self.import_error = None
+
+    def import_modules(self):
+        """Imports the plan's `imports` (modules that register custom layers for `.keras`)."""
+        import importlib
+
+        for module in self.plan.get("imports") or []:
+            try:
+                importlib.import_module(module)
+            except Exception as error:
+                self.import_error = ImportError(
+                    f"`imports` names {module!r}, which failed to import: "
+                    f"{type(error).__name__}: {error}"
+                )
+                return
 
     def spec(self, target):
         """Loads a target's spec once; a target that failed to load raises the same error again."""
-        from xstable.compare.targets import load_spec
+        from xstable.compare.targets import SavedModelOptions, load_spec
 
         if target not in self.specs:
             try:
-                self.specs[target] = load_spec(target)
+                if self.import_error is not None:
+                    raise self.import_error
+                options = self.plan.get("saved_model")
+                self.specs[target] = load_spec(
+                    target, SavedModelOptions(**options) if options else None
+                )
             except Exception as error:
                 self.specs[target] = error
         spec = self.specs[target]
         if isinstance(spec, Exception):
             raise spec
+        policy = self.plan.get("dtype_policy")
+        if policy and not getattr(spec.build_model, "_xstable_policy", None):
+            spec = self.specs[target] = dataclasses.replace(
+                spec, build_model=_with_dtype_policy(spec.build_model, policy))
         return spec
 
     def build_weights(self):
@@ -164,7 +272,7 @@ class _Worker:
         with np.load(path, allow_pickle=False) as data:
             return [data[k] for k in sorted(data.files)], None
 
-    def inspect(self, target, state, include_update):
+    def inspect(self, target, state, include_update, loss_scale=1.0):
         """Takes a step apart, on the trained model when its optimizer state can be set."""
         from xstable.compare.inspection import inspect_model, inspect_state
 
@@ -174,8 +282,8 @@ class _Worker:
             model is not None and model.optimizer is not None and model.optimizer.built
         )
         if model is None or fresh_optimizer_needed:
-            return inspect_state(self.spec(target), state, include_update)
-        return inspect_model(model, state, include_update)
+            return inspect_state(self.spec(target), state, include_update, loss_scale)
+        return inspect_model(model, state, include_update, loss_scale)
 
     def state_at(self, target, step):
         from xstable.compare.inspection import capture_state
@@ -202,10 +310,63 @@ class _Worker:
                 onset = previous
         return onset
 
+    def predict(self, target, slug, weights, full):
+        """Writes the model's outputs and layer outputs from the initial weights; returns the path.
+
+        `full`: predict all of `x` with `model.predict` (prediction mode); otherwise the
+        first batch, eagerly (step 0 of a training comparison).
+        """
+        from xstable.compare.inspection import prediction_record
+
+        spec = self.spec(target)
+        x, _ = spec.make_data()
+        payload = prediction_record(spec, weights, x, full)
+        path = os.path.join(self.plan["predictions_dir"], f"{self.backend}-{slug}.npz")
+        save_tree(path, payload)
+        return path
+
+    def run_prediction(self, target, slug):
+        """Prediction mode: no training, only the outputs from the shared weights."""
+        import xstable
+
+        record = {"target": target, "backend": self.backend}
+        timings = record["timings_s"] = {}
+        weights, why_not = self.initial_weights(slug)
+        self.events.send("start", target=target, phase="predict")
+        started = time.perf_counter()
+        try:
+            import keras
+
+            from xstable.compare.targets import spec_summary
+
+            spec = self.spec(target)
+            record["spec"] = spec_summary(spec)
+            keras.utils.clear_session(free_memory=False)
+            path = self.predict(target, slug, weights, full=True)
+            record["same_initial_weights"] = weights is not None
+            if why_not:
+                record["initial_weights_note"] = why_not
+            record["status"] = "completed"
+            record["result"] = {
+                "name": spec.name,
+                "outcome": "predicted",
+                "losses": [],
+                "final_loss": None,
+                "first_nonfinite_step": None,
+                "device": xstable.active_device(),
+                "wall_time_s": time.perf_counter() - started,
+                "extra": {"prediction_path": path, "compile_mode": "model.predict"},
+            }
+        except Exception as error:
+            record["status"] = "error"
+            record["error"] = _error_record(error)
+        timings["total"] = time.perf_counter() - started
+        self.events.send("done", target=target, status=record["status"], record=record)
+
     def run_target(self, target, slug):
         import keras
 
-        from xstable.compare.inspection import StateRecorder
+        from xstable.compare.inspection import StateRecorder, locate_nonfinite
         from xstable.compare.targets import spec_summary, target_settings
         from xstable.training import run_spec
 
@@ -226,11 +387,23 @@ class _Worker:
             recorder = StateRecorder(self.plan.get("state_budget_bytes", 0))
             self.recorders[target] = recorder
 
+            scales = []
+
             def note_compile_mode(step, epoch, batch, model, x_batch, y_batch):
                 if step == 0:
                     mode["compile_mode"] = compile_mode(model)
+                    mode["dtype_policy"] = model.dtype_policy.name
+                scales.append(_loss_scale(model))
                 recorder(step, epoch, batch, model, x_batch, y_batch)
 
+            prediction_path = prediction_error = None
+            if weights is not None and self.plan.get("predictions_dir"):
+                # Step 0: does the model predict the same from the shared weights?
+                keras.utils.clear_session(free_memory=False)
+                try:
+                    prediction_path = self.predict(target, slug, weights, full=False)
+                except Exception as error:
+                    prediction_error = f"{type(error).__name__}: {error}"
             # Fresh layer-name counters, so a target's layers get the same names
             # ("dense", "dense_1", ...) in every backend's worker and in the report.
             # Without the full garbage collection clear_session does by default: it took
@@ -255,12 +428,57 @@ class _Worker:
                                  diverged_threshold=settings["diverged_threshold"])
                 result.extra["aa_losses"] = [float(v) for v in again.losses]
                 timings["aa_run"] = time.perf_counter() - repeat_started
+            if recorder.model is not None:
+                scales.append(_loss_scale(recorder.model))
+            result.extra["dtype_policy"] = mode.get("dtype_policy")
+            result.extra["loss_scale"] = loss_scale_summary(scales)
+            seeds = int(self.plan.get("seeds") or 0)
+            stochastic = stochastic_layers(recorder.model) if recorder.model is not None else []
+            if stochastic and seeds > 1:
+                # Dropout and noise draw from this backend's own generator: step-by-step
+                # identity cannot be asked, so the run is repeated with other generator seeds
+                # (same weights, same batches) for a statistical comparison.
+                repeat_started = time.perf_counter()
+                runs = [[float(v) for v in result.losses]]
+                for index in range(1, seeds):
+                    keras.utils.clear_session(free_memory=False)
+                    again = run_spec(
+                        dataclasses.replace(spec, build_model=_reseeded(
+                            spec.build_model, spec.seed + _SEED_STRIDE * index)),
+                        initial_weights=weights,
+                        diverged_threshold=settings["diverged_threshold"],
+                    )
+                    runs.append([float(v) for v in again.losses])
+                result.extra["stochastic_layers"] = stochastic
+                result.extra["seed_losses"] = runs
+                timings["seed_runs"] = time.perf_counter() - repeat_started
             result.extra["compile_mode"] = mode.get("compile_mode")
+            if prediction_path is not None:
+                result.extra["prediction_path"] = prediction_path
+            if prediction_error is not None:
+                result.extra["prediction_error"] = prediction_error
             if "expected" in settings:
                 result.extra["expected_outcome"] = settings["expected"].get(self.backend)
             record["same_initial_weights"] = weights is not None
             if why_not:
                 record["initial_weights_note"] = why_not
+            overflow = (result.extra["loss_scale"] or {}).get("overflow_steps")
+            if overflow and self.plan.get("locate_nan", True):
+                # Where the first overflow comes from: a layer output past float16's range,
+                # the loss, or a gradient (the step taken apart on this backend, unscaled).
+                try:
+                    state = self.state_at(target, overflow[0])
+                    scale = scales[overflow[0]]
+                    result.extra["overflow_onset"] = {
+                        **locate_nonfinite(self.inspect(target, state, False, scale),
+                                           overflow[0]),
+                        "loss_scale": scale,
+                    }
+                except Exception as error:
+                    result.extra["overflow_onset"] = {
+                        "step": overflow[0], "stage": "none", "layer": None,
+                        "detail": f"could not be taken apart: {type(error).__name__}: {error}",
+                    }
             if result.first_nonfinite_step is not None and self.plan.get("locate_nan", True):
                 located = time.perf_counter()
                 try:
@@ -344,10 +562,14 @@ def main(argv=None):
 
         share_compiled_programs(plan["compilation_cache_dir"])
     worker = _Worker(plan, events)
+    worker.import_modules()
     if plan.get("build_weights"):
         worker.build_weights()
     for target, slug in plan["targets"]:
-        worker.run_target(target, slug)
+        if plan.get("mode") == "predict":
+            worker.run_prediction(target, slug)
+        else:
+            worker.run_target(target, slug)
     cache = plan.get("compilation_cache_dir")
     if cache and os.path.isdir(cache):
         print(f"xstable-compare: compiled programs shared in this run: {len(os.listdir(cache))}",
