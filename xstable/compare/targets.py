@@ -472,14 +472,13 @@ def target_settings(target):
     """Returns run settings a target carries besides its spec.
 
     Returns:
-        A dict with `diverged_threshold` (float or `None`) and, for seed scenarios,
+        A dict, empty for spec targets; for seed scenarios
         `scenario`, `variant`, `claim` and `expected` (outcome per backend).
     """
     if ":" in target or is_saved_model_target(target):
-        return {"diverged_threshold": None}
+        return {}
     scenario, variant = _scenario_variant(target)
     return {
-        "diverged_threshold": scenario.diverged_threshold,
         "scenario": scenario.id,
         "variant": variant.kind,
         "claim": scenario.claim,

@@ -414,7 +414,6 @@ class _Worker:
             result = run_spec(
                 spec,
                 initial_weights=weights,
-                diverged_threshold=settings["diverged_threshold"],
                 before_step=note_compile_mode,
             )
             timings["run_spec"] = time.perf_counter() - run_started
@@ -424,8 +423,7 @@ class _Worker:
                 # difference of that size says nothing.
                 repeat_started = time.perf_counter()
                 keras.utils.clear_session(free_memory=False)
-                again = run_spec(spec, initial_weights=weights,
-                                 diverged_threshold=settings["diverged_threshold"])
+                again = run_spec(spec, initial_weights=weights)
                 result.extra["aa_losses"] = [float(v) for v in again.losses]
                 timings["aa_run"] = time.perf_counter() - repeat_started
             if recorder.model is not None:
@@ -446,7 +444,6 @@ class _Worker:
                         dataclasses.replace(spec, build_model=_reseeded(
                             spec.build_model, spec.seed + _SEED_STRIDE * index)),
                         initial_weights=weights,
-                        diverged_threshold=settings["diverged_threshold"],
                     )
                     runs.append([float(v) for v in again.losses])
                 result.extra["stochastic_layers"] = stochastic

@@ -1,5 +1,7 @@
 """`xstable.diagnose(model, x, y)`: a pre-flight check before training goes NaN."""
 
+import contextlib
+
 import keras
 import numpy as np
 
@@ -260,6 +262,35 @@ def diagnose(
     ```
     """
     _validate(model, x, y)
+    with _loss_counters_kept(model):
+        return _diagnose(model, x, y, sample_weight, batch_size, sample_rows, training_step)
+
+
+@contextlib.contextmanager
+def _loss_counters_kept(model):
+    """Undoes what the loss's counters record while diagnose runs the loss: it only looks.
+
+    A counter listed in `compile(metrics=...)` is reset by Keras at the start of each epoch
+    only once the compiled metrics are built, so counts left from diagnose would otherwise
+    show in the first epoch of the next `fit`.
+    """
+    losses = getattr(model, "loss", None)
+    leaves = [] if losses is None or isinstance(losses, str) else keras.tree.flatten(losses)
+    variables = [
+        variable
+        for loss in leaves
+        for counter in getattr(loss, "counters", ()) or ()
+        for variable in counter.variables
+    ]
+    saved = [np.array(keras.ops.convert_to_numpy(v.value), copy=True) for v in variables]
+    try:
+        yield
+    finally:
+        for variable, value in zip(variables, saved):
+            variable.assign(value)
+
+
+def _diagnose(model, x, y, sample_weight, batch_size, sample_rows, training_step):
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(
             f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
