@@ -38,6 +38,7 @@ _SUBMODULES = (
     "optimizers",
     "runtime",
     "scenarios",
+    "testing",
     "training",
 )
 _ATTRIBUTES = {
