@@ -362,10 +362,13 @@ class _Runner:
             detail = f"{result['outcome']}"
             if result["first_nonfinite_step"] is not None:
                 detail += f" at step {result['first_nonfinite_step']}"
-            detail += (
-                f", {len(result['losses'])} steps; {record['timings_s']['total']:.1f}s "
-                f"(training {result['wall_time_s']:.1f}s)"
-            )
+            if result["outcome"] == "predicted":
+                detail += f"; {record['timings_s']['total']:.1f}s"
+            else:
+                detail += (
+                    f", {len(result['losses'])} steps; {record['timings_s']['total']:.1f}s "
+                    f"(training {result['wall_time_s']:.1f}s)"
+                )
         else:
             detail = f"{status}: {record['error']['message'].splitlines()[0][:160]}"
         self.progress(backend, f"{target}: {detail}", count=True)
