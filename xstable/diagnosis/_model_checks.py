@@ -134,8 +134,9 @@ def check_probability_loss(facts, predictions):
             ),
             evidence=evidence,
             fix=f"{component}(from_logits=True)",
-            example=f"keras.layers.Dense(units)  # output without activation; "
-            f"model.compile(loss={component}(from_logits=True), optimizer=...)",
+            example="logits_model, loss = xstable.losses.to_logits_model(model)  # same weights, "
+            "no output activation, the matching from_logits loss; "
+            "logits_model.compile(loss=loss, optimizer=...)",
             why="TF recovers the logits from the sigmoid/softmax and is stable; torch and JAX "
             "clip p to [1e-7, 1-1e-7], so saturated outputs give a different loss and a zero "
             "gradient there, and in float16 the clip does nothing and log(0) appears; "

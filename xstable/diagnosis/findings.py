@@ -181,12 +181,14 @@ class DiagnosisReport:
         rows = step.get("rows") or []
         if len(rows) > 8:
             rows = f"{len(rows)} rows ({', '.join(str(r) for r in rows[:8])}, ...)"
+        else:
+            rows = f"rows {rows}"
         if step.get("ran"):
             if step.get("finite"):
-                lines.append(f"One instrumented training step on rows {rows} was finite.")
+                lines.append(f"One instrumented training step on {rows} was finite.")
             else:
                 lines.append(
-                    f"One instrumented training step on rows {rows} was "
+                    f"One instrumented training step on {rows} was "
                     "NOT finite (see the nonfinite-training-step finding)."
                 )
         else:

@@ -1,6 +1,6 @@
 """Seed-document scenarios: every NaN claim of the four documents, ported and measured.
 
-Each `Scenario` is one code example of a seed document (`shared/seeds/`), with the document's
+Each `Scenario` is one code example of a seed document (one of four Q&A articles on NaN loss in Keras), with the document's
 claim and variants: `failure` (the document's code, ported with the fewest changes),
 `document_fix` (its fix), `stress` (ours: the nearest setting that does go non-finite when the
 failure does not) and `xstable_fix` (the same problem solved with xstable components).

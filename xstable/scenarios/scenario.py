@@ -137,7 +137,7 @@ class Scenario:
 
     Args:
         id: str, unique identifier, `<topic>.<case>` (e.g. `"linear_fit.unscaled"`).
-        document: str, file name of the seed document in `shared/seeds/`.
+        document: str, file name of the seed document (the article it ports).
         title: str, the document's title.
         example: int, number of the code example in the document (1-based, as it numbers it).
         claim: str, the document's claim about this example, in one line of our own words.
