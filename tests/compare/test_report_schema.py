@@ -47,13 +47,13 @@ def test_violations_are_named_with_their_path():
     report = minimal_report()
     del report["settings"]["reference"]
     report["targets"][0]["runs"]["torch"]["steps"] = -1
-    report["targets"][0]["runs"]["torch"]["outcome"] = "exploded"
+    report["targets"][0]["runs"]["torch"]["outcome"] = "diverged"
     report["targets"][0]["findings"][0]["extra"] = 1
     report["summary"]["exit_status"] = "1"
     errors = validate_report(report)
     assert "$.settings: missing required key 'reference'" in errors
     assert "$.targets[0].runs.torch.steps: -1 is below the minimum 0" in errors
-    assert any(e.startswith("$.targets[0].runs.torch.outcome: 'exploded' is not one of")
+    assert any(e.startswith("$.targets[0].runs.torch.outcome: 'diverged' is not one of")
                for e in errors)
     assert "$.targets[0].findings[0]: unexpected key 'extra'" in errors
     assert any(e.startswith("$.summary.exit_status") for e in errors)
