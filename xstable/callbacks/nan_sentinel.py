@@ -11,7 +11,7 @@ import numpy as np
 
 from xstable.callbacks._atomic_write import atomic_write_text
 from xstable.errors import NonFiniteError
-from xstable.optimizers.guard_monitor import find_guarded_optimizer
+from xstable.optimizers.guarded_optimizer import find_guarded_optimizer
 from xstable.runtime import active_device, library_versions
 
 __all__ = ["NaNSentinel"]
