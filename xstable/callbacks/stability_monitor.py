@@ -193,6 +193,8 @@ class StabilityMonitor(keras.callbacks.Callback):
         self._loss = None
         self._batches_in_mean = 0
         self._last_mean = 0.0
+        self._first_batch = 0
+        self._expected_iterations = 0
         self._weights_check = None
         self._guard = None
 
@@ -226,6 +228,7 @@ class StabilityMonitor(keras.callbacks.Callback):
             )
         if self._keeps_state():
             self._take_snapshot(model)
+        self._expected_iterations = self._read_iterations()
         self._finite_checks.on_train_begin(logs)
 
     def on_train_end(self, logs=None):
@@ -240,16 +243,20 @@ class StabilityMonitor(keras.callbacks.Callback):
         if logs is None:
             return
         if self._guard is not None and self.log_counters:
+            self.model  # noqa: B018  (on JAX, puts the trainer's state into the variables)
             logs.update(self._guard.stats())
         if self.policy == "count":
             logs["nonfinite_events"] = float(len(self.events))
 
     def on_train_batch_begin(self, batch, logs=None):
         self._finite_checks.on_train_batch_begin(batch, logs)
+        self._first_batch = batch
 
     def on_train_batch_end(self, batch, logs=None):
         self._finite_checks.on_train_batch_end(batch, logs)
-        self._step += 1
+        steps = max(1, batch - self._first_batch + 1)  # several with steps_per_execution
+        self._step += steps
+        self._expected_iterations += steps
         failure = self._find_failure(batch, logs or {})
         if failure is None:
             self._good_step()
@@ -315,10 +322,10 @@ class StabilityMonitor(keras.callbacks.Callback):
         loss = self._batch_loss(logs)
         guard = self._guard
         if loss is not None and not math.isfinite(loss):
-            if guard is not None and self._guard_skipped_last_step():
+            if self._step_was_skipped():
                 self._restart_loss_mean()
                 self._loss = None
-                return self._guard_failure()
+                return None if guard is None else self._guard_failure()
             return f"the loss is {loss}"
         if guard is not None and guard.max_consecutive_skips is not None:
             failure = self._guard_failure()
@@ -346,12 +353,25 @@ class StabilityMonitor(keras.callbacks.Callback):
         self.model  # noqa: B018  (on JAX, puts the trainer's state into the variables)
         return bool(ops.convert_to_numpy(self._weights_check()))
 
-    def _guard_skipped_last_step(self):
-        # Read only after a non-finite loss: one scalar, rare. `self.model` syncs JAX's state.
-        self.model  # noqa: B018
-        return int(ops.convert_to_numpy(self._guard.consecutive_skips.value)) > 0
+    def _read_iterations(self):
+        self.model  # noqa: B018  (on JAX, puts the trainer's state into the variables)
+        return int(ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def _step_was_skipped(self):
+        """Whether the optimizer left this step out (a GuardedOptimizer, or the loss scaler
+        of mixed precision): its `iterations` count applied steps only.
+
+        Read only after a non-finite loss: one scalar, rare.
+        """
+        iterations = self._read_iterations()
+        skipped = iterations < self._expected_iterations
+        self._expected_iterations = iterations
+        if self._guard is not None:
+            skipped = skipped or int(ops.convert_to_numpy(self._guard.consecutive_skips.value)) > 0
+        return skipped
 
     def _guard_failure(self):
+        self.model  # noqa: B018  (on JAX, puts the trainer's state into the variables)
         if self._guard.gave_up():
             stats = self._guard.stats()
             return (
@@ -402,6 +422,7 @@ class StabilityMonitor(keras.callbacks.Callback):
         model = self.model
         restored = self._restore(model)
         self._restart_loss_mean()
+        self._expected_iterations = self._read_iterations()
         if self.policy == "raise":
             raise NonFiniteError(
                 f"StabilityMonitor: at {where}, {failure}. {restored}\n\n{_WHAT_TO_CHECK}"

@@ -5,6 +5,8 @@ import weakref
 import keras
 from keras import ops
 
+from xstable.layers import _backend_host_check as host_check
+
 __all__ = ["GuardCounters", "COUNTER_NAMES"]
 
 COUNTER_NAMES = ("skipped_steps", "consecutive_skips", "grad_norm", "lr_scale")
@@ -68,12 +70,28 @@ class GuardCounters(keras.metrics.Metric):
                 object.__setattr__(guard, "_wrapped", True)
         # A weak reference, not an attribute Keras would track or save.
         self._optimizer = (lambda: None) if guard is None else weakref.ref(guard)
+        # The counters of the last training step, as metric state: Keras's JAX trainer
+        # carries them out of the compiled step, so the epoch logs read them after it.
+        self._kept = {
+            name: self.add_variable((), initializer="zeros", dtype="float32", name=name)
+            for name in COUNTER_NAMES
+        }
+        self._kept_any = self.add_variable((), initializer="zeros", dtype="float32", name="kept")
 
     def update_state(self, *args, **kwargs):
-        """Does nothing: the optimizer's own step updates the counters."""
+        """Keeps the counters the optimizer's step just left (a training step only)."""
         del args, kwargs
+        optimizer = self._optimizer()
+        values = None if optimizer is None else optimizer._peek_step_counters()
+        if values is None:
+            return
+        for name in COUNTER_NAMES:
+            self._kept[name].assign(ops.cast(values[name], "float32"))
+        self._kept_any.assign(ops.ones((), "float32"))
 
     def reset_state(self):
+        for variable in self.variables:
+            variable.assign(ops.zeros(variable.shape, variable.dtype))
         optimizer = self._optimizer()
         if optimizer is not None:
             optimizer._forget_step_counters()
@@ -81,16 +99,25 @@ class GuardCounters(keras.metrics.Metric):
     def result(self):
         optimizer = self._optimizer()
         values = None if optimizer is None else optimizer._take_step_counters()
-        if values is None:
+        if values is not None:
+            # New tensors, not the variables: TensorFlow must not put the variables
+            # themselves into the logs, and torch assigns in place. A cast to another dtype
+            # already makes a new tensor; only float32 values need the copy. Python floats
+            # (torch CPU's branch path reads them on the host) go into the logs as is.
+            return {
+                name: values[name]
+                if isinstance(values[name], float)
+                else _float32_copy(values[name])
+                for name in COUNTER_NAMES
+            }
+        # Outside a traced step (Keras's epoch-end read, after the state came back from the
+        # device): the kept values of the last training step since the last reset. A test
+        # step, traced or not, ran no optimizer step and reports nothing.
+        if not host_check.is_concrete(self._kept_any.value):
             return {}
-        # New tensors, not the variables: TensorFlow must not put the variables themselves
-        # into the logs, and torch assigns in place. A cast to another dtype already makes a
-        # new tensor; only float32 values need the copy (one eager dispatch each, not two).
-        # Python floats (torch CPU's branch path reads them on the host) go into the logs as is.
-        return {
-            name: values[name] if isinstance(values[name], float) else _float32_copy(values[name])
-            for name in COUNTER_NAMES
-        }
+        if float(ops.convert_to_numpy(self._kept_any.value)) == 0.0:
+            return {}
+        return {name: ops.copy(self._kept[name].value) for name in COUNTER_NAMES}
 
     def get_config(self):
         return {"name": self.name}

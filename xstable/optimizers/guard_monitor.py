@@ -45,5 +45,6 @@ class GuardMonitor(StabilityMonitor):
 
     def on_train_batch_end(self, batch, logs=None):
         if self.every_batch and logs is not None:
+            self.model  # noqa: B018  (on JAX, puts the trainer's state into the variables)
             logs.update(self._guard.stats())
         super().on_train_batch_end(batch, logs)

@@ -736,6 +736,17 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             values = {name: getattr(self, name).value for name in COUNTER_NAMES}
         return values
 
+    def _peek_step_counters(self):
+        """The counters after the latest step, without marking them read; None if none ran."""
+        if not self.built:
+            return None
+        applied = self._step_applied or (self._wrapped and keras.config.backend() == "torch")
+        if not applied:
+            return None
+        if self._step_values is not None:
+            return self._step_values
+        return {name: getattr(self, name).value for name in COUNTER_NAMES}
+
     def _forget_step_counters(self):
         self._set_step_counters(False, None)
 
