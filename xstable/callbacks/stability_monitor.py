@@ -179,6 +179,8 @@ class StabilityMonitor(keras.callbacks.Callback):
         from xstable.layers.finite_check import FiniteCheckMonitor
 
         self._finite_checks = FiniteCheckMonitor(_internal=True)
+        self._weights_check = None
+        self._checked_variables = None
         self._reset()
 
     def _reset(self):
@@ -195,7 +197,6 @@ class StabilityMonitor(keras.callbacks.Callback):
         self._last_mean = 0.0
         self._first_batch = 0
         self._expected_iterations = 0
-        self._weights_check = None
         self._guard = None
 
     @property
@@ -220,12 +221,16 @@ class StabilityMonitor(keras.callbacks.Callback):
             object.__setattr__(self._guard, "_wrapped", model.optimizer is not self._guard)
         if self.policy == "replace":
             self._check_rate_can_be_lowered(model.optimizer)
-        if self.check_weights_every is not None:
+        if self.check_weights_every is not None and self._checked_variables != [
+            id(v) for v in model.trainable_variables
+        ]:
+            # Kept from one `fit` to the next on the same variables: traced once.
             self._weights_check = CompiledFunction(
                 lambda values: _all_finite(values[0]),
                 [model.trainable_variables],
                 eager_calls=0,
             )
+            self._checked_variables = [id(v) for v in model.trainable_variables]
         if self._keeps_state():
             self._take_snapshot(model)
         self._expected_iterations = self._read_iterations()
