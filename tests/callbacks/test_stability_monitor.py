@@ -146,10 +146,11 @@ def test_raise_policy_restores_and_raises(run_eagerly):
     assert _finite(model)
 
 
+@EXECUTION
 @pytest.mark.parametrize("policy", ["warn", "count"])
-def test_warn_and_count_leave_training_alone(policy):
+def test_warn_and_count_leave_training_alone(policy, run_eagerly):
     x, y = _regression(nan_row=100)
-    model = _linear(keras.optimizers.SGD(0.01), False)
+    model = _linear(keras.optimizers.SGD(0.01), run_eagerly)
     monitor = StabilityMonitor(policy=policy)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -212,3 +213,21 @@ def test_clean_training_logs_what_keras_logs():
 def test_bad_arguments_give_clear_errors(kwargs, error, message):
     with pytest.raises(error, match=message):
         StabilityMonitor(**kwargs)
+
+
+@EXECUTION
+def test_a_raising_finite_check_leaves_the_last_good_state(run_eagerly):
+    from xstable.layers import FiniteCheck
+
+    x, y = _regression(nan_row=100)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((8,)), FiniteCheck("raise", name="check"), keras.layers.Dense(1)]
+    )
+    model.compile(keras.optimizers.SGD(0.01), "mse", run_eagerly=run_eagerly)
+    with pytest.raises(NonFiniteError, match="FiniteCheck `check`"):
+        model.fit(
+            x, y, batch_size=32, epochs=1, verbose=0, shuffle=False,
+            callbacks=[StabilityMonitor(verbose=0)],
+        )
+    assert _finite(model)

@@ -254,11 +254,11 @@ class StabilityMonitor(keras.callbacks.Callback):
             logs["nonfinite_events"] = float(len(self.events))
 
     def on_train_batch_begin(self, batch, logs=None):
-        self._finite_checks.on_train_batch_begin(batch, logs)
+        self._serve_finite_checks(self._finite_checks.on_train_batch_begin, batch, logs)
         self._first_batch = batch
 
     def on_train_batch_end(self, batch, logs=None):
-        self._finite_checks.on_train_batch_end(batch, logs)
+        self._serve_finite_checks(self._finite_checks.on_train_batch_end, batch, logs)
         steps = max(1, batch - self._first_batch + 1)  # several with steps_per_execution
         self._step += steps
         self._expected_iterations += steps
@@ -267,6 +267,15 @@ class StabilityMonitor(keras.callbacks.Callback):
             self._good_step()
             return
         self._act(failure, batch)
+
+    def _serve_finite_checks(self, hook, batch, logs):
+        """Runs a FiniteCheck reader hook; a check that raises leaves the last good state."""
+        try:
+            hook(batch, logs)
+        except NonFiniteError:
+            if self._keeps_state():
+                self._restore(self.model)
+            raise
 
     def on_test_begin(self, logs=None):
         self._finite_checks.on_test_begin(logs)
@@ -440,6 +449,7 @@ class StabilityMonitor(keras.callbacks.Callback):
             )
         self._retries_in_a_row += 1
         self.recoveries += 1
+        self._good_since_snapshot = 0
         rate = self._lower_learning_rate(model.optimizer)
         event["learning_rate"] = rate
         self._losses.clear()
@@ -453,7 +463,16 @@ class StabilityMonitor(keras.callbacks.Callback):
     # ------------------------------------------------------------- state and rate
 
     def _model_variables(self, model):
-        return list(model.trainable_variables) + list(model.non_trainable_variables)
+        # FiniteCheck counters are evidence, not state to undo: a roll-back keeps them, so
+        # their policies still see what the undone steps found.
+        from xstable.layers.finite_check import _finite_checks
+
+        counters = {id(layer.nonfinite_count) for layer in _finite_checks(model)}
+        return [
+            v
+            for v in list(model.trainable_variables) + list(model.non_trainable_variables)
+            if id(v) not in counters
+        ]
 
     def _take_snapshot(self, model):
         self._state = _State(
