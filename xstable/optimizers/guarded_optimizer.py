@@ -724,10 +724,6 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         if not self.built:
             return None
         applied = self._step_applied
-        if not applied and self._wrapped and keras.config.backend() == "torch":
-            # A LossScaleOptimizer skipped this step before the guard ran: report what the
-            # counters hold.
-            applied = True
         if not applied:
             return None
         values = self._step_values
@@ -740,8 +736,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         """The counters after the latest step, without marking them read; None if none ran."""
         if not self.built:
             return None
-        applied = self._step_applied or (self._wrapped and keras.config.backend() == "torch")
-        if not applied:
+        if not self._step_applied:
             return None
         if self._step_values is not None:
             return self._step_values
