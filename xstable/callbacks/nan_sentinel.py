@@ -94,6 +94,12 @@ def _log_value(value):
 class NaNSentinel(keras.callbacks.Callback):
     """Stops training at the first non-finite loss, metric or weight and restores good weights.
 
+    For recovery (roll back, lower the learning rate, go on) and for the guards of compiled
+    code, use `xstable.callbacks.StabilityMonitor`, xstable's one monitor callback; this
+    callback stays for its written report and the replay of the offending batch. A step that
+    the optimizer left out (a `GuardedOptimizer` skip, or the loss scaler of mixed precision)
+    is not a failure here either.
+
     Keras's `TerminateOnNaN` only stops, leaving NaN weights in the model (and in any checkpoint
     saved afterwards). `NaNSentinel` watches every batch's logs (loss and metrics, which Keras
     has already copied to the host for the callbacks, so this check costs no extra
