@@ -111,3 +111,19 @@ def test_no_cannot_raise_warning_when_nothing_needs_raising(optimizer_kwargs):
         warnings.simplefilter("always")
         model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=callbacks)
     assert _unchecked_warnings(caught) == []
+
+
+@pytest.mark.parametrize("run_eagerly", [False, True], ids=["compiled", "eager"])
+def test_defaults_need_no_callback_and_warn_nothing(run_eagerly):
+    x, y = _data()
+    x[:] = np.nan  # every step is skipped
+    model = _model()
+    model.compile(optimizer=GuardedOptimizer("sgd"), loss="mse", run_eagerly=run_eagerly)
+    before = _snapshot(model.weights)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert set(history.history) == {"loss"}
+    assert model.optimizer.stats()["skipped_steps"] == 2 * len(x) // 16
+    _assert_bit_identical(before, model.weights, "weights after all-NaN batches")
