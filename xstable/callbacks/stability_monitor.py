@@ -232,6 +232,9 @@ class StabilityMonitor(keras.callbacks.Callback):
             )
             self._checked_variables = [id(v) for v in model.trainable_variables]
         if self._keeps_state():
+            if not model.optimizer.built:
+                # TensorFlow builds it in the first step; the first copy must hold its slots.
+                model.optimizer.build(model.trainable_variables)
             self._take_snapshot(model)
         self._expected_iterations = self._read_iterations()
         self._finite_checks.on_train_begin(logs)
@@ -490,7 +493,14 @@ class StabilityMonitor(keras.callbacks.Callback):
             return "No good state was kept to restore."
         for variable, value in zip(self._model_variables(model), state.model_values, strict=True):
             variable.assign(value)
-        for variable, value in zip(model.optimizer.variables, state.optimizer_values, strict=True):
+        optimizer_variables = model.optimizer.variables
+        if len(optimizer_variables) != len(state.optimizer_values):
+            return (
+                f"Restored the weights of global step {state.step} "
+                f"({self._step - state.step} steps back); the optimizer was built after that "
+                "copy, so its state was left as it is."
+            )
+        for variable, value in zip(optimizer_variables, state.optimizer_values, strict=True):
             variable.assign(value)
         return (
             f"Restored the weights and optimizer state of global step {state.step} "
