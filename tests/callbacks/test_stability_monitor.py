@@ -206,6 +206,7 @@ def test_clean_training_logs_what_keras_logs():
         ({"spike_factor": 1.0}, ValueError, r"spike_factor=1\.0"),
         ({"spike_window": 2}, ValueError, r"spike_window=2"),
         ({"check_weights_every": 0}, ValueError, r"check_weights_every=0"),
+        ({"check_weights_every": "often"}, TypeError, r"check_weights_every='often'"),
         ({"log_counters": "yes"}, TypeError, r"log_counters='yes'"),
         ({"verbose": "1"}, TypeError, r"verbose='1'"),
     ],
@@ -230,4 +231,17 @@ def test_a_raising_finite_check_leaves_the_last_good_state(run_eagerly):
             x, y, batch_size=32, epochs=1, verbose=0, shuffle=False,
             callbacks=[StabilityMonitor(verbose=0)],
         )
+    assert _finite(model)
+
+
+@EXECUTION
+def test_under_a_guard_the_masked_loss_nan_gradient_is_skipped_not_rolled_back(run_eagerly):
+    # check_weights_every="auto" reads no weights under a GuardedOptimizer: the guard skips
+    # the step whose gradient is NaN, so the weights never see it.
+    x, y = _regression(nan_row=100)
+    model = _linear(GuardedOptimizer(keras.optimizers.SGD(0.01)), run_eagerly, loss=_masked_mse)
+    monitor = StabilityMonitor(verbose=0)
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False, callbacks=[monitor])
+    assert monitor.events == [] and monitor.recoveries == 0
+    assert model.optimizer.stats()["skipped_steps"] == 2
     assert _finite(model)

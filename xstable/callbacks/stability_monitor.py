@@ -123,8 +123,10 @@ class StabilityMonitor(keras.callbacks.Callback):
             above `spike_factor` times the running median is a failure (default 10).
         spike_window: Int >= 3. How many recent losses the running median covers; spikes
             are watched once that many losses were seen.
-        check_weights_every: Int >= 1 or `None`. Batches between two all-finite checks of
-            the weights; `None` never checks them.
+        check_weights_every: Int >= 1, `None` or `"auto"`. Batches between two all-finite
+            checks of the weights; `None` never checks them. `"auto"` (default): every batch,
+            unless the optimizer is a `GuardedOptimizer`, which skips every step whose
+            gradients are not finite, so that a NaN cannot reach the weights through a step.
         log_counters: Bool. Write a GuardedOptimizer's counters into the epoch logs.
         verbose: Int. 1 prints one line per recovery; 0 is silent.
 
@@ -151,7 +153,7 @@ class StabilityMonitor(keras.callbacks.Callback):
         snapshot_every=100,
         spike_factor=10.0,
         spike_window=20,
-        check_weights_every=1,
+        check_weights_every="auto",
         log_counters=True,
         verbose=1,
     ):
@@ -164,9 +166,11 @@ class StabilityMonitor(keras.callbacks.Callback):
             spike_factor = _check_number("spike_factor", spike_factor, 1.0, math.inf)
         self.spike_factor = spike_factor
         self.spike_window = _check_int("spike_window", spike_window, 3)
-        self.check_weights_every = _check_int(
-            "check_weights_every", check_weights_every, 1, allow_none=True
-        )
+        if check_weights_every != "auto":
+            check_weights_every = _check_int(
+                "check_weights_every", check_weights_every, 1, allow_none=True
+            )
+        self.check_weights_every = check_weights_every
         if not isinstance(log_counters, bool):
             raise TypeError(
                 f"`log_counters` must be a bool. Received: log_counters={log_counters!r}."
@@ -198,6 +202,7 @@ class StabilityMonitor(keras.callbacks.Callback):
         self._first_batch = 0
         self._expected_iterations = 0
         self._guard = None
+        self._weights_every = None
 
     @property
     def last_good_state(self):
@@ -221,7 +226,10 @@ class StabilityMonitor(keras.callbacks.Callback):
             object.__setattr__(self._guard, "_wrapped", model.optimizer is not self._guard)
         if self.policy == "replace":
             self._check_rate_can_be_lowered(model.optimizer)
-        if self.check_weights_every is not None and self._checked_variables != [
+        self._weights_every = self.check_weights_every
+        if self._weights_every == "auto":
+            self._weights_every = None if self._guard is not None else 1
+        if self._weights_every is not None and self._checked_variables != [
             id(v) for v in model.trainable_variables
         ]:
             # Kept from one `fit` to the next on the same variables: traced once.
@@ -349,8 +357,8 @@ class StabilityMonitor(keras.callbacks.Callback):
             if failure is not None:
                 return failure
         if (
-            self.check_weights_every is not None
-            and self._step % self.check_weights_every == 0
+            self._weights_every is not None
+            and self._step % self._weights_every == 0
             and not self._weights_finite()
         ):
             return "the weights hold NaN or inf after this step (the loss was finite)"
