@@ -82,8 +82,9 @@ class StabilityMonitor(keras.callbacks.Callback):
     """Watches training for NaN, inf and loss spikes; raises, warns, counts or recovers.
 
     The one host-side callback for xstable's guards. After every training batch it looks at
-    the loss (which Keras has already brought to the host), and at the model's weights with
-    one all-finite reduction on the device read as one scalar. It also serves the guards
+    the loss (which Keras has already brought to the host), and (without a
+    `GuardedOptimizer`, see `check_weights_every`) at the model's weights with one all-finite
+    reduction on the device read as one scalar. It also serves the guards
     that cannot act inside a compiled step: a `GuardedOptimizer`'s `on_max_skips="raise"`
     and the `"raise"`/`"warn"` policies of `FiniteCheck` layers (their own policies decide
     what happens to what they find).
