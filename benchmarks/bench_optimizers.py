@@ -59,15 +59,6 @@ def variants(before=None, revision=None):
             TARGET,
         ),
     ]
-    found.append(
-        (
-            "guarded (skip + clip), no logged counters",
-            lambda: GuardedOptimizer(
-                keras.optimizers.Adam(1e-3), global_clipnorm=1.0, log_counters=False
-            ),
-            None,
-        )
-    )
     if before is not None:
         guarded = before.optimizers.GuardedOptimizer
         found += [

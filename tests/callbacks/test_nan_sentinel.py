@@ -312,10 +312,13 @@ def test_a_step_the_guard_skipped_is_not_a_nonfinite_metric(tmp_path):
     model = keras.Sequential(
         [keras.Input((3,)), keras.layers.Dense(1, kernel_initializer="zeros")]
     )
+    optimizer = xstable.optimizers.GuardedOptimizer(
+        "sgd", on_max_skips="accept", max_consecutive_skips=None
+    )
     model.compile(
-        optimizer=xstable.optimizers.GuardedOptimizer("sgd", on_max_skips="accept",
-                                                      max_consecutive_skips=None),
+        optimizer=optimizer,
         loss=distance,
+        metrics=[xstable.optimizers.GuardCounters(optimizer)],
     )
     sentinel = NaNSentinel(report_dir=None, verbose=0)
     history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[sentinel])
@@ -323,3 +326,35 @@ def test_a_step_the_guard_skipped_is_not_a_nonfinite_metric(tmp_path):
     assert history.history["skipped_steps"] == [2, 4]
     assert np.isnan(history.history["grad_norm"][-1])
     assert history.history["loss"] == [0.0, 0.0]
+
+
+def test_a_step_the_guard_skipped_does_not_stop_training():
+    from xstable.optimizers import GuardedOptimizer
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(160, 8)).astype("float32")
+    y = rng.normal(size=(160, 1)).astype("float32")
+    x[40] = np.nan
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1)])
+    model.compile(GuardedOptimizer(keras.optimizers.SGD(0.01)), "mse")
+    sentinel = NaNSentinel(report_dir=None, verbose=0)
+    history = model.fit(
+        x, y, batch_size=32, epochs=5, shuffle=False, verbose=0, callbacks=[sentinel]
+    )
+    assert not sentinel.triggered
+    assert len(history.history["loss"]) == 5
+    assert sentinel.skipped_steps == 5
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"include_optimizer": "no"}, TypeError, "include_optimizer='no'"),
+        ({"verbose": 2}, ValueError, "verbose=2"),
+        ({"report_dir": 3}, TypeError, "report_dir=3"),
+    ],
+)
+def test_more_bad_arguments_give_clear_errors(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        NaNSentinel(**kwargs)

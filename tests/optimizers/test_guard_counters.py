@@ -1,11 +1,12 @@
-"""GuardCounters: a GuardedOptimizer's counters reach fit logs and History with no callback."""
+"""GuardCounters: a GuardedOptimizer's counters in fit logs and History when listed as a metric."""
 
 import keras
 import numpy as np
 import pytest
 
 from tests.optimizers.test_guarded_optimizer import _data, _model
-from xstable.optimizers import GuardedOptimizer, GuardMonitor
+from xstable.callbacks import StabilityMonitor
+from xstable.optimizers import GuardCounters, GuardedOptimizer
 from xstable.optimizers.guard_counters import COUNTER_NAMES
 
 _TORCH_COMPILE = "jit_compile=True on torch means torch.compile (minutes on CPU)"
@@ -14,6 +15,10 @@ JIT_MODES = pytest.mark.parametrize(
     ["auto", pytest.param(True, marks=pytest.mark.skip_backend("torch", reason=_TORCH_COMPILE))],
     ids=["default", "jit"],
 )
+
+
+def _compile(model, optimizer, **kwargs):
+    model.compile(optimizer, loss="mse", metrics=[GuardCounters(optimizer)], **kwargs)
 
 
 def _fit_recording_batches(model, x, y, **kwargs):
@@ -28,11 +33,11 @@ def _fit_recording_batches(model, x, y, **kwargs):
 
 
 @JIT_MODES
-def test_counters_in_history_and_every_batch_without_a_callback(jit_compile):
+def test_counters_in_history_and_every_batch_when_listed_as_a_metric(jit_compile):
     # Row 20 is in batch 1 of 4: one skipped step per epoch.
     x, y = _data(nan_row=20)
     model = _model()
-    model.compile(GuardedOptimizer("adam"), loss="mse", jit_compile=jit_compile)
+    _compile(model, GuardedOptimizer("adam"), jit_compile=jit_compile)
     history, batch_logs = _fit_recording_batches(model, x, y, epochs=2)
 
     assert history.history["skipped_steps"] == [1, 2]
@@ -50,7 +55,7 @@ def test_counters_in_history_and_every_batch_without_a_callback(jit_compile):
 def test_evaluate_and_validation_get_no_counters():
     x, y = _data()
     model = _model()
-    model.compile(GuardedOptimizer("adam"), loss="mse")
+    _compile(model, GuardedOptimizer("adam"))
     history = model.fit(x, y, validation_data=(x, y), epochs=1, verbose=0)
     assert "skipped_steps" in history.history
     assert not [key for key in history.history if key.startswith("val_") and key != "val_loss"]
@@ -62,33 +67,39 @@ def test_train_on_batch_reports_the_step_like_any_metric():
     x, y = _data()
     x[:16] = np.nan
     model = _model()
-    model.compile(GuardedOptimizer("sgd"), loss="mse")
+    _compile(model, GuardedOptimizer("sgd"))
     logs = model.train_on_batch(x[:16], y[:16], return_dict=True)
     assert (logs["skipped_steps"], logs["consecutive_skips"]) == (1, 1)
     logs = model.train_on_batch(x[16:32], y[16:32], return_dict=True)
     assert (logs["skipped_steps"], logs["consecutive_skips"]) == (1, 0)
 
 
-def test_log_counters_false_leaves_the_logs_as_keras_makes_them():
+def test_by_default_the_logs_and_evaluate_are_as_keras_makes_them():
     x, y = _data(nan_row=20)
     model = _model()
-    model.compile(GuardedOptimizer("adam", log_counters=False), loss="mse")
+    model.compile(GuardedOptimizer("adam"), loss="mse")
     history, batch_logs = _fit_recording_batches(model, x, y, epochs=1)
     assert set(history.history) == {"loss"}
     assert all(set(logs) == {"loss"} for logs in batch_logs)
     assert model.optimizer.stats()["skipped_steps"] == 1
+    assert isinstance(model.evaluate(x[32:], y[32:], verbose=0), float)
+
+
+def test_counters_need_a_guarded_optimizer():
+    with pytest.raises(TypeError, match=r"`optimizer` must be a `xstable.optimizers.Guarded"):
+        GuardCounters(keras.optimizers.Adam())
 
 
 @pytest.mark.skip_backend(
     "jax",
     reason="inside a LossScaleOptimizer the guard runs in the loss scaler's lax.cond on JAX, "
-    "so its values cannot reach the step's logs (documented; GuardMonitor covers it)",
+    "so its values cannot reach the step's logs (documented; StabilityMonitor covers it)",
 )
 def test_inside_a_loss_scale_optimizer_the_counters_still_show():
     x, y = _data(nan_row=20)
     model = _model()
     guard = GuardedOptimizer("sgd")
-    model.compile(keras.optimizers.LossScaleOptimizer(guard), loss="mse")
+    _compile(model, keras.optimizers.LossScaleOptimizer(guard))
     history, batch_logs = _fit_recording_batches(model, x, y, epochs=1)
     # The loss scaler skips the NaN step itself, before the guard sees it.
     assert history.history["skipped_steps"] == [0]
@@ -105,7 +116,7 @@ def test_inside_a_loss_scale_optimizer_on_jax_logs_stay_clean():
     history = model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
     assert "skipped_steps" not in history.history
     history = model.fit(
-        x, y, batch_size=16, epochs=1, verbose=0, shuffle=False, callbacks=[GuardMonitor()]
+        x, y, batch_size=16, epochs=1, verbose=0, shuffle=False, callbacks=[StabilityMonitor()]
     )
     assert history.history["skipped_steps"] == [0]
 
@@ -113,7 +124,7 @@ def test_inside_a_loss_scale_optimizer_on_jax_logs_stay_clean():
 def test_recompiling_with_another_optimizer_drops_the_counters():
     x, y = _data()
     model = _model()
-    model.compile(GuardedOptimizer("adam"), loss="mse")
+    _compile(model, GuardedOptimizer("adam"))
     model.fit(x, y, epochs=1, verbose=0)
     model.compile("adam", loss="mse")
     history = model.fit(x, y, epochs=1, verbose=0)
@@ -124,46 +135,52 @@ def test_two_models_each_get_their_own_optimizers_counters():
     x, y = _data(nan_row=20)
     clean_x, _ = _data()
     first, second = _model(), _model()
-    first.compile(GuardedOptimizer("sgd"), loss="mse")
-    second.compile(GuardedOptimizer("sgd"), loss="mse")
+    _compile(first, GuardedOptimizer("sgd"))
+    _compile(second, GuardedOptimizer("sgd"))
     first_history = first.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
     second_history = second.fit(clean_x, y, batch_size=16, epochs=1, verbose=0)
     assert first_history.history["skipped_steps"] == [1]
     assert second_history.history["skipped_steps"] == [0]
 
 
-def test_guard_monitor_alongside_writes_the_same_values():
+def test_stability_monitor_alone_writes_the_same_values():
     x, y = _data(nan_row=20)
     model = _model()
     model.compile(GuardedOptimizer("adam"), loss="mse")
     history = model.fit(
-        x, y, batch_size=16, epochs=2, verbose=0, shuffle=False, callbacks=[GuardMonitor()]
+        x, y, batch_size=16, epochs=2, verbose=0, shuffle=False, callbacks=[StabilityMonitor()]
     )
     assert history.history["skipped_steps"] == [1, 2]
+    assert history.history["consecutive_skips"] == [0, 0]
 
 
 def test_saved_and_loaded_model_keeps_reporting(tmp_path):
     x, y = _data(nan_row=20)
     model = _model()
-    model.compile(GuardedOptimizer("adam"), loss="mse")
+    _compile(model, GuardedOptimizer("adam"))
     model.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
     path = tmp_path / "guarded.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
+    # The saved compile configuration names the metric, not the optimizer it reads: the
+    # loaded model lists it again for its own optimizer.
+    _compile(loaded, loaded.optimizer)
     history = loaded.fit(x, y, batch_size=16, epochs=1, verbose=0, shuffle=False)
     assert set(COUNTER_NAMES) <= set(history.history)
     assert history.history["skipped_steps"] == [2]  # the counter was saved with the optimizer
 
 
-def test_log_counters_must_be_a_bool():
-    with pytest.raises(TypeError, match=r"`log_counters` must be a bool.*Received: log_counters=1"):
-        GuardedOptimizer("adam", log_counters=1)
+def test_a_config_written_with_log_counters_still_loads():
+    config = GuardedOptimizer("adam").get_config()
+    config["log_counters"] = True
+    restored = GuardedOptimizer.from_config(config)
+    assert "log_counters" not in restored.get_config()
+    assert restored.max_consecutive_skips is None
 
 
-def test_log_counters_round_trips_in_the_config():
-    optimizer = GuardedOptimizer("adam", log_counters=False)
-    restored = GuardedOptimizer.from_config(optimizer.get_config())
-    assert restored.log_counters is False
+def test_guard_counters_config_round_trips():
+    metric = GuardCounters(GuardedOptimizer("adam"), name="guard")
+    assert GuardCounters.from_config(metric.get_config()).name == "guard"
 
 
 @pytest.mark.skip_backend("tensorflow", reason="skip_mode chooses between torch code paths")
@@ -178,9 +195,7 @@ def test_torch_branch_logs_host_values_equal_to_the_select_paths_tensors():
     for mode in ("branch", "select"):
         model = _model()
         model.set_weights(initial)
-        model.compile(
-            GuardedOptimizer("adam", global_clipnorm=0.5, skip_mode=mode), loss="mse"
-        )
+        _compile(model, GuardedOptimizer("adam", global_clipnorm=0.5, skip_mode=mode))
         _, logs[mode] = _fit_recording_batches(model, x, y, epochs=2)
         stats = model.optimizer.stats()
         assert logs[mode][-1]["grad_norm"] == stats["grad_norm"]

@@ -11,7 +11,8 @@ import pytest
 
 from tests.helpers import assert_matches_reference, to_numpy
 from xstable.errors import NonFiniteError
-from xstable.optimizers import GuardedOptimizer, GuardMonitor
+from xstable.callbacks import StabilityMonitor
+from xstable.optimizers import GuardedOptimizer
 
 NAN = float("nan")
 INF = float("inf")
@@ -282,7 +283,7 @@ def test_nan_batch_in_real_fit_is_skipped_and_logged(jit_compile):
     guard = GuardedOptimizer(keras.optimizers.Adam(0.01), global_clipnorm=5.0)
     model.compile(optimizer=guard, loss="mse", jit_compile=jit_compile)
     history = model.fit(
-        x, y, batch_size=16, epochs=3, verbose=0, shuffle=False, callbacks=[GuardMonitor()]
+        x, y, batch_size=16, epochs=3, verbose=0, shuffle=False, callbacks=[StabilityMonitor()]
     )
     assert history.history["skipped_steps"] == [1, 2, 3]
     assert history.history["consecutive_skips"] == [0, 0, 0]
@@ -305,7 +306,7 @@ def test_composes_with_mixed_precision():
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         assert model.optimizer.inner_optimizer is guard
         history = model.fit(
-            x, y, batch_size=16, epochs=2, verbose=0, shuffle=False, callbacks=[GuardMonitor()]
+            x, y, batch_size=16, epochs=2, verbose=0, shuffle=False, callbacks=[StabilityMonitor()]
         )
     finally:
         keras.mixed_precision.set_global_policy(previous)
@@ -438,6 +439,9 @@ def test_bad_arguments_give_clear_errors(kwargs, error, message):
         ("not-an-optimizer", ValueError, "names no Keras optimizer"),
         (3, TypeError, "inner_optimizer=3"),
         (keras.optimizers.SGD(gradient_accumulation_steps=2), ValueError, "accumulation"),
+        (keras.optimizers.SGD(float("nan")), ValueError, r"learning_rate=nan"),
+        (keras.optimizers.Adam(float("inf")), ValueError, r"learning_rate=inf"),
+        (keras.optimizers.SGD(-0.1), ValueError, r"learning_rate=-0\.1"),
     ],
 )
 def test_bad_inner_optimizers_give_clear_errors(inner, error, message):

@@ -11,7 +11,7 @@ import numpy as np
 
 from xstable.callbacks._atomic_write import atomic_write_text
 from xstable.errors import NonFiniteError
-from xstable.optimizers.guard_monitor import find_guarded_optimizer
+from xstable.optimizers.guarded_optimizer import find_guarded_optimizer
 from xstable.runtime import active_device, library_versions
 
 __all__ = ["NaNSentinel"]
@@ -93,6 +93,12 @@ def _log_value(value):
 
 class NaNSentinel(keras.callbacks.Callback):
     """Stops training at the first non-finite loss, metric or weight and restores good weights.
+
+    For recovery (roll back, lower the learning rate, go on) and for the guards of compiled
+    code, use `xstable.callbacks.StabilityMonitor`, xstable's one monitor callback; this
+    callback stays for its written report and the replay of the offending batch. A step that
+    the optimizer left out (a `GuardedOptimizer` skip, or the loss scaler of mixed precision)
+    is not a failure here either.
 
     Keras's `TerminateOnNaN` only stops, leaving NaN weights in the model (and in any checkpoint
     saved afterwards). `NaNSentinel` watches every batch's logs (loss and metrics, which Keras
@@ -214,6 +220,18 @@ class NaNSentinel(keras.callbacks.Callback):
                 f"training data passed to `fit`. Received: data of type {type(data).__name__}"
                 + (f" with {len(data)} elements" if isinstance(data, (tuple, list)) else "")
             )
+        if not isinstance(include_optimizer, bool):
+            raise TypeError(
+                "`include_optimizer` must be a bool (also snapshot the optimizer's state). "
+                f"Received: include_optimizer={include_optimizer!r}. Pass True or False."
+            )
+        if isinstance(verbose, bool) or not isinstance(verbose, int) or verbose not in (0, 1):
+            raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}.")
+        if report_dir is not None and not isinstance(report_dir, (str, os.PathLike)):
+            raise TypeError(
+                "`report_dir` must be a str, an os.PathLike or None. "
+                f"Received: report_dir={report_dir!r} of type {type(report_dir).__name__}."
+            )
         self.report_dir = None if report_dir is None else os.fspath(report_dir)
         self.on_nonfinite = on_nonfinite
         self.data = None if data is None else tuple(data)
@@ -234,6 +252,8 @@ class NaNSentinel(keras.callbacks.Callback):
         self.report_text = None
         self.report_paths = None
         self._snapshots = deque(maxlen=2)
+        self.skipped_steps = 0
+        self._expected_iterations = 0
         self._global_step = 0
         self._epoch = 0
         self._batch_begin = 0
@@ -292,6 +312,20 @@ class NaNSentinel(keras.callbacks.Callback):
     # ------------------------------------------------------------- callbacks
     def on_train_begin(self, logs=None):
         self._reset()
+        self._expected_iterations = self._read_iterations()
+
+    def _read_iterations(self):
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is None:
+            return 0
+        return int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+    def _step_was_skipped(self):
+        """Whether the optimizer applied no update at this step (read after a failure only)."""
+        iterations = self._read_iterations()
+        skipped = iterations < self._expected_iterations
+        self._expected_iterations = iterations
+        return skipped
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -307,8 +341,19 @@ class NaNSentinel(keras.callbacks.Callback):
         if self.triggered:
             return
         failing_step = self._global_step
-        self._global_step += max(1, batch - self._batch_begin + 1)
+        steps = max(1, batch - self._batch_begin + 1)
+        self._global_step += steps
+        self._expected_iterations += steps
         bad = self._first_nonfinite(logs)
+        if bad is not None and self._step_was_skipped():
+            # The optimizer (a GuardedOptimizer, or the loss scaler of mixed precision) left
+            # this step out: weights and slots are untouched, nothing to undo. Keras's
+            # running means would carry the NaN on for the rest of the epoch: restart them.
+            for metric in self.model.metrics:
+                if metric.name in ("loss", "compile_metrics"):
+                    metric.reset_state()
+            self.skipped_steps += 1
+            return
         if bad is not None:
             name, value = bad
             self._fire(

@@ -12,7 +12,7 @@ answers two questions for `FiniteCheck`:
 
 TensorFlow graphs and `torch.compile` get no host callback (XLA has none, and a graph break
 per layer would defeat compilation); their counts are read at the end of the batch by
-`FiniteCheckMonitor`.
+`xstable.callbacks.StabilityMonitor` (through the FiniteCheck reader it runs inside).
 """
 
 import keras

@@ -12,7 +12,7 @@ How each policy acts, per execution mode:
 | policy    | eager (TF run_eagerly, torch)  | jax.jit (JAX)                | TF graph/XLA, torch.compile |
 |-----------|--------------------------------|------------------------------|-----------------------------|
 | "raise"   | raises in the layer call (JAX  | monitor: raises as a later   | raises at batch end through |
-|           | fit step, no monitor: warns)   | batch begins, by epoch end   | `FiniteCheckMonitor`        |
+|           | fit step, no monitor: warns)   | batch begins, by epoch end   | `StabilityMonitor`          |
 |           |                                | (no monitor: host callback   |                             |
 |           |                                | warns)                       |                             |
 | "warn"    | warns in the layer call        | as raise, warning            | warns at batch end (monitor)|
@@ -37,13 +37,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from xstable import _counter_reset, _distribution, _model_reporting
-from xstable.errors import NonFiniteError
+from xstable import _counter_reset, _distribution
+from xstable.errors import POLICIES, NonFiniteError, check_policy
 from xstable.layers import _backend_host_check as host_check
 
 __all__ = ["FiniteCheck", "FiniteCheckMonitor", "POLICIES"]
 
-POLICIES = ("raise", "warn", "replace", "count")
 
 _TIPS = (
     "Debugging tips:\n"
@@ -69,6 +68,16 @@ def suspend_checks():
         yield
     finally:
         _suspended[0] -= 1
+
+
+def _in_stateless_scope():
+    """True inside a `keras.StatelessScope`, which every JAX training step runs in.
+
+    Such a step is stateless even when run eagerly: an exception inside it loses the
+    model's state. A scope entered here records the scope it nests in.
+    """
+    with keras.StatelessScope() as scope:
+        return scope.original_scope is not None
 
 
 def _nonfinite_message(name, count, context="", rows=None):
@@ -180,6 +189,29 @@ def _is_floating(dtype):
     return "float" in _standard_dtype(dtype)
 
 
+def _check_replacement(arg_name, value, dtype):
+    """A replacement must be a finite number that stays finite in `dtype`."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(
+            f"`{arg_name}` must be a finite number (it replaces non-finite values). "
+            f"Received: {arg_name}={value!r} of type {type(value).__name__}."
+        )
+    if not math.isfinite(float(value)):
+        raise ValueError(
+            f"`{arg_name}` must be a finite number (it replaces non-finite values). "
+            f"Received: {arg_name}={value!r}."
+        )
+    if _is_floating(dtype) and abs(float(value)) > _largest_finite(dtype):
+        raise ValueError(
+            f"`{arg_name}` must be representable in the layer's dtype {_standard_dtype(dtype)}"
+            f" (largest finite value {_largest_finite(dtype):.6g}); it would become inf. "
+            f"Received: {arg_name}={value!r}. Pass a smaller value, or leave posinf/neginf "
+            "as None for the dtype's largest value."
+        )
+
+
 def _largest_finite(dtype):
     dtype = _standard_dtype(dtype)
     if dtype == "bfloat16":
@@ -237,12 +269,13 @@ class FiniteCheck(keras.layers.Layer):
         - `"raise"`: raise `xstable.NonFiniteError` naming the layer and the count. In eager
           execution the layer call raises; in compiled code (XLA, `jax.jit`,
           `torch.compile`) the error is raised when the batch ends by a
-          `FiniteCheckMonitor` callback (pass it to `fit`). Inside a JAX training step
+          `xstable.callbacks.StabilityMonitor` callback (pass it to `fit`). Inside a JAX
+          training step
           (`jax.jit`, or `run_eagerly=True`) without a monitor it warns instead
           (`RuntimeWarning` with the same text): an exception there would fail a step that
           owns the model's state, losing every weight. On JAX the monitor has the step
           traced without a host callback and raises when a later batch begins (naming the
-          bad batch), at the latest when the epoch ends: see `FiniteCheckMonitor`. Without
+          bad batch), at the latest when the epoch ends: see `StabilityMonitor`. Without
           a monitor the warning comes from a host callback in every compiled step, and JAX
           on CPU then runs the step synchronously (the call returns only when the step is
           done; `benchmarks/probe_jax_host_callback.py`); on the 3x512 MLP that measured
@@ -279,24 +312,15 @@ class FiniteCheck(keras.layers.Layer):
 
     def __init__(self, policy="raise", nan=0.0, posinf=None, neginf=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(policy, str):
+        check_policy(policy, POLICIES)
+        if nan is None:
             raise TypeError(
-                f"`policy` must be a string, one of {POLICIES}. Received: policy={policy!r}."
-            )
-        if policy not in POLICIES:
-            raise ValueError(
-                f"`policy` must be one of {POLICIES}. Received: policy={policy!r}. "
-                "Use 'raise' to stop, 'warn' to report, 'replace' to sanitise, 'count' to "
-                "only count."
+                "`nan` must be a finite number (it replaces NaN). Received: nan=None. "
+                "Pass e.g. nan=0.0."
             )
         for arg_name, value in (("nan", nan), ("posinf", posinf), ("neginf", neginf)):
-            if value is not None and not np.isfinite(value):
-                raise ValueError(
-                    f"`{arg_name}` must be a finite number (it replaces non-finite values). "
-                    f"Received: {arg_name}={value!r}."
-                )
-        if nan is None:
-            raise ValueError("`nan` must be a finite number. Received: nan=None.")
+            if value is not None:
+                _check_replacement(arg_name, value, self.compute_dtype)
         self.policy = policy
         self.nan = float(nan)
         self.posinf = None if posinf is None else float(posinf)
@@ -309,7 +333,7 @@ class FiniteCheck(keras.layers.Layer):
             trainable=False,
             name="nonfinite_count",
         )
-        if policy in ("count", "replace"):
+        if policy == "count":
             self.count_metric = _NonFiniteCountMetric(
                 self.nonfinite_count, name=f"{self.name}_nonfinite"
             )
@@ -444,6 +468,9 @@ class FiniteCheck(keras.layers.Layer):
             if dtype is None or not _is_floating(dtype):
                 return t
             largest = _largest_finite(t.dtype)
+            for arg_name in ("nan", "posinf", "neginf"):
+                if getattr(self, arg_name) is not None:
+                    _check_replacement(arg_name, getattr(self, arg_name), t.dtype)
             posinf = largest if self.posinf is None else self.posinf
             neginf = -largest if self.neginf is None else self.neginf
             finite = ops.isfinite(t)
@@ -481,7 +508,7 @@ class FiniteCheck(keras.layers.Layer):
             return
         message = _nonfinite_message(self.name, count, context=context, rows=rows)
         if self.policy == "raise":
-            if keras.config.backend() == "jax" and _model_reporting.in_model_step():
+            if keras.config.backend() == "jax" and _in_stateless_scope():
                 # A JAX trainer step run eagerly (`run_eagerly=True`) is still stateless: an
                 # exception here loses every weight, as in jitted code (measured).
                 self._warn_instead_of_raising(message, "a JAX training step")
@@ -492,7 +519,7 @@ class FiniteCheck(keras.layers.Layer):
     def _warn_instead_of_raising(self, message, where):
         warnings.warn(
             f"{message}\npolicy='raise' cannot raise inside {where} without destroying the "
-            "model's weights. Pass `callbacks=[xstable.layers.FiniteCheckMonitor()]` to fit: "
+            "model's weights. Pass `callbacks=[xstable.callbacks.StabilityMonitor()]` to fit: "
             "it raises NonFiniteError when the batch ends, with the weights kept. Training "
             "goes on.",
             RuntimeWarning,
@@ -526,7 +553,12 @@ def _finite_checks(model):
 
 
 class FiniteCheckMonitor(keras.callbacks.Callback):
-    """Raises or warns for `FiniteCheck` layers at the end of every batch of compiled code.
+    """Deprecated: pass `xstable.callbacks.StabilityMonitor()` to `fit` instead.
+
+    `StabilityMonitor` serves `FiniteCheck` layers exactly as this callback does (it runs one
+    inside itself) and also watches the loss, the weights and a `GuardedOptimizer`.
+
+    Raises or warns for `FiniteCheck` layers at the end of every batch of compiled code.
 
     Inside XLA (TensorFlow `jit_compile`), `jax.jit` and `torch.compile` a layer cannot raise
     a Python exception; the monitor makes the `"raise"` and `"warn"` policies take effect
@@ -553,9 +585,21 @@ class FiniteCheckMonitor(keras.callbacks.Callback):
     >>> model.fit(x, y, callbacks=[FiniteCheckMonitor()])
     """
 
-    def __init__(self, every_n_batches=1):
+    def __init__(self, every_n_batches=1, _internal=False):
         super().__init__()
-        if not isinstance(every_n_batches, int) or every_n_batches < 1:
+        if not _internal:
+            warnings.warn(
+                "`xstable.layers.FiniteCheckMonitor` is deprecated: pass "
+                "`callbacks=[xstable.callbacks.StabilityMonitor()]` to `fit`, which serves "
+                "FiniteCheck layers the same way.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        if (
+            isinstance(every_n_batches, bool)
+            or not isinstance(every_n_batches, int)
+            or every_n_batches < 1
+        ):
             raise ValueError(
                 "`every_n_batches` must be a positive integer. "
                 f"Received: every_n_batches={every_n_batches!r}."

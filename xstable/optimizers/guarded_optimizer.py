@@ -10,13 +10,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from xstable import _distribution, _model_reporting
+from xstable import _distribution
 from xstable.errors import NonFiniteError
 from xstable.optimizers import clipping
-from xstable.optimizers.guard_counters import COUNTER_NAMES, GuardCounters
+from xstable.optimizers.guard_counters import COUNTER_NAMES
 from xstable.runtime import active_device
 
-__all__ = ["GuardedOptimizer", "ON_MAX_SKIPS_POLICIES", "SKIP_MODES"]
+__all__ = ["GuardedOptimizer", "ON_MAX_SKIPS_POLICIES", "SKIP_MODES", "find_guarded_optimizer"]
 
 ON_MAX_SKIPS_POLICIES = ("raise", "accept", "backoff")
 SKIP_MODES = ("auto", "select", "branch")
@@ -39,11 +39,12 @@ To keep training anyway, pass `on_max_skips="accept"` (applies the non-finite st
 `max_consecutive_skips=None` (skips forever)."""
 
 _UNCHECKED_MESSAGE = """\
-GuardedOptimizer '{name}' has on_max_skips="raise", but a compiled training step cannot raise: \
-the error comes from the host, from `xstable.optimizers.GuardMonitor` (pass \
-`callbacks=[xstable.optimizers.GuardMonitor()]` to `fit`) or from calling `optimizer.check()` \
-in your own loop. Without either, steps past max_consecutive_skips={limit} are skipped without \
-an error. Pass on_max_skips="accept" or "backoff" to choose that behaviour explicitly."""
+GuardedOptimizer '{name}' has max_consecutive_skips={limit} and on_max_skips="raise", but a \
+compiled training step cannot raise: the error comes from the host, from \
+`xstable.callbacks.StabilityMonitor` (pass `callbacks=[xstable.callbacks.StabilityMonitor()]` \
+to `fit`) or from calling `optimizer.check()` in your own loop. Without either, the steps past \
+the limit are skipped without an error. Pass max_consecutive_skips=None (the default) to skip \
+non-finite steps without a limit, or on_max_skips="accept" or "backoff"."""
 
 
 def _check_positive_number(name, value, allow_none=True):
@@ -75,6 +76,37 @@ def _check_count(name, value, allow_none=True):
     return int(value)
 
 
+def _check_learning_rate(optimizer):
+    """Rejects a learning rate that can only write non-finite weights (NaN, inf) or none."""
+    try:
+        rate = float(np.asarray(ops.convert_to_numpy(optimizer.learning_rate)))
+    except (TypeError, ValueError):
+        return  # a callable rate that needs a training step to evaluate
+    if not math.isfinite(rate) or rate < 0:
+        raise ValueError(
+            "The inner optimizer's learning rate must be a finite number >= 0: a NaN or "
+            "infinite rate turns the weights non-finite on the first step, and the guard "
+            "would then skip every step after it. Received: "
+            f"inner_optimizer.learning_rate={rate!r}. Set a finite rate, e.g. 1e-3."
+        )
+
+
+def find_guarded_optimizer(optimizer):
+    """Returns the GuardedOptimizer in `optimizer` (itself or inside a LossScaleOptimizer).
+
+    Args:
+        optimizer: A Keras optimizer or `None`.
+
+    Returns:
+        The `GuardedOptimizer`, or `None` when there is none.
+    """
+    while optimizer is not None:
+        if isinstance(optimizer, GuardedOptimizer):
+            return optimizer
+        optimizer = getattr(optimizer, "inner_optimizer", None)
+    return None
+
+
 @keras.saving.register_keras_serializable(package="xstable")
 class GuardedOptimizer(keras.optimizers.Optimizer):
     """Wraps a Keras optimizer: clips gradients and skips steps whose gradients are not finite.
@@ -95,11 +127,13 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
     rate schedules do not advance on skipped steps. Attempted steps are
     `iterations + skipped_steps`.
 
-    After more than `max_consecutive_skips` non-finite steps in a row, `on_max_skips` decides:
+    By default (`max_consecutive_skips=None`) non-finite steps are skipped without limit:
+    correct with no callback. After more than `max_consecutive_skips` non-finite steps in a row, `on_max_skips` decides:
     - `"raise"`: the step is skipped and the optimizer is marked as given up; the error
       (`xstable.errors.NonFiniteError`, saying what to check) is raised on the host by
-      `check()`, which `xstable.optimizers.GuardMonitor` calls after every batch. It cannot
-      be raised inside a compiled step.
+      `check()`, which `xstable.callbacks.StabilityMonitor` calls after every batch (it
+      cannot be raised inside a compiled step). The monitor's own `policy` then decides:
+      with `policy="replace"` it restores the last good state and lowers the rate.
     - `"accept"`: the non-finite step is applied, as optax's `apply_if_finite` does.
     - `"backoff"`: the step is skipped, the effective learning rate is multiplied by
       `lr_backoff_factor` and the run of skips starts again.
@@ -125,7 +159,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             typical).
         adaptive_clip_eps: Float. Smallest weight norm used by `adaptive_clip`.
         max_consecutive_skips: Int or `None`. Non-finite steps in a row tolerated before
-            `on_max_skips` applies; `None` skips forever.
+            `on_max_skips` applies; `None` (default) skips every non-finite step.
         on_max_skips: `"raise"`, `"accept"` or `"backoff"` (see above).
         lr_backoff_factor: Float in (0, 1). Factor for learning-rate back-off.
         lr_backoff_on_skip: Bool. Back the learning rate off on every skipped step.
@@ -138,35 +172,32 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             Python `if` on the finite flag (a device sync on GPU, free on CPU). `"auto"`:
             branch on CPU, select on accelerators. TensorFlow always uses a graph `cond`,
             JAX a device-side `lax.cond`.
-        log_counters: Bool. Show `skipped_steps`, `consecutive_skips`, `grad_norm` and
-            `lr_scale` in the `fit` logs and History of the model this optimizer trains
-            (default). The optimizer attaches a `GuardCounters` metric to that model when it
-            is built for it; no callback is needed. Like any metric, they then also appear
-            in `train_on_batch`'s return value; `evaluate()` gets none (it runs no step).
-            Inside a `LossScaleOptimizer` (mixed precision) on JAX the guard runs inside the
-            loss scaler's own `lax.cond`, where its values cannot reach the step's logs:
-            there use `GuardMonitor`.
         name: String, the optimizer's name.
 
     Raises:
         TypeError: If `inner_optimizer` is not an optimizer or a known name, or an argument
             has the wrong type.
         ValueError: If two clip modes are set, a norm or factor is not positive, the policy is
-            unknown, or the inner optimizer clips, accumulates gradients or uses EMA.
+            unknown, the inner optimizer's learning rate is not a finite number > 0, or the
+            inner optimizer clips, accumulates gradients or uses EMA.
+
+    The counters are not in the `fit` logs unless asked for: list
+    `xstable.optimizers.GuardCounters(optimizer)` in `compile(metrics=...)`, or pass
+    `xstable.callbacks.StabilityMonitor()` to `fit`, which writes them into the logs.
 
     Example:
 
     ```python
+    optimizer = xstable.optimizers.GuardedOptimizer(
+        keras.optimizers.Adam(1e-3), global_clipnorm=1.0
+    )
     model.compile(
-        optimizer=xstable.optimizers.GuardedOptimizer(
-            keras.optimizers.Adam(1e-3), global_clipnorm=1.0, max_consecutive_skips=5
-        ),
+        optimizer=optimizer,
         loss="mse",
+        metrics=[xstable.optimizers.GuardCounters(optimizer)],
     )
     history = model.fit(x, y)
     history.history["skipped_steps"]   # also consecutive_skips, grad_norm, lr_scale
-    # To raise at the end of the batch when on_max_skips="raise" gives up:
-    model.fit(x, y, callbacks=[xstable.optimizers.GuardMonitor()])
     ```
     """
 
@@ -178,13 +209,12 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         global_clipnorm=None,
         adaptive_clip=None,
         adaptive_clip_eps=1e-3,
-        max_consecutive_skips=10,
+        max_consecutive_skips=None,
         on_max_skips="raise",
         lr_backoff_factor=0.5,
         lr_backoff_on_skip=False,
         lr_recovery_steps=100,
         skip_mode="auto",
-        log_counters=True,
         name=None,
         **kwargs,
     ):
@@ -228,10 +258,6 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
                 f"Received: lr_backoff_on_skip={lr_backoff_on_skip!r}."
             )
         lr_recovery_steps = _check_count("lr_recovery_steps", lr_recovery_steps)
-        if not isinstance(log_counters, bool):
-            raise TypeError(
-                f"`log_counters` must be a bool. Received: log_counters={log_counters!r}."
-            )
         if skip_mode not in SKIP_MODES:
             raise ValueError(
                 f"`skip_mode` must be one of {', '.join(map(repr, SKIP_MODES))}. "
@@ -251,21 +277,19 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         self.lr_backoff_on_skip = lr_backoff_on_skip
         self.lr_recovery_steps = lr_recovery_steps
         self.skip_mode = skip_mode
-        self.log_counters = log_counters
-        # Whether something on the host calls `check()` (GuardMonitor sets it); see `apply`.
+        # Whether something on the host calls `check()` (StabilityMonitor sets it).
         self._host_checks = False
         self._warned_unchecked = False
-        # Fit-log reporting (GuardCounters): whether a step ran since the metric last read
-        # the counters, the traced values of that step on JAX, and the model reported to.
-        counters = GuardCounters(self)
-        object.__setattr__(
-            self,
-            "_reporter",
-            _model_reporting.ModelReporter(self, lambda: [counters], stateful=False),
-        )
+        # Whether a `GuardCounters` metric reads the counters after each step (it says so
+        # when it is made for this optimizer); torch's CPU branch then hands them over as
+        # host floats.
+        object.__setattr__(self, "_counters_wanted", False)
+        # For GuardCounters: whether a step ran since the metric last read the counters,
+        # and the traced values of that step on JAX.
         self._set_step_counters(False, None)
         # Inside a LossScaleOptimizer (mixed precision), which may skip a step before the
-        # guard runs, and on JAX runs the guard inside its own `lax.cond`.
+        # guard runs, and on JAX runs the guard inside its own `lax.cond`. Set by
+        # `GuardCounters` and `StabilityMonitor` when they see the outer optimizer.
         object.__setattr__(self, "_wrapped", False)
 
     @staticmethod
@@ -300,6 +324,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
                     f"`{arg}` on the GuardedOptimizer instead and leave it None on the inner "
                     "optimizer."
                 )
+        _check_learning_rate(inner_optimizer)
         if inner_optimizer.gradient_accumulation_steps or inner_optimizer.use_ema:
             raise ValueError(
                 "GuardedOptimizer does not support inner optimizers with "
@@ -333,7 +358,6 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         if not self.inner_optimizer.built:
             self.inner_optimizer.build(var_list)
         super().build(var_list)
-        self._report_to_model()
 
     @property
     def variables(self):
@@ -491,7 +515,6 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         if not grads:
             return
         self._warn_if_raise_cannot_happen()
-        self._report_to_model()
         if trainable_variables is None:
             if not self.built:
                 raise ValueError(
@@ -624,7 +647,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             self.consecutive_skips.assign(ops.zeros((), dtype=self.consecutive_skips.dtype))
         self.grad_norm.assign(norm)
         self.inner_optimizer.apply(grads, trainable_variables)
-        if not self.log_counters:
+        if not self._counters_wanted:
             return None
         # What the logs show, as Python floats read here (two scalar reads, free on CPU),
         # instead of four device copies in `GuardCounters.result()` that Keras's
@@ -650,7 +673,6 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
 
     def stateless_apply(self, optimizer_variables, grads, trainable_variables):
         self._warn_if_raise_cannot_happen()
-        self._report_to_model()
         if not self.built:
             raise ValueError(
                 "To call `stateless_apply`, GuardedOptimizer must be built (its variables "
@@ -697,28 +719,11 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
 
     # ------------------------------------------------------------ reporting
 
-    def _report_to_model(self):
-        """Attaches `GuardCounters` to the model training with this optimizer (once).
-
-        Runs in Python: at build, and once per trace on TF and JAX, every step on torch,
-        where a model already reported to costs one identity check, not a stack walk.
-        """
-        if not self.log_counters:
-            return
-        model = self._reporter.report()
-        if model is not None:
-            object.__setattr__(self, "_wrapped", model.optimizer is not self)
-
     def _take_step_counters(self):
         """The counters after the latest step, once per step; None when no step ran."""
         if not self.built:
             return None
         applied = self._step_applied
-        if not applied and self._wrapped and keras.config.backend() == "torch":
-            # A LossScaleOptimizer skipped this step before the guard ran. Torch fit trains
-            # in train mode and evaluates in eval mode: report what the counters hold.
-            model = self._reporter.model
-            applied = model is not None and bool(getattr(model, "training", False))
         if not applied:
             return None
         values = self._step_values
@@ -726,6 +731,16 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         if values is None:
             values = {name: getattr(self, name).value for name in COUNTER_NAMES}
         return values
+
+    def _peek_step_counters(self):
+        """The counters after the latest step, without marking them read; None if none ran."""
+        if not self.built:
+            return None
+        if not self._step_applied:
+            return None
+        if self._step_values is not None:
+            return self._step_values
+        return {name: getattr(self, name).value for name in COUNTER_NAMES}
 
     def _forget_step_counters(self):
         self._set_step_counters(False, None)
@@ -763,8 +778,8 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
     def check(self):
         """Raises `NonFiniteError` if the `"raise"` policy's limit was passed.
 
-        Compiled steps cannot raise, so the host calls this (GuardMonitor does after every
-        batch). Reading the counter waits for the device.
+        Compiled steps cannot raise, so the host calls this (`StabilityMonitor` does after
+        every batch). Reading the counter waits for the device.
 
         Raises:
             NonFiniteError: When `on_max_skips="raise"` and more than
@@ -801,12 +816,14 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             "lr_backoff_on_skip": self.lr_backoff_on_skip,
             "lr_recovery_steps": self.lr_recovery_steps,
             "skip_mode": self.skip_mode,
-            "log_counters": self.log_counters,
         }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
+        # Written by earlier versions, whose counters reached the logs by themselves; they
+        # are now listed as a metric (`GuardCounters`) or logged by `StabilityMonitor`.
+        config.pop("log_counters", None)
         # `keras.optimizers.deserialize` maps built-in optimizers to the active backend's
         # class; a file saved on torch names the torch Adam module.
         inner = keras.optimizers.deserialize(
