@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from tests.optimizers.test_guarded_optimizer import _assert_bit_identical, _data, _model, _snapshot
-from xstable.errors import NonFiniteError
 from xstable.callbacks import StabilityMonitor
+from xstable.errors import NonFiniteError
 from xstable.optimizers import GuardedOptimizer, GuardMonitor
 from xstable.optimizers.guarded_optimizer import find_guarded_optimizer
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import assert_matches_reference, to_numpy
-from xstable.errors import NonFiniteError
 from xstable.callbacks import StabilityMonitor
+from xstable.errors import NonFiniteError
 from xstable.optimizers import GuardedOptimizer
 
 NAN = float("nan")

@@ -3,8 +3,8 @@
 JAX runs `keras.ops` eagerly one primitive at a time, compiling each; a forward and backward
 pass taken apart layer by layer then costs seconds. Under `jax.jit` it is one compilation.
 TensorFlow and torch run such a function fast enough eagerly, and eager TensorFlow keeps the
-logits of a sigmoid/softmax output for the loss exactly as its compiled train step does
-(BACKEND-NOTES 2), so they are left as they are.
+logits of a sigmoid/softmax output for the loss exactly as its compiled train step does,
+so they are left as they are.
 """
 
 import keras

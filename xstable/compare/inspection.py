@@ -239,7 +239,7 @@ class _Inspector:
 
                 def loss_fn():
                     # The model itself, not the probe, feeds the loss: on TensorFlow the loss
-                    # recovers logits from the model's own sigmoid/softmax (BACKEND-NOTES 2).
+                    # recovers logits from the model's own sigmoid/softmax.
                     y_pred = model(x, training=True)
                     loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
                     # `scale`: a LossScaleOptimizer's scale, to see the gradients its

@@ -25,8 +25,8 @@ class Tolerances:
     The defaults come from measurement (docs/compare.md, "Choosing the tolerances"): on the
     benign specs and seed fix variants, float32 training on CPU with TF32 off kept the per-step
     relative loss deviation between backends below 1e-4 for up to a few hundred steps, while the
-    real divergences of BACKEND-NOTES 2 and 5 (cross-entropy on saturated probabilities, batch
-    variance of large-mean inputs on torch) deviate by 1e-1 or more at the step where they
+    real backend differences (cross-entropy on saturated probabilities, batch variance of
+    large-mean inputs on torch) deviate by 1e-1 or more at the step where they
     occur. `loss_rtol=1e-3` sits an order of magnitude above the noise and two below the
     divergences; `tensor_rtol=1e-4` is about 1000 float32 ulps on identical inputs.
 

@@ -56,11 +56,10 @@ def _signed_log(values):
 def _magnitude(x):
     """`|x|`, written the fastest way for the backend's `log1p(|x|)` (same value everywhere).
 
-    TensorFlow graphs run `log1p(abs(x))` ~150 us slower per call on CPU than
-    `log1p(maximum(x, -x))`, although `abs` and `log1p` alone each cost ~5 us: an auto-scaled
-    20-64-64-1 training step measured 1.21x a plain one against 1.04x
-    (`benchmarks/probe_auto_scale_tf_ops.py`, 2026-12-03). On eager torch `maximum(x, -x)` is
-    one dispatch more than `abs` (0.5 % of that step), so the other backends keep `abs`.
+    TensorFlow graphs on CPU run `log1p(abs(x))` much slower than `log1p(maximum(x, -x))`,
+    although `abs` and `log1p` alone are cheap (it made an auto-scaled training step miss the
+    speed target). On eager torch `maximum(x, -x)` is one dispatch more than `abs`, so the
+    other backends keep `abs`.
     Both give NaN for NaN and +Inf for ±Inf.
     """
     if keras.config.backend() == "tensorflow":
@@ -76,9 +75,8 @@ def _impute_nan(x, value, before_signed_log):
     its compare and select make XLA CPU's cost model call the transform's fusion
     compute-bound (10 flops per value on 8 bytes) and split it into parallel tasks, the
     second of which waits for the core the Python thread holds on a 2-CPU machine; without
-    them the fusion does 8 flops per value and stays whole
-    (`benchmarks/probe_auto_scale_xla_cost.py`; an auto step went from 1.12x to 1.04x a
-    Normalization step, docs/auto-scale.md). The NaN test is a separate reduction that XLA
+    them the fusion does 8 flops per value and stays whole (an auto step then meets its speed
+    target against a Normalization step). The NaN test is a separate reduction that XLA
     leaves whole. Everywhere else the plain select stays: the `robust` transform's fusion
     (5 flops per value) is never split, and the reduction and conditional cost it ~1 %
     (measured); TF graphs and torch have no such split to avoid, and a conditional there

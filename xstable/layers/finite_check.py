@@ -96,15 +96,12 @@ def _nonfinite_message(name, count, context="", rows=None):
 def _count_nonfinite(x):
     """Number of NaN/±Inf entries of `x`, as a float32 scalar; the fastest exact form per backend.
 
-    Both forms are plain keras.ops and give the same count; which is faster differs (measured
-    on CPU, one thread, 256x512 float32):
-    - torch: every op yielding a bool tensor is slow on CPU, so count with float arithmetic:
+    Both forms are plain keras.ops and give the same count; which is faster differs on CPU:
+    - torch: ops yielding bool tensors are slow on CPU, so count with float arithmetic:
       `x * 0` is 0 for finite values and NaN for NaN and ±Inf, and `nan_to_num(., nan=1)` then
-      sums to the count (113 us against 479 us for the `isfinite` form through keras.ops;
-      `benchmarks/probe_op_costs.py`), without the autograd nodes `stop_gradient` spares.
+      sums to the count, without the autograd nodes `stop_gradient` spares.
     - TensorFlow and JAX: `isfinite` is one fast kernel, while Keras's TF `nan_to_num` is three
-      `where`s and five more ops unless XLA fuses them (the float form made a TF
-      `tf.function` step with `count` checks 1.17x plain instead of ~1.10x).
+      `where`s and five more ops unless XLA fuses them.
     """
     dtype = _standard_dtype(x.dtype)
     if keras.config.backend() != "torch":
@@ -120,12 +117,9 @@ def _count_nonfinite(x):
 def _count_nonfinite_after_probe(x):
     """The exact count only when the one-op probe is not finite, else 0: for traced TF/JAX code.
 
-    XLA on CPU computes `sum(x)` in about a third of the time of the exact count
-    (`sum(cast(!isfinite(x)))`: 21 vs 74 us on a 256x512 float32 input, jax 0.10.2;
-    `benchmarks/probe_jax_count_forms.py`), and a `lax.cond` / `tf.cond` runs only the branch
-    taken, so a clean batch pays for the probe alone. TensorFlow after a 256x512 relu layer
-    (`benchmarks/probe_tf_count_forms.py`, 2026-12-03): the exact count adds +258 us under
-    XLA and +235 us in a plain `tf.function`, the cond form +82 us and +66 us.
+    On CPU `sum(x)` costs a fraction of the exact count (`sum(cast(!isfinite(x)))`), and a
+    `lax.cond` / `tf.cond` runs only the branch taken, so a clean batch pays for the probe
+    alone.
 
     Same value as `_count_nonfinite`: a finite probe proves every entry finite (count 0), and
     a non-finite one runs the exact count (which clears a false alarm from an overflowing
@@ -144,8 +138,8 @@ def _nonfinite_probe(x):
     Any NaN makes the sum NaN and any ±Inf makes it ±Inf or NaN, so a finite probe proves the
     input finite. The converse can fail only when a float32/float64 sum of finite values
     overflows (entries near 1e34 and up): a false alarm, which the exact count that follows
-    clears. One op on float32 (eager torch, 256x512: about half the time of `sum(x * 0)`,
-    which writes a full product first; `benchmarks/probe_op_costs.py`). float16 and bfloat16
+    clears. One op on float32 (cheaper than `sum(x * 0)`, which writes a full product first).
+    float16 and bfloat16
     keep `sum(x * 0)`, whose terms are all 0 for finite entries: a plain sum of a few
     thousand O(1) activations would already overflow float16 and alarm on every call.
     """
@@ -278,8 +272,7 @@ class FiniteCheck(keras.layers.Layer):
           bad batch), at the latest when the epoch ends: see `StabilityMonitor`. Without
           a monitor the warning comes from a host callback in every compiled step, and JAX
           on CPU then runs the step synchronously (the call returns only when the step is
-          done; `benchmarks/probe_jax_host_callback.py`); on the 3x512 MLP that measured
-          ~1.2x a plain step, against ~1.05x with the monitor.
+          done), which costs noticeably more than with the monitor.
         - `"warn"`: emit a `RuntimeWarning` with the same message, keep training.
         - `"replace"`: replace NaN by `nan`, +Inf by `posinf` and -Inf by `neginf`
           (defaults: 0, and the largest finite value of the dtype with the sign).
@@ -341,8 +334,7 @@ class FiniteCheck(keras.layers.Layer):
     def __call__(self, *args, **kwargs):
         # Eager fast path: a built check whose input reads finite on the host returns it as
         # is, without Keras's layer-call machinery, which on eager torch costs more than the
-        # check itself: a clean call takes about a third of the time it takes through
-        # `keras.layers.Layer.__call__` (`benchmarks/probe_op_costs.py`).
+        # check itself.
         # Anything else (symbolic or compiled calls, non-finite input, a recorder wrapping
         # `call`, keyword arguments other than the call-context ones such as `training`,
         # which a Functional model passes and a FiniteCheck has no use for) takes the full
@@ -490,7 +482,7 @@ class FiniteCheck(keras.layers.Layer):
         # Otherwise (a monitor traced this step on JAX; TF graph/XLA; torch.compile):
         # FiniteCheckMonitor reads the counter when the batch ends. A JAX step traced
         # without the callback runs asynchronously; with it, JAX runs the whole step
-        # synchronously (benchmarks/probe_jax_host_callback.py).
+        # synchronously.
 
     def _rows(self, leaves):
         rows = set()

@@ -3,10 +3,8 @@
 `keras.ops` spells a gradient's sum of squares as `sum(square(g))`. A TF graph runs that as two
 kernels: `Square` writes a temporary as large as the gradient and `Sum` reads it back, a full
 extra pass over every gradient in each step (nothing fuses them without XLA). `tf.nn.l2_loss`
-computes `sum(g ** 2) / 2` in one pass. For `bench_optimizers.py`'s MLP (~660,000 parameters)
-this made a guarded Adam step with global clipping cheaper on a 2-core CPU: 0.986 [0.980-0.994]
-of the old form's CPU time, paired in the same rounds (`benchmarks/probe_tf_norm_forms.py`).
-Doubling the halved sum is exact (a power of two), so the result equals `sum(square(g))` bit
+computes `sum(g ** 2) / 2` in one pass, which makes a guarded step with global clipping a
+little cheaper on CPU. Doubling the halved sum is exact (a power of two), so the result equals `sum(square(g))` bit
 for bit where that is a normal number, and is
 NaN or inf exactly where it is.
 """

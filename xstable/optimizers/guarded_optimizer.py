@@ -617,8 +617,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
     def _torch_branch_apply(self, grads, trainable_variables):
         """torch "branch" mode: decide on the host, and do only the work the decision needs.
 
-        Eager torch runs every `keras.ops` call as a separate dispatch (~15-25 us each on
-        CPU), so the ~15 scalar ops of `_guard` that keep the counters cost as much as the
+        Eager torch runs every `keras.ops` call as a separate dispatch, so the ~15 scalar ops of `_guard` that keep the counters cost as much as the
         global norm itself. The branch reads the finite flag on the host anyway; when the
         step is finite and no learning-rate back-off is configured (the common case), the
         counters' new values are known without computing them: `consecutive_skips` becomes 0,
@@ -651,10 +650,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             return None
         # What the logs show, as Python floats read here (two scalar reads, free on CPU),
         # instead of four device copies in `GuardCounters.result()` that Keras's
-        # `pythonify_logs` then converts one by one. Logging the counters at all measured
-        # ~2 % of a 3x512 MLP's Adam step on torch CPU (`benchmarks/bench_optimizers.py`,
-        # "no logged counters" variant); the host floats recover a part of it (new/old
-        # 0.990-0.997, docs/guarded-optimizer.md).
+        # `pythonify_logs` then converts one by one.
         return {
             "skipped_steps": float(self.skipped_steps.value),
             "consecutive_skips": 0.0,
