@@ -68,6 +68,18 @@ def compare_to_document(xstable_result, document_result):
     return "within 5 %" if mine <= theirs * (1.0 + NOISE_MARGIN) else "no"
 
 
+def _index_results(results):
+    """Returns `(cells, scenario order, backends)`; cells keyed by (scenario, variant, backend)."""
+    cells, order, seen = {}, [], set()
+    for result in results:
+        scenario = result.extra["scenario"]
+        if scenario not in order:
+            order.append(scenario)
+        cells[(scenario, result.extra["variant"], result.backend)] = result
+        seen.add(result.backend)
+    return cells, order, [b for b in BACKENDS if b in seen]
+
+
 def render_summary_table(results):
     """Renders the summary table of results from one or more backends, as markdown.
 
@@ -84,14 +96,7 @@ def render_summary_table(results):
     """
     from xstable.scenarios.registry import get_scenario
 
-    cells, order, seen = {}, [], set()
-    for result in results:
-        scenario = result.extra["scenario"]
-        if scenario not in order:
-            order.append(scenario)
-        cells[(scenario, result.extra["variant"], result.backend)] = result
-        seen.add(result.backend)
-    backends = [b for b in BACKENDS if b in seen]
+    cells, order, backends = _index_results(results)
     lines = [
         "| Scenario | Variant | " + " | ".join(_BACKEND_LABELS[b] for b in backends) + " |",
         "| --- | --- |" + " --- |" * len(backends),
@@ -172,14 +177,7 @@ def render_compact_table(results):
     Returns:
         str, a markdown table.
     """
-    cells, order, seen = {}, [], set()
-    for result in results:
-        scenario = result.extra["scenario"]
-        if scenario not in order:
-            order.append(scenario)
-        cells[(scenario, result.extra["variant"], result.backend)] = result
-        seen.add(result.backend)
-    backends = [b for b in BACKENDS if b in seen]
+    cells, order, backends = _index_results(results)
     lines = [
         "| scenario | failure | document fix | xstable fix |",
         "| --- | --- | --- | --- |",
