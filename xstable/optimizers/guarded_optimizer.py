@@ -178,7 +178,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         TypeError: If `inner_optimizer` is not an optimizer or a known name, or an argument
             has the wrong type.
         ValueError: If two clip modes are set, a norm or factor is not positive, the policy is
-            unknown, the inner optimizer's learning rate is not a finite number > 0, or the
+            unknown, the inner optimizer's learning rate is NaN, infinite or negative, or the
             inner optimizer clips, accumulates gradients or uses EMA.
 
     The counters are not in the `fit` logs unless asked for: list
