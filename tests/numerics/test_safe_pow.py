@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import assert_matches_reference, to_numpy
@@ -38,9 +38,24 @@ def _reference(x, p):
 
 @settings(max_examples=30, deadline=None)
 @given(float32_arrays(), st.sampled_from([0.0, 0.1, 0.5, 1.0, 2.0, 3.0, -0.5, -1.0]))
+# A negative subnormal base: TF and XLA flush it to 0 (the value of 0 ** p), torch keeps its
+# sign (a negative base); either is right (found by a fresh Hypothesis run on JAX).
+@example(np.array([0, 0, 0, 0, 0, -4.150463882529746e-40], np.float32), -1.0)
+@example(np.array([0, 0, 0, 0, 0, -4.150463882529746e-40], np.float32), 0.1)
 def test_value_and_gradient_match_reference(x, p):
     value, grad = value_and_grad(lambda t: safe_pow(t, p), x)
     expected, expected_grad = _reference(x, p)
+    flushed_expected, flushed_grad = _reference(
+        np.where(np.abs(x) < FLOAT32_TINY, np.float32(0.0), x), p
+    )
+    # Where the base is subnormal, the reference is whichever of the two the backend gave.
+    with np.errstate(invalid="ignore", over="ignore"):
+        matches_flushed = (np.isnan(value) & np.isnan(flushed_expected)) | (
+            np.abs(value - flushed_expected) <= 1e-4 * np.abs(flushed_expected) + 1e-6
+        )
+    use_flushed = (np.abs(x) < FLOAT32_TINY) & matches_flushed
+    expected = np.where(use_flushed, flushed_expected, expected)
+    expected_grad = np.where(use_flushed, flushed_grad, expected_grad)
     defined = ~np.isnan(expected)
     assert np.isfinite(value[defined]).all(), (x, p, value)
     assert np.isnan(value[~defined]).all(), (x, p, value)
