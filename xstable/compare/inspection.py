@@ -72,7 +72,9 @@ class StateRecorder:
     reused for the inspection (no second build or trace). States are kept up to
     `budget_bytes`; past it only the latest two are kept (enough to locate a NaN, also one
     that an update made) and `state_at` returns `None` for older steps, so the caller replays
-    instead.
+    instead. The states alive at any time therefore take at most `S + max(budget_bytes, S)`
+    bytes, `S` being one state's size (weights, optimizer variables and the batch), however
+    many steps the run takes (see "Memory" in docs/compare.md).
 
     Args:
         budget_bytes: int, memory for kept states.
@@ -89,8 +91,11 @@ class StateRecorder:
 
     def __call__(self, step, epoch, batch, model, x_batch, y_batch):
         self.model = model
+        # The older of the two latest states is let go before the new one is taken, so that
+        # past the budget no more than two states are alive at any time.
+        self.previous = self.latest
         state = _snapshot(model, step, epoch, batch, x_batch, y_batch)
-        self.previous, self.latest = self.latest, state
+        self.latest = state
         if self.complete:
             size = _nbytes(state)
             if self.used_bytes + size <= self.budget_bytes:
