@@ -29,12 +29,11 @@ sys.path.insert(0, ROOT)
 
 _BY_HAND = """
 import sys, time
-from xstable.compare.targets import initial_weights_for, load_spec, target_settings
+from xstable.compare.targets import initial_weights_for, load_spec
 from xstable.training import run_spec
 for target in sys.argv[1:]:
     spec = load_spec(target)
-    run_spec(spec, initial_weights=initial_weights_for(target, spec),
-             diverged_threshold=target_settings(target)["diverged_threshold"])
+    run_spec(spec, initial_weights=initial_weights_for(target, spec))
 """
 
 
