@@ -3,7 +3,7 @@ import numpy as np
 
 from tests.helpers import assert_matches_reference, to_numpy
 from tests.numerics._grad import value_and_grad
-from xstable._backend_gradients import value_and_gradients, zero_nonfinite_gradient
+from xstable.backend import value_and_gradients, zero_nonfinite_gradient
 
 
 def test_gradients_of_a_dense_layer_match_numpy():

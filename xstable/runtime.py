@@ -1,13 +1,15 @@
 """What xstable runs on: the active Keras backend, its device and library versions.
 
-This is the one place where xstable asks a backend library about itself (devices,
-TF32 matmul settings). Everything else goes through `keras.ops`.
+The backend library's own answers (devices, TF32 matmul settings) come through
+`xstable.backend`, the one place that imports it.
 """
 
 import importlib.metadata
 import platform
 
 import keras
+
+from xstable import backend
 
 __all__ = ["active_backend", "active_device", "library_versions", "disable_tf32"]
 
@@ -24,7 +26,7 @@ def active_backend():
     Keras picks the backend once, at import, from the `KERAS_BACKEND` environment variable
     (or `~/.keras/keras.json`); to use another backend, start a new process.
     """
-    return keras.config.backend()
+    return backend.NAME
 
 
 def active_device():
@@ -33,29 +35,7 @@ def active_device():
     The answer comes from the backend library itself (`torch.cuda`, `jax.devices()`,
     `tf.config`), so it reflects what is visible to this process.
     """
-    backend = active_backend()
-    if backend == "torch":
-        import torch
-
-        if torch.cuda.is_available():
-            return f"gpu:{torch.cuda.current_device()} ({torch.cuda.get_device_name()})"
-        return "cpu"
-    if backend == "jax":
-        import jax
-
-        device = jax.devices()[0]
-        if device.platform == "cpu":
-            return "cpu"
-        return f"{device.platform}:{device.id} ({device.device_kind})"
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        gpus = tf.config.list_physical_devices("GPU")
-        if gpus:
-            details = tf.config.experimental.get_device_details(gpus[0])
-            return f"gpu:0 ({details.get('device_name', 'unknown')})"
-        return "cpu"
-    return "unknown"
+    return backend.device_name()
 
 
 def _distribution_version(names):
@@ -73,13 +53,13 @@ def library_versions():
     Keys: `python`, `keras`, `numpy`, `backend` (the active backend's name) and
     `backend_version` (the installed version of that backend's library).
     """
-    backend = active_backend()
+    name = active_backend()
     return {
         "python": platform.python_version(),
         "keras": keras.__version__,
         "numpy": _distribution_version(("numpy",)),
-        "backend": backend,
-        "backend_version": _distribution_version(_BACKEND_DISTRIBUTIONS.get(backend, ())),
+        "backend": name,
+        "backend_version": _distribution_version(_BACKEND_DISTRIBUTIONS.get(name, ())),
     }
 
 
@@ -90,18 +70,4 @@ def disable_tf32():
     results from the three backends are comparable to a float32 or float64 reference.
     Harmless on CPU.
     """
-    backend = active_backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.experimental.enable_tensor_float_32_execution(False)
-    elif backend == "torch":
-        import torch
-
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        torch.set_float32_matmul_precision("highest")
-    elif backend == "jax":
-        import jax
-
-        jax.config.update("jax_default_matmul_precision", "highest")
+    backend.disable_tf32()

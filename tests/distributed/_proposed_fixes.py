@@ -8,7 +8,7 @@ reproduces the per-replica counter fork that `replica_sum` prevents.
 
 import keras
 
-from xstable import _distribution
+from xstable import backend
 from xstable.losses import SafeLoss
 from xstable.optimizers import GuardedOptimizer
 
@@ -24,7 +24,7 @@ GlobalMeanSafeLoss = SafeLoss
 class ReplicaSumCountingLayer(keras.layers.Layer):
     """Counts non-finite inputs like FiniteCheck does, with the count made global first.
 
-    The change proposed for `FiniteCheck.call`: `count = _distribution.replica_sum(count)`
+    The change proposed for `FiniteCheck.call`: `count = backend.replica_sum(count)`
     before `self.nonfinite_count.assign(self.nonfinite_count + count)`.
     """
 
@@ -39,6 +39,6 @@ class ReplicaSumCountingLayer(keras.layers.Layer):
         ops = keras.ops
         count = ops.sum(ops.cast(ops.logical_not(ops.isfinite(inputs)), "float32"))
         if self.global_count:
-            count = _distribution.replica_sum(count)
+            count = backend.replica_sum(count)
         self.nonfinite_count.assign(self.nonfinite_count + count)
         return ops.where(ops.isfinite(inputs), inputs, ops.zeros_like(inputs))

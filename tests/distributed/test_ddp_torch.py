@@ -28,7 +28,7 @@ _NEEDS_GLOBAL_MEAN = (
     "SafeLoss divides each process's sum by that process's count of finite samples; DDP "
     "then averages per-process means, which differs from the global mean when one shard "
     "lost a sample (measured: weights 3e-3 off). Fix: divide by "
-    "xstable._distribution.global_mean_divisor(count) (docs/distributed.md)."
+    "xstable.backend.global_mean_divisor(count) (docs/distributed.md)."
 )
 
 

@@ -34,7 +34,7 @@ _NEEDS_CROSS_REPLICA_APPLY = (
     "GuardedOptimizer._graph_apply runs ops.cond in the replica context around the inner "
     "optimizer, whose update calls merge_call: tf.distribute refuses it (RuntimeError), and "
     "the decision would come from per-replica gradients. Fix: route it through "
-    "xstable._distribution.cross_replica_guarded_apply (docs/distributed.md)."
+    "xstable.backend.cross_replica_guarded_apply (docs/distributed.md)."
 )
 
 
@@ -105,7 +105,7 @@ _NEEDS_GLOBAL_MEAN = (
     "SafeLoss divides each replica's sum by that replica's count of finite samples and skips "
     "Keras's 1/num_replicas loss scaling, so the summed gradient is not the global mean's "
     "(measured: epoch loss 2x, weights 3e-3 off). Fix: divide by "
-    "xstable._distribution.global_mean_divisor(count) (docs/distributed.md)."
+    "xstable.backend.global_mean_divisor(count) (docs/distributed.md)."
 )
 
 
@@ -153,7 +153,7 @@ def test_layer_counter_with_replica_sum_is_global_on_every_replica(measured):
 _NEEDS_REPLICA_SUM = (
     "FiniteCheck assigns nonfinite_count + count in each replica's call: every replica keeps "
     "its own shard's count (measured 0 and 1) and fit history shows replica 0's (0). Fix: count = "
-    "xstable._distribution.replica_sum(count) before the assign (docs/distributed.md)."
+    "xstable.backend.replica_sum(count) before the assign (docs/distributed.md)."
 )
 
 

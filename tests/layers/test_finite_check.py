@@ -12,10 +12,10 @@ from hypothesis.extra import numpy as hnp
 from keras import ops
 
 from tests.helpers import assert_matches_reference, to_numpy
+from xstable import backend
 from xstable.callbacks import StabilityMonitor
 from xstable.errors import NonFiniteError
 from xstable.layers import FiniteCheck, FiniteCheckMonitor
-from xstable.layers import _backend_host_check as host_check
 
 ROWS, FEATURES, BATCH = 32, 4, 8
 
@@ -391,7 +391,7 @@ def test_jax_steps_traced_with_monitor_have_no_host_callback(monkeypatch):
     # with a monitor watching, the raise/warn checks must trace without one and the monitor
     # reads the counters instead. Without a monitor the callback is what reports.
     traced_callbacks = []
-    original = host_check.call_on_host_if_positive
+    original = backend.call_on_host_if_positive
 
     def recording(count, callback):
         # fit first builds the model with jax.eval_shape, which traces but never runs.
@@ -399,7 +399,7 @@ def test_jax_steps_traced_with_monitor_have_no_host_callback(monkeypatch):
             traced_callbacks.append(callback)
         return original(count, callback)
 
-    monkeypatch.setattr(host_check, "call_on_host_if_positive", recording)
+    monkeypatch.setattr(backend, "call_on_host_if_positive", recording)
     x, y = _data()
     x = np.nan_to_num(x, nan=0.0, posinf=0.0)
     model = _model("raise", jit_compile=True)
@@ -545,5 +545,5 @@ def test_rejects_bad_arguments():
 
 
 def test_backend_host_check_sees_eager_values_as_concrete():
-    assert host_check.is_concrete(ops.ones((2,)))
-    assert host_check.supports_host_callback() == (keras.config.backend() == "jax")
+    assert backend.is_concrete(ops.ones((2,)))
+    assert backend.HOST_CALLBACKS == (keras.config.backend() == "jax")

@@ -143,7 +143,7 @@ def test_global_norm_is_inf_when_the_sum_of_squares_overflows_on_every_backend()
 def _tf_only():
     return pytest.mark.skipif(
         keras.config.backend() != "tensorflow",
-        reason="tests the TensorFlow-only norm kernel (xstable/optimizers/_backend_tf_norm.py)",
+        reason="tests the TensorFlow-only norm kernel (xstable/backend/tensorflow.py)",
     )
 
 

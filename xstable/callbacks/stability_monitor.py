@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from xstable._backend_compile import CompiledFunction
+from xstable.backend import CompiledFunction
 from xstable.errors import NonFiniteError, check_policy
 from xstable.optimizers.guarded_optimizer import find_guarded_optimizer
 

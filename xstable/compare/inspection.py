@@ -15,8 +15,7 @@ import weakref
 import keras
 import numpy as np
 
-from xstable._backend_gradients import value_and_gradients
-from xstable.compare._backend_jit import jit_if_jax
+from xstable.backend import jit_if_jax, value_and_gradients
 from xstable.training import run_spec
 
 __all__ = [

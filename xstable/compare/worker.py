@@ -141,19 +141,11 @@ def _redirect_stdout_to_stderr():
 
 def compile_mode(model):
     """Says how a compiled model's train step runs on the active backend, e.g. "jit (XLA)"."""
-    import keras
+    from xstable import backend
 
-    backend = keras.config.backend()
     if getattr(model, "run_eagerly", False):
         return "eager (run_eagerly)"
-    jit = bool(model.jit_compile)
-    if backend == "jax":
-        return "jax.jit (XLA)" if jit else "eager"
-    if backend == "torch":
-        return "torch.compile" if jit else "eager"
-    if backend == "tensorflow":
-        return "tf.function + XLA" if jit else "tf.function graph (no XLA)"
-    return f"jit_compile={jit}"
+    return backend.train_step_mode(bool(model.jit_compile))
 
 
 def _error_record(error):
@@ -555,7 +547,7 @@ def main(argv=None):
         python=sys.executable,
     )
     if plan.get("compilation_cache_dir"):
-        from xstable.compare._backend_jit import share_compiled_programs
+        from xstable.backend import share_compiled_programs
 
         share_compiled_programs(plan["compilation_cache_dir"])
     worker = _Worker(plan, events)

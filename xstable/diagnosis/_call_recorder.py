@@ -60,7 +60,7 @@ class CallRecorder:
         make_probe: Optional `make_probe(tensor) -> zero tensor`, called for every floating
             leaf of each call's first input and of its output (in that order, as the calls
             happen); the probe is added to the leaf. See
-            `xstable._backend_gradients.value_and_probe_gradients`.
+            `xstable.backend.value_and_probe_gradients`.
     """
 
     def __init__(self, root, make_probe=None):

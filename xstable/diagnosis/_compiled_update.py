@@ -19,7 +19,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from xstable._backend_compile import CompiledFunction, variable_values
+from xstable import backend
+from xstable.backend import CompiledFunction, variable_values
 from xstable.diagnosis._instrumented_step import max_abs_vector
 from xstable.diagnosis._optimizer_step import apply_update_without_side_effects
 
@@ -42,8 +43,7 @@ def updated_weights(optimizer, weights, weight_values, grads):
     Returns:
         The new weight values (tensors) and a NumPy vector of max|value| of each.
     """
-    backend = keras.config.backend()
-    if backend not in ("tensorflow", "jax"):
+    if not backend.COMPILES_FUNCTIONS:
         new_values = apply_update_without_side_effects(optimizer, weights, weight_values, grads)
         maxima = max_abs_vector(new_values)
     else:
@@ -62,7 +62,7 @@ def updated_weights(optimizer, weights, weight_values, grads):
 class _CompiledUpdate:
     def __init__(self, optimizer, weights):
         built = getattr(optimizer, "built", False)
-        self._stateless = keras.config.backend() == "jax"
+        self._stateless = backend.STATELESS_TRAINING
         self._copies = [
             keras.Variable(ops.copy(ops.convert_to_tensor(w)), dtype=w.dtype, trainable=True,
                            name=w.name)

@@ -21,8 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from xstable._backend_compile import CompiledFunction
-from xstable._backend_gradients import value_and_probe_gradients
+from xstable.backend import CompiledFunction, value_and_probe_gradients
 from xstable.diagnosis._call_recorder import CallRecorder
 from xstable.diagnosis._layer_tree import is_floating, walk_layers
 from xstable.layers.finite_check import suspend_checks

@@ -8,6 +8,7 @@ model computations are forward passes on at most a few hundred rows and loss eva
 import keras
 import numpy as np
 
+from xstable import backend
 from xstable.diagnosis._data_checks import AUTOSCALE_EXAMPLE, AUTOSCALE_FIX
 from xstable.diagnosis._model_facts import (
     PROBABILITY_ACTIVATIONS,
@@ -109,7 +110,7 @@ def check_probability_loss(facts, predictions):
         "output_activation": facts.output_activation,
         "loss": facts.loss_name,
         "from_logits": facts.loss_from_logits,
-        "backend": keras.config.backend(),
+        "backend": backend.NAME,
     }
     if predictions is not None and predictions.size:
         p = predictions[np.isfinite(predictions)]

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from xstable import backend
+
 __all__ = []
 
 
@@ -15,7 +17,7 @@ def apply_update_without_side_effects(optimizer, weights, weight_values, grads):
     real variables (not `stateless_apply`) because the TensorFlow backend has no
     `stateless_apply`.
     """
-    if keras.config.backend() != "tensorflow" and getattr(optimizer, "built", False):
+    if backend.OPTIMIZERS_HAVE_STATELESS_APPLY and getattr(optimizer, "built", False):
         # Cheapest exact path: the optimizer's own stateless update on copies of its state
         # (TensorFlow has no stateless_apply). Valid when it was built for these weights,
         # which is what compile()/fit() do.

@@ -9,7 +9,7 @@ layer by layer, the loss, the backward pass layer by layer, and the update.
 The step itself (`_instrumented_step`, `_compiled_update`) is one forward+backward call and
 one update call that return max|value| of every recorded tensor in one vector; they are
 traced on the first call for a model and batch shape on JAX, on the second on TensorFlow,
-and reused afterwards (`xstable._backend_compile.CompiledFunction`). This module only reads that vector, and the full tensors where it shows
+and reused afterwards (`xstable.backend.CompiledFunction`). This module only reads that vector, and the full tensors where it shows
 a non-finite value.
 """
 

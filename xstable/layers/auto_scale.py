@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from xstable import backend
 from xstable.layers._adapt_sources import as_adapt_source
 from xstable.layers._streaming_quantiles import QuantileSketch, RunningMoments
 
@@ -62,7 +63,7 @@ def _magnitude(x):
     other backends keep `abs`.
     Both give NaN for NaN and +Inf for ±Inf.
     """
-    if keras.config.backend() == "tensorflow":
+    if backend.ABS_AS_MAXIMUM:
         return ops.maximum(x, -x)
     return ops.abs(x)
 
@@ -82,7 +83,7 @@ def _impute_nan(x, value, before_signed_log):
     (measured); TF graphs and torch have no such split to avoid, and a conditional there
     is more ops (on torch, a host read of the predicate).
     """
-    if before_signed_log and keras.config.backend() == "jax":
+    if before_signed_log and backend.COND_AROUND_NAN_IMPUTATION:
         return ops.cond(
             ops.any(ops.isnan(x)), lambda: ops.where(ops.isnan(x), value, x), lambda: x
         )

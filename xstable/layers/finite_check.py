@@ -37,9 +37,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from xstable import _counter_reset, _distribution
+from xstable import _counter_reset, backend
 from xstable.errors import POLICIES, NonFiniteError, check_policy
-from xstable.layers import _backend_host_check as host_check
 
 __all__ = ["FiniteCheck", "FiniteCheckMonitor", "POLICIES"]
 
@@ -104,7 +103,7 @@ def _count_nonfinite(x):
       `where`s and five more ops unless XLA fuses them.
     """
     dtype = _standard_dtype(x.dtype)
-    if keras.config.backend() != "torch":
+    if not backend.COUNTS_WITH_FLOAT_ARITHMETIC:
         return ops.sum(ops.cast(ops.logical_not(ops.isfinite(x)), "float32"))
     flags = ops.nan_to_num(ops.stop_gradient(x) * 0.0, nan=1.0)
     if dtype == "float32":
@@ -233,12 +232,12 @@ class _NonFiniteCountMetric(keras.metrics.Metric):
 
     def reset_state(self):
         counter = self._counter()
-        if counter is not None and host_check.counter_value_or_none(counter) is not None:
+        if counter is not None and backend.counter_value_or_none(counter) is not None:
             _counter_reset.reset_to_zero(counter)
 
     def result(self):
         counter = self._counter()
-        value = None if counter is None else host_check.counter_value_or_none(counter)
+        value = None if counter is None else backend.counter_value_or_none(counter)
         if value is None:
             # Inside a JAX fit step the state lives outside the variable; the epoch logs,
             # read after Keras syncs the state back, carry the exact count.
@@ -406,14 +405,14 @@ class FiniteCheck(keras.layers.Layer):
             return self._replace(inputs) if self.policy == "replace" else inputs
         if self._host_decides(leaves[0]):
             return self._call_deciding_on_host(inputs, leaves)
-        probe_first = keras.config.backend() in ("jax", "tensorflow") and not (
-            host_check.is_concrete(leaves[0])
+        probe_first = backend.PROBES_BEFORE_COUNTING and not (
+            backend.is_concrete(leaves[0])
         )
         count = _summed(leaves, _count_nonfinite_after_probe if probe_first else _count_nonfinite)
         # Under tf.distribute each replica sees its shard: sum first, so every replica's
         # copy of the counter holds the global count.
-        count = _distribution.replica_sum(count)
-        if self.policy in ("raise", "warn") and host_check.is_concrete(count):
+        count = backend.replica_sum(count)
+        if self.policy in ("raise", "warn") and backend.is_concrete(count):
             # Eager, several tf.distribute replicas (the count had to be all-reduced first).
             value = float(count)
             if value > 0:
@@ -435,9 +434,9 @@ class FiniteCheck(keras.layers.Layer):
         with several tf.distribute replicas: their count is a collective every replica must
         join, whatever its own shard holds.
         """
-        if not host_check.is_concrete(leaf) or _distribution.replicas_in_sync() > 1:
+        if not backend.is_concrete(leaf) or backend.replicas_in_sync() > 1:
             return False
-        return self.policy in ("raise", "warn") or host_check.reads_without_waiting(leaf)
+        return self.policy in ("raise", "warn") or backend.reads_without_waiting(leaf)
 
     def _call_deciding_on_host(self, inputs, leaves):
         """The eager path: a cheap probe first, the exact count only if it finds something."""
@@ -476,9 +475,9 @@ class FiniteCheck(keras.layers.Layer):
         return keras.tree.map_structure(clean, inputs)
 
     def _report_from_compiled_code(self, count):
-        if host_check.supports_host_callback() and not getattr(self, "_defer_to_monitor", False):
+        if backend.HOST_CALLBACKS and not getattr(self, "_defer_to_monitor", False):
             # jax.jit code without a FiniteCheckMonitor watching: a host callback reports.
-            host_check.call_on_host_if_positive(count, self._act_from_compiled_code)
+            backend.call_on_host_if_positive(count, self._act_from_compiled_code)
         # Otherwise (a monitor traced this step on JAX; TF graph/XLA; torch.compile):
         # FiniteCheckMonitor reads the counter when the batch ends. A JAX step traced
         # without the callback runs asynchronously; with it, JAX runs the whole step
@@ -500,7 +499,7 @@ class FiniteCheck(keras.layers.Layer):
             return
         message = _nonfinite_message(self.name, count, context=context, rows=rows)
         if self.policy == "raise":
-            if keras.config.backend() == "jax" and _in_stateless_scope():
+            if backend.STATELESS_TRAINING and _in_stateless_scope():
                 # A JAX trainer step run eagerly (`run_eagerly=True`) is still stateless: an
                 # exception here loses every weight, as in jitted code (measured).
                 self._warn_instead_of_raising(message, "a JAX training step")
@@ -615,7 +614,7 @@ class FiniteCheckMonitor(keras.callbacks.Callback):
         # main thread, and its batch-end hooks do nothing: Keras may keep the dispatch
         # asynchronous, which any callback that is not async-safe turns off (each batch
         # end would then convert the logs to floats, waiting for the step).
-        return keras.config.backend() == "jax"
+        return backend.STATELESS_TRAINING
 
     def _enter(self):
         if self._depth == 0:
@@ -624,7 +623,7 @@ class FiniteCheckMonitor(keras.callbacks.Callback):
             self._checks = [
                 c for c in _finite_checks(self.model) if c.policy in ("raise", "warn")
             ]
-            defer = keras.config.backend() == "jax"
+            defer = backend.STATELESS_TRAINING
             for check in self._checks:
                 object.__setattr__(check, "_defer_to_monitor", defer)
             if self._checks and self._jax_traces_steps():
@@ -644,23 +643,14 @@ class FiniteCheckMonitor(keras.callbacks.Callback):
             _pending_reports.clear()
 
     def _jax_traces_steps(self):
-        return (
-            keras.config.backend() == "jax"
-            and not getattr(self.model, "run_eagerly", False)
-            and bool(getattr(self.model, "jit_compile", True))
-        )
+        return backend.STATELESS_TRAINING and backend.compiles_train_step(self.model)
 
     def _needs_device_read(self):
-        backend = keras.config.backend()
-        if backend == "tensorflow":
-            return not getattr(self.model, "run_eagerly", False)
-        if backend == "torch":
-            return bool(getattr(self.model, "jit_compile", False))
-        return self._jax_traces_steps()
+        return backend.compiles_train_step(self.model)
 
     def _read_counts(self):
         """The raise/warn counters, read now (a device-to-host copy that waits)."""
-        values = [host_check.counter_value_or_none(c.nonfinite_count) for c in self._checks]
+        values = [backend.counter_value_or_none(c.nonfinite_count) for c in self._checks]
         if any(v is None for v in values):
             # A JAX trainer holds the state outside the variables: put it back first.
             self.model.jax_state_sync()
@@ -718,7 +708,7 @@ class FiniteCheckMonitor(keras.callbacks.Callback):
         return found + self._read_queued_jax_counts(wait)
 
     def _jax_batch_begins(self, mode, batch):
-        if not self._checks or keras.config.backend() != "jax":
+        if not self._checks or not backend.STATELESS_TRAINING:
             return  # TF and torch read when the batch ends
         # A validation run inside fit begins: the train batches so far get their copy.
         switching = self._current is not None and self._current[0] != mode
@@ -745,7 +735,7 @@ class FiniteCheckMonitor(keras.callbacks.Callback):
 
     def _ends(self):
         """JAX: reports the last step and waits for every counter copy still unread."""
-        if self._checks and keras.config.backend() == "jax":
+        if self._checks and backend.STATELESS_TRAINING:
             found = self._jax_reports(wait=True)
             self._current, self._first_unqueued = None, None
             self._report(found)
@@ -801,15 +791,15 @@ class FiniteCheckMonitor(keras.callbacks.Callback):
         self._jax_batch_begins("predict", batch)
 
     def on_train_batch_end(self, batch, logs=None):
-        if keras.config.backend() != "jax":
+        if not backend.STATELESS_TRAINING:
             self._batch_ends("train", batch)
 
     def on_test_batch_end(self, batch, logs=None):
-        if keras.config.backend() != "jax":
+        if not backend.STATELESS_TRAINING:
             self._batch_ends("test", batch)
 
     def on_predict_batch_end(self, batch, logs=None):
-        if keras.config.backend() != "jax":
+        if not backend.STATELESS_TRAINING:
             self._batch_ends("predict", batch)
 
 

@@ -16,9 +16,9 @@ network can be trained through the loss); TF and XLA prune them when nothing use
 on torch they are only computed for a target that requires a gradient.
 """
 
-import keras
 from keras import ops
 
+from xstable import backend
 from xstable.losses import _log_probabilities
 from xstable.numerics import _limits
 
@@ -103,7 +103,7 @@ def categorical_crossentropy_from_probabilities(target, y_pred, axis):
     """
     dtype = y_pred.dtype
     tiny = _limits.tiny(dtype)
-    if keras.config.backend() == "jax":
+    if backend.CROSSENTROPY_BY_AUTODIFF:
         return _categorical_by_autodiff(target, y_pred, axis, tiny)
     return _categorical_kernel(target, y_pred, axis, tiny)
 

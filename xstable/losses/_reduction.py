@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from xstable import _distribution
+from xstable import backend
 
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
 
@@ -93,7 +93,7 @@ def reduce_masked(values, valid, sample_weight, reduction, count_of_valid=None):
         counts_entries = True
     # Under data parallelism the shards hold different numbers of valid samples: divide by
     # the global count so the replicas' combined gradient is that of the global mean.
-    global_divisor = _distribution.global_mean_divisor(divisor)
+    global_divisor = backend.global_mean_divisor(divisor)
     if isinstance(global_divisor, float) and global_divisor > 0:
         return total / global_divisor
     if counts_entries and global_divisor is divisor:

@@ -4,8 +4,18 @@ import keras
 import numpy as np
 from keras import ops
 
-from xstable.losses import _arguments, _backend_tracing, _reduction
+from xstable import backend
+from xstable.losses import _arguments, _reduction
 from xstable.losses.loss_event_count import LossEventCount
+
+
+def _is_eager(x):
+    """True when `x` holds concrete values that can be inspected on the host right now.
+
+    Only eager code may read data on the host (the targets' check, which skips the masking
+    when every target is valid); `keras.ops` cannot tell eager from traced execution.
+    """
+    return not keras.backend.is_keras_tensor(x) and backend.is_concrete(x)
 
 
 class TargetCheck:
@@ -26,7 +36,7 @@ class TargetCheck:
     """
 
     def __init__(self, like):
-        self.eager = _backend_tracing.is_eager(like)
+        self.eager = _is_eager(like)
 
     def __call__(self, invalid):
         if not self.eager:
@@ -39,7 +49,7 @@ class TargetCheck:
         Returns False without reading `target` in traced code, and when `target` itself is
         traced (JAX: targets differentiated eagerly under `jax.grad`).
         """
-        if not (self.eager and _backend_tracing.is_eager(target)):
+        if not (self.eager and _is_eager(target)):
             return False
         return not int(count_invalid(ops.convert_to_numpy(target)))
 

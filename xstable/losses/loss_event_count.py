@@ -3,8 +3,7 @@
 import keras
 from keras import ops
 
-from xstable import _counter_reset
-from xstable.losses import _backend_tracing
+from xstable import _counter_reset, backend
 
 __all__ = ["LossEventCount"]
 
@@ -57,7 +56,7 @@ class LossEventCount(keras.metrics.Metric):
             `True` if the count was recorded, `False` if this traced computation does not carry
             the metric's state (JAX, metric not listed in `compile(metrics=...)`).
         """
-        if like is not None and not _backend_tracing.update_persists(self.count, like):
+        if like is not None and not backend.update_persists(self.count, like):
             return False
         dtype = getattr(count, "dtype", None)
         if dtype is None or keras.backend.standardize_dtype(dtype) != self.dtype:

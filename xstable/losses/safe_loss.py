@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from xstable import _backend_gradients
+from xstable import backend
 from xstable.losses import _arguments, _reduction
 from xstable.losses.loss_event_count import LossEventCount
 
@@ -119,7 +119,7 @@ class SafeLoss(keras.losses.Loss):
         with keras.name_scope(self.name):
             y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
             y_true = ops.convert_to_tensor(y_true, dtype=self.dtype)
-            values = self.call(y_true, _backend_gradients.zero_nonfinite_gradient(y_pred))
+            values = self.call(y_true, backend.zero_nonfinite_gradient(y_pred))
             if keras.backend.standardize_dtype(values.dtype) != self.dtype:
                 values = ops.cast(values, self.dtype)
             finite = ops.isfinite(values)

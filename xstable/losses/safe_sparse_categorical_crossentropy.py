@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from xstable import backend
 from xstable.losses import _arguments, _crossentropy_kernels, _log_probabilities
 from xstable.losses._safe_crossentropy_base import (
     SafeCrossentropyBase,
@@ -142,7 +143,7 @@ def _class_ids(num_classes, shape, dtype, like, eager):
     if not eager:
         return ops.reshape(ops.arange(num_classes, dtype=dtype), shape)
     key = (
-        keras.config.backend(),
+        backend.NAME,
         str(getattr(like, "device", None)),
         keras.backend.standardize_dtype(dtype),
         tuple(shape),
@@ -165,7 +166,7 @@ def _one_hot(labels, num_classes, axis, rank, dtype, eager=False):
     `eager=True` (concrete labels) reuses cached class ids.
     """
     axis = axis % rank
-    if keras.config.backend() == "tensorflow":
+    if backend.ONE_HOT_OP_IS_FASTEST:
         return ops.one_hot(labels, num_classes, axis=axis, dtype=dtype)
     shape = [1] * rank
     shape[axis] = num_classes

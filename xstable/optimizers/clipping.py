@@ -6,8 +6,11 @@ the "double where" of `keras.optimizers.Optimizer._clip_by_norm`: a zero norm is
 *before* the square root and selected back afterwards, so values and gradients stay finite at 0.
 """
 
-import keras
+import keras  # noqa: F401  (the doctest uses it)
 from keras import ops
+
+from xstable import backend
+from xstable.backend._portable import safe_sqrt as _safe_sqrt
 
 __all__ = [
     "global_norm",
@@ -17,13 +20,6 @@ __all__ = [
     "adaptive_clip",
     "unitwise_norm",
 ]
-
-
-def _safe_sqrt(sum_of_squares):
-    positive = ops.greater(sum_of_squares, 0.0)
-    safe = ops.where(positive, sum_of_squares, ops.ones_like(sum_of_squares))
-    # Not positive means 0 or NaN: pass it through so a NaN gradient gives a NaN norm.
-    return ops.where(positive, ops.sqrt(safe), sum_of_squares)
 
 
 def global_norm(grads):
@@ -41,20 +37,7 @@ def global_norm(grads):
     >>> float(global_norm([keras.ops.ones((2,)), keras.ops.ones((2,))]))
     2.0
     """
-    backend = keras.config.backend()
-    if backend == "torch":
-        from xstable.optimizers import _backend_torch_norm
-
-        return _backend_torch_norm.global_norm(grads)
-    if backend == "tensorflow":
-        # One kernel per gradient instead of `square` and `sum` (see the module).
-        from xstable.optimizers import _backend_tf_norm
-
-        return _safe_sqrt(_backend_tf_norm.sum_of_squares(grads))
-    squares = [ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads if g is not None]
-    if not squares:
-        return ops.zeros((), dtype="float32")
-    return _safe_sqrt(ops.sum(ops.stack(squares)))
+    return backend.global_norm(grads)
 
 
 def clip_by_value(grads, clipvalue):
@@ -111,11 +94,7 @@ def clip_by_global_norm(grads, clipnorm, norm=None):
     if norm is None:
         norm = global_norm(grads)
     scale = ops.divide(clipnorm, ops.maximum(norm, clipnorm))
-    if keras.config.backend() == "torch":
-        from xstable.optimizers import _backend_torch_norm
-
-        return _backend_torch_norm.scale_all(grads, scale)
-    return [None if g is None else ops.multiply(g, ops.cast(scale, g.dtype)) for g in grads]
+    return backend.scale_all(grads, scale)
 
 
 def unitwise_norm(x):

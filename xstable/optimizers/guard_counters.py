@@ -5,7 +5,7 @@ import weakref
 import keras
 from keras import ops
 
-from xstable.layers import _backend_host_check as host_check
+from xstable import backend
 
 __all__ = ["GuardCounters", "COUNTER_NAMES"]
 
@@ -113,7 +113,7 @@ class GuardCounters(keras.metrics.Metric):
         # Outside a traced step (Keras's epoch-end read, after the state came back from the
         # device): the kept values of the last training step since the last reset. A test
         # step, traced or not, ran no optimizer step and reports nothing.
-        if not host_check.is_concrete(self._kept_any.value):
+        if not backend.is_concrete(self._kept_any.value):
             return {}
         if float(ops.convert_to_numpy(self._kept_any.value)) == 0.0:
             return {}

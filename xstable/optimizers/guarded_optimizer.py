@@ -10,7 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from xstable import _distribution
+from xstable import backend
 from xstable.errors import NonFiniteError
 from xstable.optimizers import clipping
 from xstable.optimizers.guard_counters import COUNTER_NAMES
@@ -526,10 +526,9 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             trainable_variables = list(trainable_variables)
             if not self.built:
                 self.build(trainable_variables)
-        backend = keras.config.backend()
-        if backend == "jax":
+        if backend.STATELESS_TRAINING:
             self._apply_through_stateless(grads, trainable_variables)
-        elif backend == "torch":
+        elif backend.EAGER_BY_DEFAULT:
             # The torch CPU branch's common case knows the counters on the host already.
             self._set_step_counters(True, self._torch_apply(grads, trainable_variables))
             return
@@ -541,14 +540,14 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         # TensorFlow: its optimizers write through `tf.Variable`s (not the Keras state
         # mapping), so the inner update cannot be computed functionally; a graph `cond` costs
         # no host synchronisation there. Also torch's "branch" mode.
-        if _distribution.replicas_in_sync() > 1:
+        if backend.replicas_in_sync() > 1:
             # tf.distribute hands each replica its own gradients: decide once, on the
             # all-reduced gradients, so every replica skips (or steps) together.
             def inner_apply(shares, lr_scale):
                 with self._scaled_inner_learning_rate(lr_scale):
                     self.inner_optimizer.apply(shares, trainable_variables)
 
-            _distribution.cross_replica_guarded_apply(
+            backend.cross_replica_guarded_apply(
                 grads,
                 trainable_variables,
                 guard=lambda global_grads: self._guard(global_grads, trainable_variables),
@@ -575,7 +574,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
     def _torch_apply(self, grads, trainable_variables):
         """Applies on torch; returns the counters as Python floats when known on the host."""
         if self._torch_skip_mode() == "branch":
-            if _distribution.replicas_in_sync() > 1:
+            if backend.replicas_in_sync() > 1:
                 self._graph_apply(grads, trainable_variables)
                 return None
             return self._torch_branch_apply(grads, trainable_variables)
