@@ -8,7 +8,6 @@ from xstable.backend._portable import (  # noqa: F401  (the interface, re-export
     call_on_host_if_positive,
     counter_value_or_none,
     jit_if_jax,
-    safe_sqrt,
     scale_all,
     share_compiled_programs,
     update_persists,
@@ -134,21 +133,10 @@ def value_and_probe_gradients(fn, weight_values):
 
 
 def global_norm(grads):
-    # `tf.nn.l2_loss` is `sum(g ** 2) / 2` in one kernel, where `sum(square(g))` is two in a
-    # graph (a temporary as large as the gradient). Doubling the halved sum is exact (a power
-    # of two), so the result equals `sum(square(g))` bit for bit where that is a normal number.
-    halves = []
-    for g in grads:
-        if g is None:
-            continue
-        if isinstance(g, tf.IndexedSlices):
-            g = tf.convert_to_tensor(g)  # duplicate indices add up, as in the dense gradient
-        if g.dtype != tf.float32:
-            g = tf.cast(g, tf.float32)
-        halves.append(tf.nn.l2_loss(g))
-    if not halves:
-        return safe_sqrt(tf.zeros((), dtype=tf.float32))
-    return safe_sqrt(2.0 * tf.add_n(halves))
+    # Keras keeps a `tf.IndexedSlices` (an embedding's gradient) sparse: densify it first, so
+    # that duplicate indices add up as in the dense gradient before they are squared.
+    dense = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+    return _portable.global_norm(dense)
 
 
 # ---- data parallelism --------------------------------------------------------------------
