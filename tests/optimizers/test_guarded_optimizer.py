@@ -79,7 +79,7 @@ def test_scripted_sequence_like_optax_apply_if_finite(skip_mode):
 
 def test_deprecated_accept_policy_still_applies_the_step_after_the_limit():
     weight = keras.Variable(np.ones(2, "float32"))
-    with pytest.warns(DeprecationWarning, match=r"(?s)'accept' is deprecated.*'replace'"):
+    with pytest.warns(DeprecationWarning, match=r"(?s)'accept'` is deprecated.*'replace'"):
         optimizer = GuardedOptimizer(
             keras.optimizers.SGD(0.1), max_consecutive_skips=1, on_max_skips="accept"
         )
@@ -103,7 +103,7 @@ def test_replace_policy_lowers_the_learning_rate_and_keeps_skipping(policy):
             lr_backoff_factor=0.25,
             lr_recovery_steps=None,
         )
-    deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    deprecations = [w for w in caught if "on_max_skips" in str(w.message)]
     assert len(deprecations) == (policy == "backoff")
     assert optimizer.on_max_skips == "replace"  # the old name means the same
     for _ in range(3):
