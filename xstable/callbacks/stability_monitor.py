@@ -477,9 +477,9 @@ class StabilityMonitor(keras.callbacks.Callback):
         """Why the loss may be non-finite; reads the weights once (a failure is rare)."""
         what = f"the loss is {loss}"
         if not self._weights_finite_now():
-            return (
-                f"{what} and the weights hold NaN or inf (written by this step, or by the "
-                "step before under a loss that left a non-finite sample out of its value)"
+            what += (
+                " and the weights hold NaN or inf (written by this step, or by the step "
+                "before under a loss that left a non-finite sample out of its value)"
             )
         loss_object = getattr(self.model, "loss", None)
         if getattr(loss_object, "invalid_targets", None) == "mask" or type(
