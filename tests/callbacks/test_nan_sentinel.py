@@ -1,4 +1,5 @@
-"""NaNSentinel: stops at the first non-finite value, restores bit-identical state, reports."""
+"""NaNSentinel, deprecated: a StabilityMonitor(policy="raise") that keeps its documented
+behaviour: stops at the first non-finite value, restores bit-identical state, reports."""
 
 import json
 import os
@@ -12,6 +13,15 @@ from xstable.callbacks import NaNSentinel
 from xstable.callbacks.nan_sentinel import REPORT_JSON_NAME, REPORT_TEXT_NAME
 
 BATCH = 16
+
+pytestmark = pytest.mark.filterwarnings("ignore:`xstable.callbacks.NaNSentinel` is deprecated")
+
+
+def test_is_deprecated_in_favour_of_stability_monitor():
+    with pytest.warns(DeprecationWarning, match=r"NaNSentinel` is deprecated.*StabilityMonitor"):
+        sentinel = NaNSentinel(report_dir=None)
+    assert isinstance(sentinel, xstable.callbacks.StabilityMonitor)
+    assert (sentinel.policy, sentinel.snapshot_every) == ("raise", 1)
 
 
 def _numpy_copies(variables):
@@ -136,7 +146,7 @@ def test_nan_input_row_stops_and_restores_state_before_the_failing_step(tmp_path
     }
     assert report["restored"]["done"] and report["restored"]["exact_state_before_failing_step"]
     assert report["restored"]["steps_undone"] == 1
-    assert report["restored"]["kept_on"] == keep_last_good
+    assert report["restored"]["kept_on"] == "host"  # host copies, checked for NaN there
     assert report["offending_batch"]["rows"] == [32, 48]
     assert report["data_nonfinite_rows"] == {"x": {"count": 1, "first_rows": [37]}}
     assert report["action"] == "stopped"
@@ -172,7 +182,7 @@ def test_raise_mode_raises_nonfinite_error_after_restoring(tmp_path):
     model = _model()
     recorder = StateRecorder()
     sentinel = NaNSentinel(report_dir=tmp_path, on_nonfinite="raise", verbose=0)
-    with pytest.raises(xstable.NonFiniteError, match=r"non-finite loss `loss`=nan at epoch 0"):
+    with pytest.raises(xstable.NonFiniteError, match=r"at epoch 0, batch 1, the loss is nan"):
         model.fit(
             x,
             y,
@@ -233,9 +243,9 @@ def test_poisoned_weights_are_undone_to_the_last_finite_snapshot(tmp_path):
     _assert_bit_identical(_numpy_copies(model.weights), weights, "weights")
 
 
-def test_nonfinite_weight_at_epoch_end_is_caught_and_undone(tmp_path):
-    # The last batch's update leaves a NaN weight while every logged loss was finite: only
-    # the epoch-end weight check can see it.
+def test_nonfinite_weight_under_a_finite_loss_is_caught_at_that_batch(tmp_path):
+    # The last batch's update leaves a NaN weight while every logged loss was finite: the
+    # host copy of the state after that batch shows it, and the state before comes back.
     x, y = _data()
     model = _model()
     recorder = StateRecorder()
@@ -250,7 +260,7 @@ def test_nonfinite_weight_at_epoch_end_is_caught_and_undone(tmp_path):
         callbacks=[recorder, PoisonWeights(epoch=0, batch=3, when="end"), sentinel],
     )
     assert sentinel.report["trigger"]["kind"] == "weight"
-    assert sentinel.report["trigger"]["batch"] is None
+    assert sentinel.report["trigger"]["batch"] == 3
     _assert_bit_identical(_numpy_copies(model.weights), recorder.before[(0, 3)][0], "weights")
     assert (1, 0) not in recorder.before
 
@@ -312,9 +322,7 @@ def test_a_step_the_guard_skipped_is_not_a_nonfinite_metric(tmp_path):
     model = keras.Sequential(
         [keras.Input((3,)), keras.layers.Dense(1, kernel_initializer="zeros")]
     )
-    optimizer = xstable.optimizers.GuardedOptimizer(
-        "sgd", on_max_skips="accept", max_consecutive_skips=None
-    )
+    optimizer = xstable.optimizers.GuardedOptimizer("sgd")
     model.compile(
         optimizer=optimizer,
         loss=distance,
@@ -322,7 +330,7 @@ def test_a_step_the_guard_skipped_is_not_a_nonfinite_metric(tmp_path):
     )
     sentinel = NaNSentinel(report_dir=None, verbose=0)
     history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[sentinel])
-    assert not sentinel.triggered
+    assert not sentinel.triggered, sentinel.events
     assert history.history["skipped_steps"] == [2, 4]
     assert np.isnan(history.history["grad_norm"][-1])
     assert history.history["loss"] == [0.0, 0.0]
@@ -342,7 +350,7 @@ def test_a_step_the_guard_skipped_does_not_stop_training():
     history = model.fit(
         x, y, batch_size=32, epochs=5, shuffle=False, verbose=0, callbacks=[sentinel]
     )
-    assert not sentinel.triggered
+    assert not sentinel.triggered, sentinel.events
     assert len(history.history["loss"]) == 5
     assert sentinel.skipped_steps == 5
 

@@ -19,6 +19,8 @@ from tests.callbacks.test_nan_sentinel import (
 )
 from xstable.callbacks import NaNSentinel
 
+pytestmark = pytest.mark.filterwarnings("ignore:`xstable.callbacks.NaNSentinel` is deprecated")
+
 
 def _weights_in_file(path):
     model = _model()

@@ -208,7 +208,10 @@ def test_clean_training_logs_what_keras_logs():
         ({"check_weights_every": 0}, ValueError, r"check_weights_every=0"),
         ({"check_weights_every": "often"}, TypeError, r"check_weights_every='often'"),
         ({"log_counters": "yes"}, TypeError, r"log_counters='yes'"),
-        ({"verbose": "1"}, TypeError, r"verbose='1'"),
+        ({"verbose": "1"}, TypeError, r"verbose=.1."),
+        ({"report_dir": 3}, TypeError, r"report_dir=3"),
+        ({"data": np.zeros(3)}, ValueError, r"`data`.*Received"),
+        ({"batch_size": 0}, ValueError, r"batch_size=0"),
     ],
 )
 def test_bad_arguments_give_clear_errors(kwargs, error, message):
@@ -244,4 +247,94 @@ def test_under_a_guard_the_masked_loss_nan_gradient_is_skipped_not_rolled_back(r
     model.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False, callbacks=[monitor])
     assert monitor.events == [] and monitor.recoveries == 0
     assert model.optimizer.stats()["skipped_steps"] == 2
+    assert _finite(model)
+
+
+@EXECUTION
+def test_safe_loss_nan_row_is_caught_by_the_defaults_within_one_step(run_eagerly):
+    # SafeLoss leaves the NaN row out of its value, but the gradient through that row puts
+    # NaN into the kernel. The defaults read no weights per batch: the next step's loss is
+    # NaN (every prediction is NaN, every sample left out), and the kept state, checked
+    # finite on its host copy, comes back.
+    from xstable.losses import SafeLoss
+
+    x, y = _regression(nan_row=100)  # batch 3
+    model = _linear(keras.optimizers.SGD(0.01), run_eagerly, loss=SafeLoss("mse"))
+    monitor = StabilityMonitor(verbose=0)
+    history = model.fit(
+        x, y, batch_size=32, epochs=2, verbose=0, shuffle=False, callbacks=[monitor]
+    )
+    first = monitor.events[0]
+    assert first["batch"] in (3, 4), monitor.events
+    assert "weights hold NaN" in first["what"], first
+    assert monitor.report["restored"]["done"]
+    assert _finite(model)
+    assert all(np.isfinite(history.history["loss"]))
+
+
+@EXECUTION
+def test_a_batch_of_invalid_targets_is_skipped_under_a_guard_and_named_without(run_eagerly):
+    from xstable.losses import SafeBinaryCrossentropy
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(128, 8)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    y[32:64] = 2.0  # batch 1: every target invalid, the loss of that batch is undefined
+    keras.utils.set_random_seed(0)
+    guarded = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1, activation="sigmoid")])
+    guarded.compile(
+        GuardedOptimizer(keras.optimizers.Adam(0.01)),
+        SafeBinaryCrossentropy(),
+        run_eagerly=run_eagerly,
+    )
+    monitor = StabilityMonitor(verbose=0)
+    history = guarded.fit(
+        x, y, batch_size=32, epochs=2, verbose=0, shuffle=False, callbacks=[monitor]
+    )
+    assert monitor.events == [] and monitor.skipped_steps == 2
+    assert guarded.optimizer.stats()["skipped_steps"] == 2
+    assert all(np.isfinite(history.history["loss"])) and _finite(guarded)
+
+    plain = keras.Sequential([keras.Input((8,)), keras.layers.Dense(1, activation="sigmoid")])
+    plain.compile(keras.optimizers.Adam(0.01), SafeBinaryCrossentropy(), run_eagerly=run_eagerly)
+    monitor = StabilityMonitor(policy="raise", verbose=0)
+    with pytest.raises(NonFiniteError, match=r"batch 1, the loss is nan.*every target invalid"):
+        plain.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False, callbacks=[monitor])
+    assert _finite(plain)
+
+
+@EXECUTION
+def test_the_report_names_the_offending_rows_and_is_written(run_eagerly, tmp_path):
+    import json
+
+    x, y = _regression(nan_row=100)  # batch 3: rows 96..127
+    model = _linear(keras.optimizers.SGD(0.01), run_eagerly)
+    monitor = StabilityMonitor(
+        snapshot_every=1, report_dir=tmp_path, data=(x, y), batch_size=32, verbose=0
+    )
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False, callbacks=[monitor])
+    report = json.loads((tmp_path / "nonfinite_report.json").read_text())
+    assert report == monitor.report
+    assert report["action"] == "recovered"
+    assert report["trigger"]["batch"] == 3 and report["offending_batch"]["rows"] == [96, 128]
+    assert report["data_nonfinite_rows"] == {"x": {"count": 1, "first_rows": [100]}}
+    assert report["restored"]["exact_state_before_failing_step"]
+    assert report["locate_nonfinite"]["data_rows"] == [100]
+    assert "rows [100] of `data`" in (tmp_path / "nonfinite_report.txt").read_text()
+
+
+def test_a_warning_guard_warns_through_the_monitor_and_training_goes_on():
+    x, y = _regression()
+    x[:] = np.nan  # every step is skipped
+    optimizer = GuardedOptimizer(
+        keras.optimizers.SGD(0.01), max_consecutive_skips=2, on_max_skips="warn"
+    )
+    model = _linear(optimizer, False)
+    monitor = StabilityMonitor(verbose=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[monitor])
+    given_up = [w for w in caught if "steps in a row" in str(w.message)]
+    assert len(given_up) == 1, [str(w.message) for w in caught]
+    assert len(history.history["loss"]) == 2 and monitor.events == []
     assert _finite(model)

@@ -154,8 +154,13 @@ def test_invalid_targets_are_masked_and_counted_alike_eager_and_compiled(kind, m
     per_sample_loss = make("mask").__class__(reduction=None)
     per_sample = value_in(mode, lambda t: per_sample_loss(y, t), p)
     assert (per_sample[~valid] == 0).all(), per_sample
-    # A batch whose targets are all invalid: loss 0.0, gradient 0 (the counter flags it).
+    # A batch whose targets are all invalid has no loss: NaN, and a NaN gradient, so that a
+    # GuardedOptimizer skips the step (and StabilityMonitor sees a NaN loss).
     value, grad = value_and_grad_in(mode, lambda t: loss(y[~valid], t), p[~valid])
+    assert np.isnan(value) and np.isnan(grad).all(), (value, grad)
+    # With a sum there is nothing to average: 0.0, gradient 0.
+    total = make("mask").__class__(reduction="sum")
+    value, grad = value_and_grad_in(mode, lambda t: total(y[~valid], t), p[~valid])
     assert float(value) == 0.0 and (grad == 0).all(), (value, grad)
 
 
@@ -308,3 +313,31 @@ def test_healthy_data_gives_keras_values(case):
             theirs.dtype
         )
     assert_matches_reference(to_numpy(ours), to_numpy(theirs), tolerance, what=str(options))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_batch_of_ignored_classes_is_zero_as_in_keras_but_invalid_ones_are_nan(mode):
+    # `ignore_class` leaves samples out on purpose: Keras's 0.0 for a batch of them.
+    p = np.array([[0.7, 0.3], [0.5, 0.5]], "float32")
+    loss = SafeSparseCategoricalCrossentropy(ignore_class=0)
+    value, grad = value_and_grad_in(mode, lambda t: loss(np.array([0, 0], "int32"), t), p)
+    keras_value = keras.losses.SparseCategoricalCrossentropy(ignore_class=0)(
+        np.array([0, 0], "int32"), p
+    )
+    assert float(value) == float(to_numpy(keras_value)) == 0.0 and (grad == 0).all()
+    # One ignored, one invalid, none valid: the batch's loss is undefined.
+    value, grad = value_and_grad_in(mode, lambda t: loss(np.array([0, 7], "int32"), t), p)
+    assert np.isnan(value) and np.isnan(grad).all(), (value, grad)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_safe_loss_of_a_batch_of_nonfinite_samples_is_nan_alike_eager_and_compiled(mode):
+    y = np.zeros((3, 1), "float32")
+    loss = SafeLoss("mse")
+    nan_rows = np.full((3, 1), np.nan, "float32")
+    value, grad = value_and_grad_in(mode, lambda t: loss(y, t), nan_rows)
+    assert np.isnan(value) and np.isnan(grad).all(), (value, grad)
+    one_nan = np.array([[1.0], [np.nan], [2.0]], "float32")
+    value, grad = value_and_grad_in(mode, lambda t: loss(y, t), one_nan)
+    assert_matches_reference(value, np.array(2.5), "float32", what=f"{mode} masked mean")
+    assert np.isfinite(grad).all() and grad[1] == 0, grad

@@ -99,8 +99,8 @@ def test_raise_policy_without_a_monitor_warns_once_that_it_cannot_raise():
 
 @pytest.mark.parametrize(
     "optimizer_kwargs",
-    [{}, {"on_max_skips": "accept"}, {"max_consecutive_skips": None}],
-    ids=["with-monitor", "accept-policy", "no-limit"],
+    [{}, {"on_max_skips": "count"}, {"on_max_skips": "replace"}, {"max_consecutive_skips": None}],
+    ids=["with-monitor", "count-policy", "replace-policy", "no-limit"],
 )
 def test_no_cannot_raise_warning_when_nothing_needs_raising(optimizer_kwargs):
     x, y = _data()

@@ -4,6 +4,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -76,11 +77,12 @@ def test_scripted_sequence_like_optax_apply_if_finite(skip_mode):
     optimizer.check()
 
 
-def test_accept_policy_applies_the_step_after_the_limit():
+def test_deprecated_accept_policy_still_applies_the_step_after_the_limit():
     weight = keras.Variable(np.ones(2, "float32"))
-    optimizer = GuardedOptimizer(
-        keras.optimizers.SGD(0.1), max_consecutive_skips=1, on_max_skips="accept"
-    )
+    with pytest.warns(DeprecationWarning, match=r"(?s)'accept'` is deprecated.*'replace'"):
+        optimizer = GuardedOptimizer(
+            keras.optimizers.SGD(0.1), max_consecutive_skips=1, on_max_skips="accept"
+        )
     _step(optimizer, weight, [NAN, 1.0])
     assert_matches_reference(weight, np.ones(2), "exact", "first NaN step skipped")
     _step(optimizer, weight, [NAN, 1.0])
@@ -89,15 +91,21 @@ def test_accept_policy_applies_the_step_after_the_limit():
     optimizer.check()  # accept never raises
 
 
-def test_backoff_policy_lowers_the_learning_rate_and_keeps_skipping():
+@pytest.mark.parametrize("policy", ["replace", "backoff"])
+def test_replace_policy_lowers_the_learning_rate_and_keeps_skipping(policy):
     weight = keras.Variable(np.ones(1, "float32"))
-    optimizer = GuardedOptimizer(
-        keras.optimizers.SGD(1.0),
-        max_consecutive_skips=2,
-        on_max_skips="backoff",
-        lr_backoff_factor=0.25,
-        lr_recovery_steps=None,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        optimizer = GuardedOptimizer(
+            keras.optimizers.SGD(1.0),
+            max_consecutive_skips=2,
+            on_max_skips=policy,
+            lr_backoff_factor=0.25,
+            lr_recovery_steps=None,
+        )
+    deprecations = [w for w in caught if "on_max_skips" in str(w.message)]
+    assert len(deprecations) == (policy == "backoff")
+    assert optimizer.on_max_skips == "replace"  # the old name means the same
     for _ in range(3):
         _step(optimizer, weight, [NAN])
     assert optimizer.stats()["lr_scale"] == 0.25
@@ -106,6 +114,24 @@ def test_backoff_policy_lowers_the_learning_rate_and_keeps_skipping():
     _step(optimizer, weight, [1.0])  # SGD step with the backed-off rate: 1 - 0.25 * 1
     assert_matches_reference(weight, [0.75], "float32", "step at the backed-off rate")
     assert_matches_reference(optimizer.effective_learning_rate, 0.25, "float32", "effective lr")
+
+
+@pytest.mark.parametrize("policy", ["warn", "count"])
+def test_warn_and_count_keep_skipping_past_the_limit(policy):
+    weight = keras.Variable(np.ones(2, "float32"))
+    optimizer = GuardedOptimizer(
+        keras.optimizers.SGD(0.1), max_consecutive_skips=1, on_max_skips=policy
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(4):
+            _step(optimizer, weight, [NAN, 1.0])
+            optimizer.check()  # never raises
+    assert_matches_reference(weight, np.ones(2), "exact", "every non-finite step skipped")
+    assert _counters(optimizer) == (4, 4, 0)
+    given_up = [w for w in caught if "steps in a row" in str(w.message)]
+    # "warn": one warning for the run of skips past the limit; "count": none.
+    assert len(given_up) == (policy == "warn"), [str(w.message) for w in caught]
 
 
 @SKIP_MODES
@@ -323,7 +349,7 @@ def test_config_round_trip():
         keras.optimizers.Adam(0.002),
         adaptive_clip=0.02,
         max_consecutive_skips=4,
-        on_max_skips="backoff",
+        on_max_skips="replace",
         lr_backoff_factor=0.3,
         lr_backoff_on_skip=True,
         lr_recovery_steps=7,
@@ -419,7 +445,8 @@ def test_keras_file_loads_across_backends(tmp_path, backend):
         ({"adaptive_clip_eps": 0.0}, ValueError, "adaptive_clip_eps"),
         ({"max_consecutive_skips": 0}, ValueError, "max_consecutive_skips=0"),
         ({"max_consecutive_skips": True}, TypeError, "max_consecutive_skips=True"),
-        ({"on_max_skips": "ignore"}, ValueError, "'raise', 'accept', 'backoff'"),
+        ({"on_max_skips": "ignore"}, ValueError, "'raise', 'warn', 'replace', 'count'"),
+        ({"on_max_skips": 1}, TypeError, "on_max_skips=1"),
         ({"lr_backoff_factor": 1.5}, ValueError, r"lr_backoff_factor=1\.5"),
         ({"lr_backoff_on_skip": 1}, TypeError, "lr_backoff_on_skip=1"),
         ({"lr_recovery_steps": 2.5}, TypeError, r"lr_recovery_steps=2\.5"),

@@ -2,13 +2,16 @@
 
 import collections
 import math
+import os
 import warnings
 
 import keras
 import numpy as np
 from keras import ops
 
+from xstable import _validation
 from xstable.backend import CompiledFunction
+from xstable.callbacks import _report
 from xstable.errors import NonFiniteError, check_policy
 from xstable.optimizers.guarded_optimizer import find_guarded_optimizer
 
@@ -31,12 +34,34 @@ To find the first layer that goes non-finite on a batch, run \
 class _State:
     """A host copy of the model's and the optimizer's variables, taken after a good step."""
 
-    def __init__(self, model_values, optimizer_values, epoch, batch, step):
+    def __init__(self, model_values, optimizer_values, epoch, step, unchecked=()):
         self.model_values = model_values
         self.optimizer_values = optimizer_values
         self.epoch = epoch
-        self.batch = batch
         self.step = step
+        self._unchecked = unchecked  # indices of optimizer values that may be NaN
+
+    def all_finite(self):
+        """Whether every floating value is finite: on the host copy, no device read."""
+        optimizer_values = [
+            v for i, v in enumerate(self.optimizer_values) if i not in self._unchecked
+        ]
+        return all(
+            np.isfinite(value).all()
+            for value in self.model_values + optimizer_values
+            if np.issubdtype(value.dtype, np.floating)
+        )
+
+
+class _Failure:
+    """What went wrong: `kind` (loss, metric, weight, spike, guard), the value's name and
+    value, and a sentence for messages."""
+
+    def __init__(self, kind, name, value, what):
+        self.kind = kind
+        self.name = name
+        self.value = value
+        self.what = what
 
 
 def _host_copy(variable):
@@ -54,46 +79,41 @@ def _all_finite(values):
     return ops.isfinite(total)
 
 
-def _check_number(name, value, low, high, inclusive_low=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"`{name}` must be a number. Received: {name}={value!r}.")
-    value = float(value)
-    above = value >= low if inclusive_low else value > low
-    if not (math.isfinite(value) and above and value < high):
-        interval = f"{'[' if inclusive_low else '('}{low}, {high})"
-        raise ValueError(f"`{name}` must be in {interval}. Received: {name}={value!r}.")
-    return value
+# A GuardedOptimizer logs the gradient norm of the step it skipped: NaN there means the guard
+# did its job, not that training went non-finite.
+_GUARD_DIAGNOSTICS = ("grad_norm",)
 
-
-def _check_int(name, value, low, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(
-            f"`{name}` must be an int{' or None' if allow_none else ''}. "
-            f"Received: {name}={value!r} of type {type(value).__name__}."
-        )
-    if value < low:
-        raise ValueError(f"`{name}` must be >= {low}. Received: {name}={value!r}.")
-    return int(value)
+_WEIGHTS_NONFINITE = "the weights hold NaN or inf after this step (the loss was finite)"
 
 
 class StabilityMonitor(keras.callbacks.Callback):
     """Watches training for NaN, inf and loss spikes; raises, warns, counts or recovers.
 
     The one host-side callback for xstable's guards. After every training batch it looks at
-    the loss (which Keras has already brought to the host), and (without a
-    `GuardedOptimizer`, see `check_weights_every`) at the model's weights with one all-finite
-    reduction on the device read as one scalar. It also serves the guards
-    that cannot act inside a compiled step: a `GuardedOptimizer`'s `on_max_skips="raise"`
-    and the `"raise"`/`"warn"` policies of `FiniteCheck` layers (their own policies decide
-    what happens to what they find).
+    the loss (which Keras has already brought to the host, so this costs no extra
+    synchronisation); every `snapshot_every` good steps it copies the state to the host and
+    checks that copy for NaN and inf (on the host, no extra device read); at each epoch end
+    it checks the weights on the device (one scalar read). It also serves the guards that
+    cannot act inside a compiled step: a `GuardedOptimizer`'s `on_max_skips` of `"raise"`
+    or `"warn"` and the `"raise"`/`"warn"` policies of `FiniteCheck` layers (their own
+    policies decide what happens to what they find).
 
-    A step that a `GuardedOptimizer` skipped is not a failure: its NaN loss is counted in
-    `skipped_steps` and the weights are untouched. A failure is a non-finite loss the guard
-    did not skip, non-finite weights (caught at the step that wrote them, also when a masked
-    loss stays finite), a loss above `spike_factor` times the median of the last
-    `spike_window` losses, or a guard that gave up. `policy` says what happens then:
+    A step that a `GuardedOptimizer` (or the loss scaler of mixed precision) skipped is not
+    a failure: it is counted in `skipped_steps` and the weights are untouched. A failure is a
+    non-finite loss the guard did not skip, non-finite weights, a loss above `spike_factor`
+    times the median of the last `spike_window` losses, or a guard that gave up.
+
+    Non-finite weights under a loss that stays finite (a masked loss, such as
+    `xstable.losses.SafeLoss`, leaves a NaN input row out of its value while the gradient
+    through that row writes NaN into the weights) are caught at the step that wrote them
+    when a snapshot is due, and otherwise at the next step: NaN weights make every
+    prediction NaN, so a plain loss is NaN, and so is a safe loss, which is NaN when every
+    sample of a batch was left out. The state put back is always one that was checked
+    finite. `check_weights_every=1` adds a device check of the weights after every batch
+    (a user-written masked loss that returns 0 for a batch of NaN predictions needs it); its
+    cost is in `docs/performance.md`.
+
+    `policy` says what happens at a failure:
 
     - `"replace"` (default): the last good weights and optimizer state are put back (bit for
       bit, from one host copy refreshed every `snapshot_every` good steps), the learning
@@ -106,9 +126,21 @@ class StabilityMonitor(keras.callbacks.Callback):
     - `"warn"`: a `RuntimeWarning`, and training goes on unchanged.
     - `"count"`: failures are only counted (`nonfinite_events` in the epoch logs).
 
+    At every failure the monitor writes a report (`monitor.report`, a JSON-ready dict, and
+    `monitor.report_text`): what went wrong, where, what was restored, and with `data` the
+    rows of the offending batch, the non-finite rows anywhere in `data`, and a replay of
+    that batch from the restored state with `xstable.diagnosis.locate_nonfinite` (naming
+    the stage, layer and rows that first go non-finite). With `report_dir` the report is
+    also written to `nonfinite_report.json` and `nonfinite_report.txt`, each atomically.
+    Batch `b` is rows `b * batch_size` to `(b + 1) * batch_size - 1` of `data` only with
+    `fit(..., shuffle=False)`: the report says so.
+
     With a `GuardedOptimizer` its counters (`skipped_steps`, `consecutive_skips`,
     `grad_norm`, `lr_scale`) are written into the epoch logs (and History) when
     `log_counters=True`.
+
+    Place the monitor before callbacks that save at batch end (`BackupAndRestore` or
+    `ModelCheckpoint` with an integer `save_freq`): Keras calls callbacks in list order.
 
     On JAX the model state lives in the trainer during `fit`; the monitor reads it through
     `Callback.model`, which syncs it back into the variables (as Keras's own callbacks do).
@@ -124,11 +156,17 @@ class StabilityMonitor(keras.callbacks.Callback):
             above `spike_factor` times the running median is a failure (default 10).
         spike_window: Int >= 3. How many recent losses the running median covers; spikes
             are watched once that many losses were seen.
-        check_weights_every: Int >= 1, `None` or `"auto"`. Batches between two all-finite
-            checks of the weights; `None` never checks them. `"auto"` (default): every batch,
-            unless the optimizer is a `GuardedOptimizer`, which skips every step whose
-            gradients are not finite, so that a NaN cannot reach the weights through a step.
+        check_weights_every: Int >= 1, `None` or `"auto"`. Batches between two device
+            checks of the weights; `None` never checks them. `"auto"` (default): checks the
+            weights at every snapshot (on the host copy) and at each epoch end.
         log_counters: Bool. Write a GuardedOptimizer's counters into the epoch logs.
+        report_dir: String, `os.PathLike` or `None`. Directory for the written reports;
+            created when needed. `None` (default) writes no files.
+        data: `None` or a tuple `(x, y)` or `(x, y, sample_weight)` of arrays (or nested
+            structures of arrays, as `fit` takes them): the training data, used to name and
+            replay the offending batch.
+        batch_size: Int >= 1 or `None`. The `batch_size` given to `fit` (Keras's default is
+            32); used with `data`.
         verbose: Int. 1 prints one line per recovery; 0 is silent.
 
     Raises:
@@ -156,30 +194,48 @@ class StabilityMonitor(keras.callbacks.Callback):
         spike_window=20,
         check_weights_every="auto",
         log_counters=True,
+        report_dir=None,
+        data=None,
+        batch_size=32,
         verbose=1,
     ):
         super().__init__()
         self.policy = check_policy(policy)
-        self.lr_factor = _check_number("lr_factor", lr_factor, 0.0, 1.0)
-        self.max_retries = _check_int("max_retries", max_retries, 1)
-        self.snapshot_every = _check_int("snapshot_every", snapshot_every, 1)
-        if spike_factor is not None:
-            spike_factor = _check_number("spike_factor", spike_factor, 1.0, math.inf)
-        self.spike_factor = spike_factor
-        self.spike_window = _check_int("spike_window", spike_window, 3)
+        self.lr_factor = _validation.check_number(
+            "lr_factor", lr_factor, 0.0, 1.0, low_inclusive=False, high_inclusive=False
+        )
+        self.max_retries = _validation.check_int("max_retries", max_retries, 1)
+        self.snapshot_every = _validation.check_int("snapshot_every", snapshot_every, 1)
+        self.spike_factor = _validation.check_number(
+            "spike_factor", spike_factor, 1.0, low_inclusive=False, allow_none=True
+        )
+        self.spike_window = _validation.check_int("spike_window", spike_window, 3)
         if check_weights_every != "auto":
-            check_weights_every = _check_int(
+            check_weights_every = _validation.check_int(
                 "check_weights_every", check_weights_every, 1, allow_none=True
             )
         self.check_weights_every = check_weights_every
-        if not isinstance(log_counters, bool):
+        self.log_counters = _validation.check_bool("log_counters", log_counters)
+        if report_dir is not None and not isinstance(report_dir, (str, os.PathLike)):
             raise TypeError(
-                f"`log_counters` must be a bool. Received: log_counters={log_counters!r}."
+                "`report_dir` must be a str, an os.PathLike or None. "
+                f"Received: report_dir={report_dir!r} of type {type(report_dir).__name__}."
             )
-        self.log_counters = log_counters
-        if isinstance(verbose, bool) or not isinstance(verbose, int):
-            raise TypeError(f"`verbose` must be an int. Received: verbose={verbose!r}.")
-        self.verbose = verbose
+        self.report_dir = None if report_dir is None else os.fspath(report_dir)
+        if data is not None and (not isinstance(data, (tuple, list)) or len(data) not in (2, 3)):
+            raise ValueError(
+                "`data` must be a tuple `(x, y)` or `(x, y, sample_weight)` holding the "
+                f"training data passed to `fit`. Received: data of type {type(data).__name__}"
+                + (f" with {len(data)} elements." if isinstance(data, (tuple, list)) else ".")
+            )
+        self.data = None if data is None else tuple(data)
+        self.batch_size = _validation.check_int("batch_size", batch_size, 1, allow_none=True)
+        self.verbose = _validation.check_int("verbose", verbose)
+        # Set by the deprecated NaNSentinel, which keeps its documented behaviour through
+        # them: stop instead of raising, also watch the metrics, leave the optimizer alone.
+        self._stop_instead_of_raise = False
+        self._watch_metrics = False
+        self._include_optimizer = True
         # The FiniteCheck layers' raise/warn policies, served from the host.
         from xstable.layers.finite_check import FiniteCheckMonitor
 
@@ -190,7 +246,12 @@ class StabilityMonitor(keras.callbacks.Callback):
 
     def _reset(self):
         self.recoveries = 0
+        self.skipped_steps = 0
         self.events = []
+        self.report = None
+        self.report_text = None
+        self.report_paths = None
+        self._stopped = False
         self._retries_in_a_row = 0
         self._state = None
         self._good_since_snapshot = 0
@@ -229,7 +290,7 @@ class StabilityMonitor(keras.callbacks.Callback):
             self._check_rate_can_be_lowered(model.optimizer)
         self._weights_every = self.check_weights_every
         if self._weights_every == "auto":
-            self._weights_every = None if self._guard is not None else 1
+            self._weights_every = None
         if self._weights_every is not None and self._checked_variables != [
             id(v) for v in model.trainable_variables
         ]:
@@ -257,6 +318,16 @@ class StabilityMonitor(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._finite_checks.on_epoch_end(epoch, logs)
+        if self._stopped:
+            return
+        failure = None
+        if self._watch_metrics:
+            failure = self._nonfinite_log(logs, ())
+        if failure is None and self.check_weights_every is not None:
+            if not self._weights_finite_now():
+                failure = _Failure("weight", "model.weights", math.nan, _WEIGHTS_NONFINITE)
+        if failure is not None:
+            self._act(failure, None, logs)
         if logs is None:
             return
         if self._guard is not None and self.log_counters:
@@ -271,14 +342,16 @@ class StabilityMonitor(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self._serve_finite_checks(self._finite_checks.on_train_batch_end, batch, logs)
+        if self._stopped:
+            return
         steps = max(1, batch - self._first_batch + 1)  # several with steps_per_execution
         self._step += steps
         self._expected_iterations += steps
-        failure = self._find_failure(batch, logs or {})
+        failure = self._find_failure(logs or {})
         if failure is None:
-            self._good_step()
-            return
-        self._act(failure, batch)
+            failure = self._good_step()
+        if failure is not None:
+            self._act(failure, batch, logs)
 
     def _serve_finite_checks(self, hook, batch, logs):
         """Runs a FiniteCheck reader hook; a check that raises leaves the last good state."""
@@ -332,52 +405,103 @@ class StabilityMonitor(keras.callbacks.Callback):
         self._last_mean = mean
         return loss
 
-    def _restart_loss_mean(self):
-        """Resets Keras's loss tracker after a step whose loss is not the model's any more.
+    def _restart_running_means(self):
+        """Resets Keras's metric trackers after a step whose values are not the model's any
+        more.
 
         A NaN loss would otherwise stay in the epoch's running mean, and in every later
         batch's logs. The epoch's logged loss is then the mean over the batches after it.
         """
         for metric in self.model.metrics:
-            if metric.name == "loss":
+            if metric.name in ("loss", "compile_metrics"):
                 metric.reset_state()
         self._batches_in_mean = 0
 
-    def _find_failure(self, batch, logs):
-        """What went wrong in the step just run, as a short description, or None."""
+    def _nonfinite_log(self, logs, skip):
+        """The first non-finite metric in `logs` (none of `skip`, nor a guard's
+        diagnostics), as a failure, or None."""
+        ignored = set(skip) | (set(_GUARD_DIAGNOSTICS) if self._guard is not None else set())
+        for name in sorted(logs or {}):
+            if name in ignored:
+                continue
+            value = _report.log_value(logs[name])
+            if value is not None and not math.isfinite(value):
+                return _Failure("metric", name, value, f"the metric `{name}` is {value}")
+        return None
+
+    def _find_failure(self, logs):
+        """What went wrong in the step just run, as a `_Failure`, or None."""
         loss = self._batch_loss(logs)
         guard = self._guard
         if loss is not None and not math.isfinite(loss):
             if self._step_was_skipped():
-                self._restart_loss_mean()
+                self.skipped_steps += 1
+                self._restart_running_means()
                 self._loss = None
                 return None if guard is None else self._guard_failure()
-            return f"the loss is {loss}"
+            return _Failure("loss", "loss", loss, self._describe_nonfinite_loss(loss))
         if guard is not None and guard.max_consecutive_skips is not None:
             failure = self._guard_failure()
             if failure is not None:
+                return failure
+        if self._watch_metrics:
+            failure = self._nonfinite_log(logs, ("loss",))
+            if failure is not None:
+                if self._step_was_skipped():
+                    self.skipped_steps += 1
+                    self._restart_running_means()
+                    return None
                 return failure
         if (
             self._weights_every is not None
             and self._step % self._weights_every == 0
             and not self._weights_finite()
         ):
-            return "the weights hold NaN or inf after this step (the loss was finite)"
+            return _Failure("weight", "model.weights", math.nan, _WEIGHTS_NONFINITE)
         self._loss = loss
         if loss is not None:
             if self.spike_factor is not None and len(self._losses) == self._losses.maxlen:
                 median = float(np.median(self._losses))
                 if loss > self.spike_factor * median and loss > 0:
-                    return (
+                    return _Failure(
+                        "spike",
+                        "loss",
+                        loss,
                         f"the loss {loss:.6g} is above spike_factor={self.spike_factor} times "
-                        f"its running median {median:.6g}"
+                        f"its running median {median:.6g}",
                     )
             self._losses.append(loss)
         return None
 
+    def _describe_nonfinite_loss(self, loss):
+        """Why the loss may be non-finite; reads the weights once (a failure is rare)."""
+        what = f"the loss is {loss}"
+        if not self._weights_finite_now():
+            what += (
+                " and the weights hold NaN or inf (written by this step, or by the step "
+                "before under a loss that left a non-finite sample out of its value)"
+            )
+        loss_object = getattr(self.model, "loss", None)
+        if getattr(loss_object, "invalid_targets", None) == "mask" or type(
+            loss_object
+        ).__name__ == "SafeLoss":
+            what += (
+                f" ({type(loss_object).__name__} is NaN for a batch whose samples were all "
+                "left out: every target invalid, or every sample's loss non-finite; a "
+                "`GuardedOptimizer` skips such a step)"
+            )
+        return what
+
     def _weights_finite(self):
         self.model  # noqa: B018  (on JAX, puts the trainer's state into the variables)
         return bool(ops.convert_to_numpy(self._weights_check()))
+
+    def _weights_finite_now(self):
+        """One device check of the weights outside the per-batch schedule (rare paths)."""
+        if self._weights_check is not None:
+            return self._weights_finite()
+        model = self.model  # on JAX, puts the trainer's state into the variables
+        return bool(ops.convert_to_numpy(_all_finite(model.trainable_variables)))
 
     def _read_iterations(self):
         self.model  # noqa: B018  (on JAX, puts the trainer's state into the variables)
@@ -387,7 +511,7 @@ class StabilityMonitor(keras.callbacks.Callback):
         """Whether the optimizer left this step out (a GuardedOptimizer, or the loss scaler
         of mixed precision): its `iterations` count applied steps only.
 
-        Read only after a non-finite loss: one scalar, rare.
+        Read only after a non-finite value: one scalar, rare.
         """
         iterations = self._read_iterations()
         skipped = iterations < self._expected_iterations
@@ -398,12 +522,18 @@ class StabilityMonitor(keras.callbacks.Callback):
 
     def _guard_failure(self):
         self.model  # noqa: B018  (on JAX, puts the trainer's state into the variables)
+        if self._guard.on_max_skips != "raise":
+            self._guard.check()  # "warn" warns once per run of skips; the others go on
+            return None
         if self._guard.gave_up():
             stats = self._guard.stats()
-            return (
+            return _Failure(
+                "guard",
+                self._guard.name,
+                float(stats["consecutive_skips"]),
                 f"GuardedOptimizer '{self._guard.name}' skipped "
                 f"{stats['consecutive_skips']} non-finite steps in a row, more than "
-                f"max_consecutive_skips={self._guard.max_consecutive_skips}"
+                f"max_consecutive_skips={self._guard.max_consecutive_skips}",
             )
         return None
 
@@ -413,64 +543,140 @@ class StabilityMonitor(keras.callbacks.Callback):
         return self.policy in ("replace", "raise")
 
     def _good_step(self):
+        """Refreshes the kept state when due; returns a failure if the new copy holds NaN."""
         if not self._keeps_state():
-            return
+            return None
         self._good_since_snapshot += 1
         if self._good_since_snapshot >= self.snapshot_every and self._loss_is_healthy():
-            self._take_snapshot(self.model)
+            if not self._take_snapshot(self.model):
+                return _Failure("weight", "model.weights", math.nan, _WEIGHTS_NONFINITE)
             self._retries_in_a_row = 0
+        return None
 
     def _loss_is_healthy(self):
         """Whether the state after this step may replace the kept one.
 
-        The loss of a step is that of the weights before it. A loss at or below the median
-        of the recent ones says training is not drifting away: a loss that grows step after
-        step (a learning rate too high, before anything overflows) never is, so the kept
-        state stays one from before the drift.
+        Under `"replace"`, the loss of a step is that of the weights before it. A loss at or
+        below the median of the recent ones says training is not drifting away: a loss that
+        grows step after step (a learning rate too high, before anything overflows) never
+        is, so the kept state stays one from before the drift. `"raise"` keeps the newest
+        finite state.
         """
+        if self.policy != "replace":
+            return True
         if self._loss is None or len(self._losses) < 3:
             return self._loss is None or len(self._losses) == 0 or math.isfinite(self._loss)
         return self._loss <= float(np.median(self._losses))
 
-    def _act(self, failure, batch):
-        event = {"epoch": self._epoch, "batch": batch, "step": self._step, "what": failure}
+    def _act(self, failure, batch, logs):
+        where = f"epoch {self._epoch}" + (", end of epoch" if batch is None else f", batch {batch}")
+        failing_step = None if batch is None else self._step - (batch - self._first_batch + 1)
+        event = {
+            "epoch": self._epoch,
+            "batch": batch,
+            "step": self._step,
+            "what": failure.what,
+        }
         self.events.append(event)
-        where = f"epoch {self._epoch}, batch {batch}"
+        action = {
+            "count": "counted",
+            "warn": "warned",
+            "replace": "recovered",
+            "raise": "stopped" if self._stop_instead_of_raise else "raised",
+        }[self.policy]
+        report = _report.new_report(
+            {
+                "kind": failure.kind,
+                "name": failure.name,
+                "value": failure.value,
+                "epoch": self._epoch,
+                "batch": batch,
+                "global_step": failing_step,
+            },
+            failure.what,
+            logs,
+            action,
+        )
         if self.policy == "count":
+            self._finish_report(report, batch, failing_step)
             return
         if self.policy == "warn":
+            self._finish_report(report, batch, failing_step)
             warnings.warn(
-                f"StabilityMonitor: at {where}, {failure}.\n{_WHAT_TO_CHECK}",
+                f"StabilityMonitor: at {where}, {failure.what}.\n{_WHAT_TO_CHECK}",
                 RuntimeWarning,
                 stacklevel=2,
             )
             return
         model = self.model
         restored = self._restore(model)
-        self._restart_loss_mean()
+        report["restored"] = self._describe_restore(failing_step)
         self._expected_iterations = self._read_iterations()
         if self.policy == "raise":
-            raise NonFiniteError(
-                f"StabilityMonitor: at {where}, {failure}. {restored}\n\n{_WHAT_TO_CHECK}"
-            )
+            # Training ends here: the epoch's logs keep the non-finite value they showed.
+            self._finish_report(report, batch, failing_step)
+            message = f"StabilityMonitor: at {where}, {failure.what}. {restored}"
+            if self._stop_instead_of_raise:
+                self._stopped = True
+                model.stop_training = True
+                if self.verbose:
+                    print(f"{message} Training stopped.")
+                return
+            raise NonFiniteError(f"{message}\n\n{_WHAT_TO_CHECK}")
         if self._retries_in_a_row >= self.max_retries:
+            self._finish_report(report, batch, failing_step)
             raise NonFiniteError(
-                f"StabilityMonitor: at {where}, {failure}, after {self.max_retries} "
+                f"StabilityMonitor: at {where}, {failure.what}, after {self.max_retries} "
                 f"recoveries in a row (each restored the last good state and multiplied the "
                 f"learning rate by lr_factor={self.lr_factor}). {restored}\n\n{_WHAT_TO_CHECK}"
             )
+        self._restart_running_means()
         self._retries_in_a_row += 1
         self.recoveries += 1
         self._good_since_snapshot = 0
         rate = self._lower_learning_rate(model.optimizer)
         event["learning_rate"] = rate
         self._losses.clear()
+        self._finish_report(report, batch, failing_step)
         if self.verbose:
             print(
-                f"StabilityMonitor: at {where}, {failure}; {restored} Learning rate "
+                f"StabilityMonitor: at {where}, {failure.what}; {restored} Learning rate "
                 f"lowered to {rate:.6g} (recovery {self._retries_in_a_row} of at most "
                 f"{self.max_retries} in a row)."
             )
+
+    def _finish_report(self, report, batch, failing_step):
+        """Names the offending batch, replays it with `data`, and writes the report."""
+        if batch is not None:  # found at epoch end, the batch is not known
+            report["offending_batch"] = _report.offending_rows(
+                self._epoch, self._first_batch, batch, self.data, self.batch_size
+            )
+        if self.data is not None:
+            report["data_nonfinite_rows"] = _report.nonfinite_rows(self.data)
+        report["locate_nonfinite"] = _report.locate_in_data(
+            self.model, self.data, report["offending_batch"]
+        )
+        self.report = _report.jsonable(report)
+        self.report_text = _report.format_report_text(self.report)
+        if self.report_dir is not None:
+            self.report_paths = _report.write_report(
+                self.report_dir, self.report, self.report_text
+            )
+
+    def _describe_restore(self, failing_step):
+        state = self._state
+        if state is None:
+            return {"done": False, "why": "no finite state was kept"}
+        steps_back = None if failing_step is None else failing_step - state.step
+        return {
+            "done": True,
+            "snapshot_before_global_step": state.step,
+            "steps_undone": None if steps_back is None else steps_back + 1,
+            "exact_state_before_failing_step": steps_back == 0,
+            "model_variables": len(state.model_values),
+            "optimizer_variables": len(state.optimizer_values),
+            "kept_on": "host",
+        }
 
     # ------------------------------------------------------------- state and rate
 
@@ -486,23 +692,34 @@ class StabilityMonitor(keras.callbacks.Callback):
             if id(v) not in counters
         ]
 
+    def _optimizer_variables(self, model):
+        return list(model.optimizer.variables) if self._include_optimizer else []
+
     def _take_snapshot(self, model):
-        self._state = _State(
+        """Keeps a host copy of the state if it is finite; returns whether it was."""
+        optimizer_variables = self._optimizer_variables(model)
+        # A guard's last gradient norm is NaN after a skipped step: a diagnostic, not state.
+        diagnostics = set() if self._guard is None else {id(self._guard.grad_norm)}
+        state = _State(
             [_host_copy(v) for v in self._model_variables(model)],
-            [_host_copy(v) for v in model.optimizer.variables],
+            [_host_copy(v) for v in optimizer_variables],
             self._epoch,
-            None,
             self._step,
+            {i for i, v in enumerate(optimizer_variables) if id(v) in diagnostics},
         )
         self._good_since_snapshot = 0
+        if not state.all_finite():
+            return False
+        self._state = state
+        return True
 
     def _restore(self, model):
         state = self._state
         if state is None:
-            return "No good state was kept to restore."
+            return "No finite state was kept to restore."
         for variable, value in zip(self._model_variables(model), state.model_values, strict=True):
             variable.assign(value)
-        optimizer_variables = model.optimizer.variables
+        optimizer_variables = self._optimizer_variables(model)
         if len(optimizer_variables) != len(state.optimizer_values):
             return (
                 f"Restored the weights of global step {state.step} "

@@ -51,14 +51,22 @@ def count_complement(mask, count_of_mask):
     return ops.cast(ops.sum(ops.cast(ops.logical_not(mask), "int32")), "float32")
 
 
-def reduce_masked(values, valid, sample_weight, reduction, count_of_valid=None):
+def reduce_masked(
+    values, valid, sample_weight, reduction, count_of_valid=None, undefined_if_empty=None,
+    probe=None,
+):
     """Reduces per-sample `values` as Keras does, leaving out entries where `valid` is False.
 
     `values` must already be 0 (and finite) where `valid` is False; `valid=None` means all
     entries are valid. With `"sum_over_batch_size"`/`"mean"` the sum is divided by the number
-    of valid entries (0 if there are none), as Keras does for masked losses.
-    `count_of_valid`, if given, is that number already computed (`count`,
-    `count_complement`), so it is not counted twice.
+    of valid entries, as Keras does for masked losses. `count_of_valid`, if given, is that
+    number already computed (`count`, `count_complement`), so it is not counted twice.
+
+    A mean over no valid entry is undefined. Where the entries were left out because they
+    were invalid (`undefined_if_empty`: True, or a boolean scalar tensor), the mean
+    reductions return NaN, with a NaN gradient with respect to `probe` (the predictions),
+    so that a `GuardedOptimizer` skips the step and a monitor sees it; otherwise (every
+    entry excluded on purpose, e.g. `ignore_class`) they return 0, as Keras does.
     """
     dtype = values.dtype
     weights = None
@@ -76,6 +84,35 @@ def reduce_masked(values, valid, sample_weight, reduction, count_of_valid=None):
     total = ops.sum(weighted)
     if reduction == "sum":
         return total
+    result, empty = _mean(total, weights, values, valid, reduction, sample_weight, dtype,
+                          count_of_valid)
+    if undefined_if_empty is None or valid is None:
+        return result
+    if empty is None:
+        empty = ops.equal(count(valid), 0.0)
+    if undefined_if_empty is not True:
+        empty = ops.logical_and(empty, undefined_if_empty)
+    return _nan_where(empty, result, probe)
+
+
+def _nan_where(empty, result, probe):
+    """`result`, or NaN where `empty`, with a NaN gradient to `probe` only there.
+
+    `probe * undefined` has the derivative `undefined`: 0 where the mean is defined (the
+    `where` also sends it a zero cotangent, and 0 * 0 stays 0, even for an infinite probe)
+    and NaN where it is not.
+    """
+    undefined = ops.where(empty, float("nan"), 0.0)
+    undefined = ops.cast(undefined, result.dtype)
+    if probe is None:
+        return ops.where(empty, undefined, result)
+    probe_sum = ops.sum(ops.cast(probe, result.dtype))
+    return ops.where(empty, probe_sum * undefined, result)
+
+
+def _mean(total, weights, values, valid, reduction, sample_weight, dtype, count_of_valid):
+    """The mean reductions; returns `(mean, empty)`, `empty` being the boolean "no valid
+    entry counted" when the divisor is that count (else None)."""
     counts_entries = False
     if reduction == "mean_with_sample_weight" and sample_weight is not None:
         divisor = ops.sum(weights)
@@ -95,12 +132,13 @@ def reduce_masked(values, valid, sample_weight, reduction, count_of_valid=None):
     # the global count so the replicas' combined gradient is that of the global mean.
     global_divisor = backend.global_mean_divisor(divisor)
     if isinstance(global_divisor, float) and global_divisor > 0:
-        return total / global_divisor
+        return total / global_divisor, None
+    empty = ops.equal(global_divisor, 0.0) if counts_entries else None
     if counts_entries and global_divisor is divisor:
         # A local count is 0 or at least 1, and the total is 0 when it is 0: dividing by
         # max(count, 1) is divide_no_nan in two ops instead of six on eager torch.
-        return total / ops.maximum(divisor, ops.ones_like(divisor))
-    return ops.divide_no_nan(total, global_divisor)
+        return total / ops.maximum(divisor, ops.ones_like(divisor)), empty
+    return ops.divide_no_nan(total, global_divisor), empty
 
 
 def _static_size(values):

@@ -136,12 +136,22 @@ class SafeCrossentropyBase(keras.losses.Loss):
             values, valid, valid_count = resolve_invalid(
                 values, invalid, y_pred, self.invalid_target_counter, self.invalid_targets
             )
+            # A batch whose targets were all invalid has no loss: NaN (see reduce_masked).
+            undefined_if_empty = None
+            if valid is not None:
+                undefined_if_empty = True if excluded is None else ops.any(invalid)
             if excluded is not None:
                 included = ~excluded
                 valid = included if valid is None else valid & included
                 valid_count = None
             return _reduction.reduce_masked(
-                values, valid, sample_weight, self.reduction, count_of_valid=valid_count
+                values,
+                valid,
+                sample_weight,
+                self.reduction,
+                count_of_valid=valid_count,
+                undefined_if_empty=undefined_if_empty,
+                probe=y_pred,
             )
 
     def get_config(self):

@@ -129,8 +129,16 @@ class SafeLoss(keras.losses.Loss):
             # The count itself tells whether the update persists: a boolean reduction is
             # concrete under an eager `jax.grad` (the values are tracers), traced under jit.
             self.nonfinite_counter.record(nonfinite_count, like=nonfinite_count)
+            # A batch whose every sample's loss was non-finite has no loss: NaN, with a NaN
+            # gradient to the predictions (see reduce_masked).
             return _reduction.reduce_masked(
-                values, finite, sample_weight, self.reduction, count_of_valid=finite_count
+                values,
+                finite,
+                sample_weight,
+                self.reduction,
+                count_of_valid=finite_count,
+                undefined_if_empty=True,
+                probe=y_pred,
             )
 
     def get_config(self):

@@ -1,47 +1,19 @@
-"""Argument checks of the safe numerics: type and range, checked before any computation."""
-
-import math
+"""Argument checks of the safe numerics, on top of xstable's shared checks."""
 
 import numpy as np
 
+from xstable import _validation
 
-def _is_number(value):
-    return not isinstance(value, (bool, np.bool_)) and isinstance(
-        value, (int, float, np.integer, np.floating)
-    )
+__all__ = ["check_axis", "check_keepdims", "check_number"]
 
 
 def check_number(argument, value, low=None, high=None, meaning=""):
-    """Returns `value` as a float after checking it is a finite Python number in range.
-
-    `low` and `high` are inclusive bounds (`None`: unbounded). Raises `TypeError` for a
-    non-number and `ValueError` for NaN, infinity or a value out of range.
-    """
-    if not _is_number(value):
-        raise TypeError(
-            f"`{argument}` must be a Python number{meaning}. "
-            f"Received: {argument}={value!r} of type {type(value).__name__}"
-        )
-    value = float(value)
-    in_range = (
-        math.isfinite(value) and (low is None or value >= low) and (high is None or value <= high)
-    )
-    if not in_range:
-        bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
-        raise ValueError(
-            f"`{argument}` must be a finite number in {bounds}{meaning}. "
-            f"Received: {argument}={value!r}"
-        )
-    return value
+    """Returns `value` as a finite float in `[low, high]` (`None`: unbounded)."""
+    return _validation.check_number(argument, value, low, high, meaning=meaning)
 
 
 def check_keepdims(keepdims):
-    if not isinstance(keepdims, (bool, np.bool_)):
-        raise TypeError(
-            f"`keepdims` must be a bool. Received: keepdims={keepdims!r} of type "
-            f"{type(keepdims).__name__}"
-        )
-    return bool(keepdims)
+    return _validation.check_bool("keepdims", keepdims)
 
 
 def check_axis(axis):

@@ -3,22 +3,35 @@
 import contextlib
 import copy
 import math
-import numbers
 import warnings
 
 import keras
 import numpy as np
 from keras import ops
 
-from xstable import backend
-from xstable.errors import NonFiniteError
+from xstable import _validation, backend
+from xstable.errors import POLICIES, NonFiniteError, check_policy
 from xstable.optimizers import clipping
 from xstable.optimizers.guard_counters import COUNTER_NAMES
 from xstable.runtime import active_device
 
 __all__ = ["GuardedOptimizer", "ON_MAX_SKIPS_POLICIES", "SKIP_MODES", "find_guarded_optimizer"]
 
-ON_MAX_SKIPS_POLICIES = ("raise", "accept", "backoff")
+ON_MAX_SKIPS_POLICIES = POLICIES
+# Names of earlier versions, accepted with a DeprecationWarning for one release.
+_DEPRECATED_ON_MAX_SKIPS = {
+    "backoff": (
+        "replace",
+        "`on_max_skips='backoff'` is deprecated: pass `on_max_skips='replace'`, which does "
+        "the same (skip the step, back the learning rate off by `lr_backoff_factor`, go on).",
+    ),
+    "accept": (
+        "accept",
+        "`on_max_skips='accept'` is deprecated and will be removed: it applies a non-finite "
+        "update, which writes NaN or inf into the weights. Pass `on_max_skips='replace'` to "
+        "back the learning rate off and go on, or `'count'` to keep skipping.",
+    ),
+}
 SKIP_MODES = ("auto", "select", "branch")
 
 _GAVE_UP_MESSAGE = """\
@@ -33,47 +46,32 @@ pipeline with `numpy.isfinite` on a few batches.
 2. The loss: log(0), division by zero, sqrt at 0 or exp overflow. Use a numerically safe loss \
 (e.g. `from_logits=True`) or xstable's safe losses.
 3. The learning rate: a rate that is too high makes weights, then activations, overflow. Lower \
-it, or use `on_max_skips="backoff"` to back it off automatically.
+it, or use `on_max_skips="replace"` to back it off automatically.
 4. Mixed precision: float16 overflows above 65504; keep the loss and the last layer in float32.
-To keep training anyway, pass `on_max_skips="accept"` (applies the non-finite step) or \
+To keep training anyway, pass `on_max_skips="warn"` or `"count"` (goes on skipping) or \
 `max_consecutive_skips=None` (skips forever)."""
 
 _UNCHECKED_MESSAGE = """\
-GuardedOptimizer '{name}' has max_consecutive_skips={limit} and on_max_skips="raise", but a \
-compiled training step cannot raise: the error comes from the host, from \
+GuardedOptimizer '{name}' has max_consecutive_skips={limit} and on_max_skips="{policy}", but a \
+compiled training step cannot raise or warn: the error or warning comes from the host, from \
 `xstable.callbacks.StabilityMonitor` (pass `callbacks=[xstable.callbacks.StabilityMonitor()]` \
 to `fit`) or from calling `optimizer.check()` in your own loop. Without either, the steps past \
-the limit are skipped without an error. Pass max_consecutive_skips=None (the default) to skip \
-non-finite steps without a limit, or on_max_skips="accept" or "backoff"."""
+the limit are skipped without a word. Pass max_consecutive_skips=None (the default) to skip \
+non-finite steps without a limit, or on_max_skips="replace" or "count"."""
 
 
 def _check_positive_number(name, value, allow_none=True):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"`{name}` must be a positive float{' or None' if allow_none else ''}. "
-            f"Received: {name}={value!r} of type {type(value).__name__}."
-        )
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(
-            f"`{name}` must be a finite number > 0. Received: {name}={value!r}. "
-            f"Pass a positive value{', or None to disable it' if allow_none else ''}."
-        )
-    return float(value)
+    return _validation.check_number(
+        name, value, 0.0, low_inclusive=False, allow_none=allow_none
+    )
 
 
-def _check_count(name, value, allow_none=True):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"`{name}` must be an int{' or None' if allow_none else ''}. "
-            f"Received: {name}={value!r} of type {type(value).__name__}."
-        )
-    if value < 1:
-        raise ValueError(f"`{name}` must be >= 1. Received: {name}={value!r}.")
-    return int(value)
+def _check_on_max_skips(on_max_skips):
+    if isinstance(on_max_skips, str) and on_max_skips in _DEPRECATED_ON_MAX_SKIPS:
+        policy, message = _DEPRECATED_ON_MAX_SKIPS[on_max_skips]
+        warnings.warn(message, DeprecationWarning, stacklevel=3)
+        return policy
+    return check_policy(on_max_skips, ON_MAX_SKIPS_POLICIES, "on_max_skips")
 
 
 def _check_learning_rate(optimizer):
@@ -128,15 +126,23 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
     `iterations + skipped_steps`.
 
     By default (`max_consecutive_skips=None`) non-finite steps are skipped without limit:
-    correct with no callback. After more than `max_consecutive_skips` non-finite steps in a row, `on_max_skips` decides:
-    - `"raise"`: the step is skipped and the optimizer is marked as given up; the error
-      (`xstable.errors.NonFiniteError`, saying what to check) is raised on the host by
+    correct with no callback. After more than `max_consecutive_skips` non-finite steps in a
+    row, `on_max_skips` decides, in the words every xstable guard uses (a non-finite step is
+    never applied):
+
+    - `"raise"` (default): the step is skipped and the optimizer is marked as given up; the
+      error (`xstable.errors.NonFiniteError`, saying what to check) is raised on the host by
       `check()`, which `xstable.callbacks.StabilityMonitor` calls after every batch (it
       cannot be raised inside a compiled step). The monitor's own `policy` then decides:
       with `policy="replace"` it restores the last good state and lowers the rate.
-    - `"accept"`: the non-finite step is applied, as optax's `apply_if_finite` does.
-    - `"backoff"`: the step is skipped, the effective learning rate is multiplied by
-      `lr_backoff_factor` and the run of skips starts again.
+    - `"warn"`: the step is skipped and `check()` emits one `RuntimeWarning` per run of
+      skips past the limit; training goes on skipping.
+    - `"replace"`: recover: the step is skipped, the effective learning rate is multiplied
+      by `lr_backoff_factor` and the run of skips starts again.
+    - `"count"`: the step is skipped and counted in `skipped_steps`, like every other one.
+
+    `"backoff"` (now `"replace"`) and `"accept"` (applies the non-finite step) are the names
+    of earlier versions; they still work, with a `DeprecationWarning`.
 
     With `lr_backoff_on_skip=True` every skipped step multiplies the effective learning
     rate by `lr_backoff_factor`; after `lr_recovery_steps` applied finite steps in a row it
@@ -160,7 +166,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         adaptive_clip_eps: Float. Smallest weight norm used by `adaptive_clip`.
         max_consecutive_skips: Int or `None`. Non-finite steps in a row tolerated before
             `on_max_skips` applies; `None` (default) skips every non-finite step.
-        on_max_skips: `"raise"`, `"accept"` or `"backoff"` (see above).
+        on_max_skips: `"raise"`, `"warn"`, `"replace"` or `"count"` (see above).
         lr_backoff_factor: Float in (0, 1). Factor for learning-rate back-off.
         lr_backoff_on_skip: Bool. Back the learning rate off on every skipped step.
         lr_recovery_steps: Int or `None`. Applied finite steps in a row after which a
@@ -240,29 +246,24 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
                 "Keep the one you need."
             )
         adaptive_clip_eps = _check_positive_number("adaptive_clip_eps", adaptive_clip_eps, False)
-        max_consecutive_skips = _check_count("max_consecutive_skips", max_consecutive_skips)
-        if on_max_skips not in ON_MAX_SKIPS_POLICIES:
-            raise ValueError(
-                f"`on_max_skips` must be one of {', '.join(map(repr, ON_MAX_SKIPS_POLICIES))}. "
-                f"Received: on_max_skips={on_max_skips!r}."
-            )
-        lr_backoff_factor = _check_positive_number("lr_backoff_factor", lr_backoff_factor, False)
-        if lr_backoff_factor >= 1:
-            raise ValueError(
-                "`lr_backoff_factor` must be in (0, 1): it multiplies the learning rate on "
-                f"back-off. Received: lr_backoff_factor={lr_backoff_factor}. Try 0.5."
-            )
-        if not isinstance(lr_backoff_on_skip, bool):
-            raise TypeError(
-                "`lr_backoff_on_skip` must be a bool. "
-                f"Received: lr_backoff_on_skip={lr_backoff_on_skip!r}."
-            )
-        lr_recovery_steps = _check_count("lr_recovery_steps", lr_recovery_steps)
-        if skip_mode not in SKIP_MODES:
-            raise ValueError(
-                f"`skip_mode` must be one of {', '.join(map(repr, SKIP_MODES))}. "
-                f"Received: skip_mode={skip_mode!r}."
-            )
+        max_consecutive_skips = _validation.check_int(
+            "max_consecutive_skips", max_consecutive_skips, 1, allow_none=True
+        )
+        on_max_skips = _check_on_max_skips(on_max_skips)
+        lr_backoff_factor = _validation.check_number(
+            "lr_backoff_factor",
+            lr_backoff_factor,
+            0.0,
+            1.0,
+            low_inclusive=False,
+            high_inclusive=False,
+            meaning=" (it multiplies the learning rate on back-off; try 0.5)",
+        )
+        lr_backoff_on_skip = _validation.check_bool("lr_backoff_on_skip", lr_backoff_on_skip)
+        lr_recovery_steps = _validation.check_int(
+            "lr_recovery_steps", lr_recovery_steps, 1, allow_none=True
+        )
+        _validation.check_one_of("skip_mode", skip_mode, SKIP_MODES)
 
         super().__init__(learning_rate=0.0, name=name)
         self.inner_optimizer = inner_optimizer
@@ -280,6 +281,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         # Whether something on the host calls `check()` (StabilityMonitor sets it).
         self._host_checks = False
         self._warned_unchecked = False
+        self._warned_this_run = False
         # Whether a `GuardCounters` metric reads the counters after each step (it says so
         # when it is made for this optimizer); torch's CPU branch then hands them over as
         # host floats.
@@ -386,7 +388,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
 
     @property
     def _backs_off(self):
-        return self.lr_backoff_on_skip or self.on_max_skips == "backoff"
+        return self.lr_backoff_on_skip or self.on_max_skips == "replace"
 
     def scale_loss(self, loss):
         return self.inner_optimizer.scale_loss(loss)
@@ -437,7 +439,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
             over_limit = ops.greater(consecutive, limit)
             if self.on_max_skips == "accept":
                 apply = ops.logical_or(finite, over_limit)
-            elif self.on_max_skips == "backoff":
+            elif self.on_max_skips == "replace":
                 consecutive = ops.where(over_limit, zero, consecutive)
         skipped = ops.where(apply, zero, one)
 
@@ -448,7 +450,7 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         if self._backs_off:
             factor = self.lr_backoff_factor
             back_off = ops.logical_not(finite) if self.lr_backoff_on_skip else None
-            if self.on_max_skips == "backoff" and over_limit is not None:
+            if self.on_max_skips == "replace" and over_limit is not None:
                 back_off = over_limit if back_off is None else ops.logical_or(back_off, over_limit)
             good = ops.where(finite, ops.add(self.good_steps.value, one), zero)
             if self.lr_recovery_steps is not None:
@@ -498,14 +500,16 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
     def _warn_if_raise_cannot_happen(self):
         # Runs in Python: once per trace on TF and JAX, every step on torch.
         if (
-            self.on_max_skips == "raise"
+            self.on_max_skips in ("raise", "warn")
             and self.max_consecutive_skips is not None
             and not self._host_checks
             and not self._warned_unchecked
         ):
             self._warned_unchecked = True
             warnings.warn(
-                _UNCHECKED_MESSAGE.format(name=self.name, limit=self.max_consecutive_skips),
+                _UNCHECKED_MESSAGE.format(
+                    name=self.name, limit=self.max_consecutive_skips, policy=self.on_max_skips
+                ),
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -765,13 +769,13 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
         """Whether more than `max_consecutive_skips` non-finite steps came in a row."""
         if not self.built or self.max_consecutive_skips is None:
             return False
-        if self.on_max_skips == "backoff":
+        if self.on_max_skips == "replace":
             return False
         consecutive = int(ops.convert_to_numpy(self.consecutive_skips.value))
         return consecutive > self.max_consecutive_skips
 
     def check(self):
-        """Raises `NonFiniteError` if the `"raise"` policy's limit was passed.
+        """Raises (`"raise"`) or warns (`"warn"`) when the limit of skips was passed.
 
         Compiled steps cannot raise, so the host calls this (`StabilityMonitor` does after
         every batch). Reading the counter waits for the device.
@@ -781,18 +785,24 @@ class GuardedOptimizer(keras.optimizers.Optimizer):
                 `max_consecutive_skips` non-finite steps came in a row.
         """
         self._host_checks = True
-        if self.on_max_skips != "raise" or not self.gave_up():
+        if self.on_max_skips not in ("raise", "warn"):
+            return
+        if not self.gave_up():
+            self._warned_this_run = False
             return
         stats = self.stats()
-        raise NonFiniteError(
-            _GAVE_UP_MESSAGE.format(
-                name=self.name,
-                consecutive=stats["consecutive_skips"],
-                limit=self.max_consecutive_skips,
-                skipped=stats["skipped_steps"],
-                norm=stats["grad_norm"],
-            )
+        message = _GAVE_UP_MESSAGE.format(
+            name=self.name,
+            consecutive=stats["consecutive_skips"],
+            limit=self.max_consecutive_skips,
+            skipped=stats["skipped_steps"],
+            norm=stats["grad_norm"],
         )
+        if self.on_max_skips == "raise":
+            raise NonFiniteError(message)
+        if not self._warned_this_run:
+            self._warned_this_run = True
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
 
     # -------------------------------------------------------- serialization
 
