@@ -56,9 +56,9 @@ class Setting:
         model: `DenseStack`.
         data: `() -> (x, y)`, deterministic NumPy arrays.
         epochs: int, passes over the data (batches of 32 rows, shuffled in a pinned order).
-        optimizer: str, a `keras.optimizers` name. Without `optimizer_args` it is passed to
-            `compile` as the string (Keras's defaults, as the document writes it).
-        optimizer_args: dict or `None`, keyword arguments of `keras.optimizers.<optimizer>`.
+        optimizer: str, passed to `compile` as is (Keras's defaults, as a document writes
+            `optimizer="adam"`), or a `(class name, keyword arguments)` pair such as
+            `("SGD", {"learning_rate": 0.01})` for `keras.optimizers.SGD(learning_rate=0.01)`.
         loss: str or callable, as passed to `compile`.
         name: str or `None`, the spec's name where two examples share this setting (it is
             then trained once); `None`: `"<example id>.<variant kind>"`.
@@ -67,16 +67,16 @@ class Setting:
     model: DenseStack
     data: Callable[[], tuple]
     epochs: int
-    optimizer: str = "adam"
-    optimizer_args: dict | None = None
+    optimizer: str | tuple = "adam"
     loss: object = "mse"
     name: str | None = None
 
     def compile_args(self):
         """Returns fresh `compile` arguments (an optimizer holds state, so one per run)."""
         optimizer = self.optimizer
-        if self.optimizer_args is not None:
-            optimizer = getattr(keras.optimizers, optimizer)(**self.optimizer_args)
+        if not isinstance(optimizer, str):
+            class_name, arguments = optimizer
+            optimizer = getattr(keras.optimizers, class_name)(**arguments)
         return {"optimizer": optimizer, "loss": self.loss}
 
     def spec(self, name):

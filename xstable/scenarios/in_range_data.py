@@ -43,9 +43,6 @@ _BIAS_FIX = fixes.XstableFix(
 _LABELS = "integer labels `randint(0, 2)` -> float32 (binary cross-entropy takes float targets)"
 
 
-_ADAM_1 = {"optimizer": "Adam", "optimizer_args": {"learning_rate": 1.0}}
-
-
 # Example 1: sigmoid hidden layer, inputs of scale 1000.
 def _large_input_data():
     rng = p.rng()
@@ -123,7 +120,7 @@ EXAMPLES = (
                 _SIGMOID_CLASSIFIER,
                 _large_input_data,
                 epochs=10,
-                **_ADAM_1,
+                optimizer=("Adam", {"learning_rate": 1.0}),
                 loss=handwritten_binary_crossentropy,
             ),
             summary="the failure with a hand-written BCE and Adam(1.0)",

@@ -35,7 +35,7 @@ _COMMON = (
     p.pinned_fit(100),
 )
 _LINEAR = DenseStack(2, ((1, None),))
-_SGD_001 = {"optimizer": "SGD", "optimizer_args": {"learning_rate": 0.01}}
+_SGD_001 = ("SGD", {"learning_rate": 0.01})
 
 
 def _scales_data():
@@ -63,7 +63,9 @@ def _robust_scaled_data():
 # Examples 1 and 2 share their data, stress and fix settings and their xstable fix, each
 # trained once; example 2 words their summaries for itself.
 _SCALES_STRESS = Case(
-    Setting(_LINEAR, _scales_data, epochs=100, **_SGD_001, name="linear_fit.unscaled.stress"),
+    Setting(
+        _LINEAR, _scales_data, epochs=100, optimizer=_SGD_001, name="linear_fit.unscaled.stress"
+    ),
     summary="the failure with SGD(0.01) instead of Adam",
     origin="ours",
     expected=expect("nan"),
@@ -74,8 +76,7 @@ _STANDARDIZED = Case(
         _LINEAR,
         _standardized_data,
         epochs=100,
-        optimizer="Adam",
-        optimizer_args={"learning_rate": 0.01},
+        optimizer=("Adam", {"learning_rate": 0.01}),
         name="linear_fit.unscaled.document_fix",
     ),
     summary="example 2: StandardScaler on x, Adam(0.01)",
@@ -136,8 +137,7 @@ EXAMPLES = (
                 _LINEAR,
                 _scales_data,
                 epochs=100,
-                optimizer="Adam",
-                optimizer_args={"learning_rate": 0.01},
+                optimizer=("Adam", {"learning_rate": 0.01}),
             ),
             summary="example 2 without its StandardScaler: raw x, Adam(0.01)",
             origin="derived",
@@ -171,7 +171,7 @@ EXAMPLES = (
             ),
         ),
         stress=Case(
-            Setting(_LINEAR, _outlier_data, epochs=100, **_SGD_001),
+            Setting(_LINEAR, _outlier_data, epochs=100, optimizer=_SGD_001),
             summary="raw x with the outlier and the document's SGD, without RobustScaler",
             origin="ours",
             expected=expect("nan"),
