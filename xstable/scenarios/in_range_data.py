@@ -10,19 +10,13 @@ from keras import ops
 
 from xstable.scenarios import _porting as p
 from xstable.scenarios import xstable_fixes as fixes
-from xstable.scenarios.declaration import (
-    Case,
-    DenseStack,
-    FixCase,
-    SeedExample,
-    Setting,
-    build_scenarios,
-)
+from xstable.scenarios._stress import handwritten_bce_stress
+from xstable.scenarios.declaration import Case, DenseStack, FixCase, SeedExample, Setting
 from xstable.scenarios.handwritten_bce import handwritten_binary_crossentropy
 from xstable.scenarios.preprocessing import standard_scale
 from xstable.scenarios.scenario import expect
 
-__all__ = ["DOCUMENT", "TITLE", "EXAMPLES", "log_abs_error_squared", "scenarios"]
+__all__ = ["DOCUMENT", "TITLE", "EXAMPLES", "log_abs_error_squared"]
 
 DOCUMENT = "002_274eff1696522b9c.txt"
 TITLE = "Why is the training loss NaN despite all training data being within range?"
@@ -57,6 +51,9 @@ def _standardized_data():
 
 
 _SIGMOID_CLASSIFIER = DenseStack(10, ((100, "sigmoid"), (1, "sigmoid")))
+_SIGMOID_FAILURE = Setting(
+    _SIGMOID_CLASSIFIER, _large_input_data, epochs=10, loss="binary_crossentropy"
+)
 
 
 # Example 2: the output bias forced to 10.
@@ -110,23 +107,13 @@ EXAMPLES = (
         claimed_outcome="nan",
         changes=_COMMON + (_LABELS, p.pinned_fit(10)),
         failure=Case(
-            Setting(_SIGMOID_CLASSIFIER, _large_input_data, epochs=10, loss="binary_crossentropy"),
+            _SIGMOID_FAILURE,
             summary="Dense(100, sigmoid) + Dense(1, sigmoid), Adam, BCE, x in [0, 1000)",
             origin="document",
             expected=expect("ok"),
         ),
-        stress=Case(
-            Setting(
-                _SIGMOID_CLASSIFIER,
-                _large_input_data,
-                epochs=10,
-                optimizer=("Adam", {"learning_rate": 1.0}),
-                loss=handwritten_binary_crossentropy,
-            ),
-            summary="the failure with a hand-written BCE and Adam(1.0)",
-            origin="ours",
-            expected=expect("nan"),
-            changes=(p.STRESS_HANDWRITTEN_BCE, p.stress_adam(1.0)),
+        stress=handwritten_bce_stress(
+            _SIGMOID_FAILURE, "the failure with a hand-written BCE and Adam(1.0)"
         ),
         document_fix=Case(
             Setting(_SIGMOID_CLASSIFIER, _standardized_data, epochs=10, loss="binary_crossentropy"),
@@ -233,8 +220,3 @@ EXAMPLES = (
         "10, 1e3, 1e6 and SGD at 0.01, 10, 1000; every run stayed finite.",
     ),
 )
-
-
-def scenarios():
-    """Returns this document's scenarios, in the document's order."""
-    return build_scenarios(DOCUMENT, TITLE, EXAMPLES)

@@ -4,22 +4,18 @@ Three examples: an input outlier of 1e10 (fix: drop rows beyond 3 standard devia
 features on different scales (fix: StandardScaler) and Adam with learning rate 10 (fix: 0.01).
 """
 
+import dataclasses
+
 import numpy as np
 
 from xstable.scenarios import _porting as p
 from xstable.scenarios import xstable_fixes as fixes
-from xstable.scenarios.declaration import (
-    Case,
-    DenseStack,
-    FixCase,
-    SeedExample,
-    Setting,
-    build_scenarios,
-)
+from xstable.scenarios._stress import sgd_stress
+from xstable.scenarios.declaration import Case, DenseStack, FixCase, SeedExample, Setting
 from xstable.scenarios.preprocessing import drop_outliers_3sigma, standard_scale
 from xstable.scenarios.scenario import expect
 
-__all__ = ["DOCUMENT", "TITLE", "EXAMPLES", "scenarios"]
+__all__ = ["DOCUMENT", "TITLE", "EXAMPLES"]
 
 DOCUMENT = "000_d253c13cab404a73.txt"
 TITLE = "Why is the loss NaN when training a TensorFlow Keras regression model?"
@@ -66,6 +62,11 @@ def _outlier_removed_data():
     return drop_outliers_3sigma(x, y)
 
 
+_OUTLIER = Setting(
+    _relu_regressor(1), _outlier_data, epochs=10, optimizer=("Adam", {"learning_rate": 0.001})
+)
+
+
 # Example 2: one feature in [0, 1), another in [0, 1000).
 def _two_scale_data():
     rng = p.rng()
@@ -77,6 +78,9 @@ def _two_scale_data():
 def _standardized_data():
     x, y = _two_scale_data()
     return p.float32(standard_scale(x), y)
+
+
+_TWO_SCALES = Setting(_relu_regressor(2), _two_scale_data, epochs=10)
 
 
 # Example 3: Adam with learning rate 10.
@@ -96,35 +100,14 @@ EXAMPLES = (
         claimed_outcome="nan",
         changes=_COMMON,
         failure=Case(
-            Setting(
-                _relu_regressor(1),
-                _outlier_data,
-                epochs=10,
-                optimizer=("Adam", {"learning_rate": 0.001}),
-            ),
+            _OUTLIER,
             summary="ReLU MLP, Adam(1e-3), MSE, x[0] = 1e10",
             origin="document",
             expected=expect("exploded"),
         ),
-        stress=Case(
-            Setting(
-                _relu_regressor(1),
-                _outlier_data,
-                epochs=10,
-                optimizer=("SGD", {"learning_rate": 10.0}),
-            ),
-            summary="the failure with SGD(10.0) instead of Adam",
-            origin="ours",
-            expected=expect("nan"),
-            changes=(p.stress_sgd(10.0),),
-        ),
+        stress=sgd_stress(_OUTLIER, 10.0, "the failure with SGD(10.0) instead of Adam"),
         document_fix=Case(
-            Setting(
-                _relu_regressor(1),
-                _outlier_removed_data,
-                epochs=10,
-                optimizer=("Adam", {"learning_rate": 0.001}),
-            ),
+            dataclasses.replace(_OUTLIER, data=_outlier_removed_data),
             summary="rows beyond 3 sample std of any column (x or y) dropped first",
             origin="document",
             expected=expect("stalled"),
@@ -144,7 +127,7 @@ EXAMPLES = (
         claimed_outcome="unstable",
         changes=_COMMON,
         failure=Case(
-            Setting(_relu_regressor(2), _two_scale_data, epochs=10),
+            _TWO_SCALES,
             summary="the example without its StandardScaler: raw features in [0,1) and "
             "[0,1000), Adam, MSE",
             origin="derived",
@@ -154,20 +137,9 @@ EXAMPLES = (
                 "the StandardScaler removed (the setting its prose warns about)",
             ),
         ),
-        stress=Case(
-            Setting(
-                _relu_regressor(2),
-                _two_scale_data,
-                epochs=10,
-                optimizer=("SGD", {"learning_rate": 10.0}),
-            ),
-            summary="the unscaled failure with SGD(10.0) instead of Adam",
-            origin="ours",
-            expected=expect("nan"),
-            changes=(p.stress_sgd(10.0),),
-        ),
+        stress=sgd_stress(_TWO_SCALES, 10.0, "the unscaled failure with SGD(10.0) instead of Adam"),
         document_fix=Case(
-            Setting(_relu_regressor(2), _standardized_data, epochs=10),
+            dataclasses.replace(_TWO_SCALES, data=_standardized_data),
             summary="StandardScaler on x (y left unscaled, as in the document)",
             origin="document",
             expected=expect("stalled"),
@@ -231,8 +203,3 @@ EXAMPLES = (
         xstable_fix=FixCase(_RATE_FIX, changes=("ours: SGD(10.0) as in the stress variant",)),
     ),
 )
-
-
-def scenarios():
-    """Returns this document's scenarios, in the document's order."""
-    return build_scenarios(DOCUMENT, TITLE, EXAMPLES)
