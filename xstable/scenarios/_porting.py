@@ -16,6 +16,10 @@ SEEDED_DATA = (
     "unseeded `np.random` -> `np.random.default_rng(0)` with the same distributions (identical "
     "data on every backend)"
 )
+STANDARD_SCALER = (
+    "`StandardScaler().fit_transform` -> `standard_scale` (the same formula in NumPy; checked "
+    "against scikit-learn in the tests)"
+)
 FLOAT32 = "data cast to float32 (what Keras feeds the model anyway; identical tensors everywhere)"
 
 

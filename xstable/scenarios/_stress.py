@@ -5,8 +5,6 @@ it takes to make it go non-finite. Two changes serve several examples, each decl
 a large SGD step, and a hand-written binary cross-entropy with Adam at 1.0.
 """
 
-import dataclasses
-
 from xstable.scenarios import _porting as p
 from xstable.scenarios.declaration import Case
 from xstable.scenarios.handwritten_bce import handwritten_binary_crossentropy
@@ -25,9 +23,7 @@ def sgd_stress(failure, learning_rate, summary, name=None):
         name: str or `None`, the spec's name where two examples share this stress case.
     """
     return Case(
-        dataclasses.replace(
-            failure, optimizer=("SGD", {"learning_rate": learning_rate}), name=name
-        ),
+        failure.replace(optimizer=("SGD", {"learning_rate": learning_rate}), name=name),
         summary=summary,
         origin="ours",
         expected=expect("nan"),
@@ -43,10 +39,8 @@ def handwritten_bce_stress(failure, summary):
         summary: str, one line saying what the variant does.
     """
     return Case(
-        dataclasses.replace(
-            failure,
-            optimizer=("Adam", {"learning_rate": 1.0}),
-            loss=handwritten_binary_crossentropy,
+        failure.replace(
+            optimizer=("Adam", {"learning_rate": 1.0}), loss=handwritten_binary_crossentropy
         ),
         summary=summary,
         origin="ours",

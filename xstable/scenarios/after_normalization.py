@@ -5,8 +5,6 @@ binary cross-entropy on soft targets near 0 and 1, and the tanh MLP again with A
 `clipnorm=1.0` (the fix).
 """
 
-import dataclasses
-
 import numpy as np
 
 from xstable.scenarios import _porting as p
@@ -92,7 +90,7 @@ _TANH_EXAMPLE = SeedExample(
     ),
     stress=_TANH_STRESS,
     document_fix=Case(
-        Setting(_mlp("relu"), _large_input_data, epochs=10),
+        _TANH_FAILURE.replace(model=_mlp("relu")),
         summary="ReLU instead of tanh (the commentary's first suggestion)",
         origin="derived",
         expected=expect("stalled"),
@@ -119,7 +117,7 @@ _SOFT_EXAMPLE = SeedExample(
     ),
     stress=handwritten_bce_stress(_SOFT_FAILURE, "a hand-written BCE and Adam(1.0)"),
     document_fix=Case(
-        dataclasses.replace(_SOFT_FAILURE, loss="mse"),
+        _SOFT_FAILURE.replace(loss="mse"),
         summary="MSE instead of BCE (the commentary's 'a different loss function')",
         origin="derived",
         expected=expect("stalled"),
@@ -149,12 +147,7 @@ _CLIPNORM_EXAMPLE = SeedExample(
     ),
     stress=_TANH_STRESS,
     document_fix=Case(
-        Setting(
-            _mlp("tanh"),
-            _large_input_data,
-            epochs=10,
-            optimizer=("Adam", {"clipnorm": 1.0}),
-        ),
+        _TANH_FAILURE.replace(optimizer=("Adam", {"clipnorm": 1.0})),
         summary="Adam(clipnorm=1.0)",
         origin="document",
         expected=expect("ok"),

@@ -71,6 +71,14 @@ class Setting:
     loss: object = "mse"
     name: str | None = None
 
+    def replace(self, **changes):
+        """Returns a copy with `changes` applied; its `name` only where `changes` gives one.
+
+        A variant that differs from another in a field or two is declared as that change.
+        """
+        changes.setdefault("name", None)
+        return dataclasses.replace(self, **changes)
+
     def compile_args(self):
         """Returns fresh `compile` arguments (an optimizer holds state, so one per run)."""
         optimizer = self.optimizer

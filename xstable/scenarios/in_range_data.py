@@ -50,9 +50,11 @@ def _standardized_data():
     return p.float32(standard_scale(x), y)
 
 
-_SIGMOID_CLASSIFIER = DenseStack(10, ((100, "sigmoid"), (1, "sigmoid")))
 _SIGMOID_FAILURE = Setting(
-    _SIGMOID_CLASSIFIER, _large_input_data, epochs=10, loss="binary_crossentropy"
+    DenseStack(10, ((100, "sigmoid"), (1, "sigmoid"))),
+    _large_input_data,
+    epochs=10,
+    loss="binary_crossentropy",
 )
 
 
@@ -66,6 +68,9 @@ def _unit_data():
 
 def _relu_classifier(output_bias):
     return DenseStack(10, ((10, "relu"), (1, "sigmoid")), output_bias=output_bias)
+
+
+_BIAS_10 = Setting(_relu_classifier(10.0), _unit_data, epochs=1, loss="binary_crossentropy")
 
 
 # Example 3: log-based custom loss with RMSprop.
@@ -96,7 +101,13 @@ def _linear_data():
     return p.float32(x, y)
 
 
-_LINEAR_STACK = DenseStack(10, ((10, None), (1, None)))
+_LOG_LOSS_RMSPROP = Setting(
+    DenseStack(10, ((10, None), (1, None))),
+    _linear_data,
+    epochs=10,
+    optimizer="rmsprop",
+    loss=log_abs_error_squared,
+)
 
 EXAMPLES = (
     SeedExample(
@@ -116,7 +127,7 @@ EXAMPLES = (
             _SIGMOID_FAILURE, "the failure with a hand-written BCE and Adam(1.0)"
         ),
         document_fix=Case(
-            Setting(_SIGMOID_CLASSIFIER, _standardized_data, epochs=10, loss="binary_crossentropy"),
+            _SIGMOID_FAILURE.replace(data=_standardized_data),
             summary="StandardScaler on x (the fix named in the document's comment)",
             origin="derived",
             expected=expect("ok"),
@@ -135,7 +146,7 @@ EXAMPLES = (
         claimed_outcome="nan",
         changes=_COMMON + (_LABELS, p.pinned_fit(1)),
         failure=Case(
-            Setting(_relu_classifier(10.0), _unit_data, epochs=1, loss="binary_crossentropy"),
+            _BIAS_10,
             summary="Dense(10, relu) + Dense(1, sigmoid), output bias assigned 10, "
             "Adam, BCE, 1 epoch",
             origin="document",
@@ -146,9 +157,7 @@ EXAMPLES = (
             ),
         ),
         stress=Case(
-            Setting(
-                _relu_classifier(20.0), _unit_data, epochs=1, loss=handwritten_binary_crossentropy
-            ),
+            _BIAS_10.replace(model=_relu_classifier(20.0), loss=handwritten_binary_crossentropy),
             summary="a hand-written BCE and the output bias forced to 20",
             origin="ours",
             expected=expect("nan"),
@@ -160,7 +169,7 @@ EXAMPLES = (
             ),
         ),
         document_fix=Case(
-            Setting(_relu_classifier(None), _unit_data, epochs=1, loss="binary_crossentropy"),
+            _BIAS_10.replace(model=_relu_classifier(None)),
             summary="the output bias left at its initial 0 (the cause the document names)",
             origin="derived",
             expected=expect("stalled"),
@@ -186,13 +195,7 @@ EXAMPLES = (
         claimed_outcome="nan",
         changes=_COMMON,
         failure=Case(
-            Setting(
-                _LINEAR_STACK,
-                _linear_data,
-                epochs=10,
-                optimizer="rmsprop",
-                loss=log_abs_error_squared,
-            ),
+            _LOG_LOSS_RMSPROP,
             summary="Dense(10) + Dense(1), RMSprop, custom log loss",
             origin="document",
             expected=expect("stalled"),
@@ -203,7 +206,7 @@ EXAMPLES = (
             ),
         ),
         document_fix=Case(
-            Setting(_LINEAR_STACK, _linear_data, epochs=10, loss=log_abs_error_squared),
+            _LOG_LOSS_RMSPROP.replace(optimizer="adam"),
             summary="Adam instead of RMSprop (the commentary's first suggestion)",
             origin="derived",
             expected=expect("stalled"),

@@ -29,7 +29,6 @@ _COMMON = (
     p.pinned_fit(100),
 )
 _LINEAR = DenseStack(2, ((1, None),))
-_SGD_001 = ("SGD", {"learning_rate": 0.01})
 
 
 def _scales_data():
@@ -54,27 +53,23 @@ def _robust_scaled_data():
     return p.float32(robust_scale(x), y)
 
 
+_OUTLIER = Setting(_LINEAR, _outlier_data, epochs=100)
+
+
 # Examples 1 and 2 share their data, stress and fix settings and their xstable fix, each
 # trained once; example 2 words their summaries for itself.
 _UNSCALED = Setting(_LINEAR, _scales_data, epochs=100)
 _SCALES_STRESS = sgd_stress(
     _UNSCALED, 0.01, "the failure with SGD(0.01) instead of Adam", name="linear_fit.unscaled.stress"
 )
+# Example 2's code without its StandardScaler.
+_UNSCALED_ADAM_001 = _UNSCALED.replace(optimizer=("Adam", {"learning_rate": 0.01}))
 _STANDARDIZED = Case(
-    Setting(
-        _LINEAR,
-        _standardized_data,
-        epochs=100,
-        optimizer=("Adam", {"learning_rate": 0.01}),
-        name="linear_fit.unscaled.document_fix",
-    ),
+    _UNSCALED_ADAM_001.replace(data=_standardized_data, name="linear_fit.unscaled.document_fix"),
     summary="example 2: StandardScaler on x, Adam(0.01)",
     origin="document",
     expected=expect("stalled"),
-    changes=(
-        "`StandardScaler().fit_transform` -> `standard_scale` (the same formula in NumPy; "
-        "checked against scikit-learn in the tests)",
-    ),
+    changes=(p.STANDARD_SCALER,),
 )
 # What diagnose() says for the SGD(0.01) stress variants. Once the inputs are scaled, SGD(0.01)
 # is below its stability limit, so the learning rate stays.
@@ -122,12 +117,7 @@ EXAMPLES = (
         claimed_outcome="ok",
         changes=_COMMON,
         failure=Case(
-            Setting(
-                _LINEAR,
-                _scales_data,
-                epochs=100,
-                optimizer=("Adam", {"learning_rate": 0.01}),
-            ),
+            _UNSCALED_ADAM_001,
             summary="example 2 without its StandardScaler: raw x, Adam(0.01)",
             origin="derived",
             expected=expect("exploded"),
@@ -150,7 +140,7 @@ EXAMPLES = (
         claimed_outcome="ok",
         changes=_COMMON,
         failure=Case(
-            Setting(_LINEAR, _outlier_data, epochs=100),
+            _OUTLIER,
             summary="example 3 without its fix: raw x with the 1e6 outlier, Adam (as in example 1)",
             origin="derived",
             expected=expect("exploded"),
@@ -160,7 +150,7 @@ EXAMPLES = (
             ),
         ),
         stress=Case(
-            Setting(_LINEAR, _outlier_data, epochs=100, optimizer=_SGD_001),
+            _OUTLIER.replace(optimizer=("SGD", {"learning_rate": 0.01})),
             summary="raw x with the outlier and the document's SGD, without RobustScaler",
             origin="ours",
             expected=expect("nan"),
@@ -170,7 +160,7 @@ EXAMPLES = (
             ),
         ),
         document_fix=Case(
-            Setting(_LINEAR, _robust_scaled_data, epochs=100, optimizer="SGD"),
+            _OUTLIER.replace(data=_robust_scaled_data, optimizer="SGD"),
             summary="RobustScaler on x, optimizer 'SGD' (learning rate 0.01)",
             origin="document",
             expected=expect("ok"),

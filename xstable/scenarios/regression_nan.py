@@ -4,8 +4,6 @@ Three examples: an input outlier of 1e10 (fix: drop rows beyond 3 standard devia
 features on different scales (fix: StandardScaler) and Adam with learning rate 10 (fix: 0.01).
 """
 
-import dataclasses
-
 import numpy as np
 
 from xstable.scenarios import _porting as p
@@ -91,6 +89,11 @@ def _small_data():
     return p.float32(x, y)
 
 
+_RATE_10 = Setting(
+    _relu_regressor(1), _small_data, epochs=10, optimizer=("Adam", {"learning_rate": 10.0})
+)
+
+
 EXAMPLES = (
     SeedExample(
         id="regression_nan.outlier",
@@ -107,7 +110,7 @@ EXAMPLES = (
         ),
         stress=sgd_stress(_OUTLIER, 10.0, "the failure with SGD(10.0) instead of Adam"),
         document_fix=Case(
-            dataclasses.replace(_OUTLIER, data=_outlier_removed_data),
+            _OUTLIER.replace(data=_outlier_removed_data),
             summary="rows beyond 3 sample std of any column (x or y) dropped first",
             origin="document",
             expected=expect("stalled"),
@@ -139,14 +142,11 @@ EXAMPLES = (
         ),
         stress=sgd_stress(_TWO_SCALES, 10.0, "the unscaled failure with SGD(10.0) instead of Adam"),
         document_fix=Case(
-            dataclasses.replace(_TWO_SCALES, data=_standardized_data),
+            _TWO_SCALES.replace(data=_standardized_data),
             summary="StandardScaler on x (y left unscaled, as in the document)",
             origin="document",
             expected=expect("stalled"),
-            changes=(
-                "`StandardScaler().fit_transform` -> `standard_scale` (the same formula "
-                "in NumPy; checked against scikit-learn in the tests)",
-            ),
+            changes=(p.STANDARD_SCALER,),
         ),
         xstable_fix=FixCase(_SCALES_FIX, changes=(p.stress_sgd(10.0),)),
     ),
@@ -157,12 +157,7 @@ EXAMPLES = (
         claimed_outcome="nan",
         changes=_COMMON,
         failure=Case(
-            Setting(
-                _relu_regressor(1),
-                _small_data,
-                epochs=10,
-                optimizer=("Adam", {"learning_rate": 10.0}),
-            ),
+            _RATE_10,
             summary="ReLU MLP, Adam(learning_rate=10.0), MSE",
             origin="document",
             expected=expect("stalled"),
@@ -172,12 +167,7 @@ EXAMPLES = (
             ),
         ),
         stress=Case(
-            Setting(
-                _relu_regressor(1),
-                _small_data,
-                epochs=10,
-                optimizer=("SGD", {"learning_rate": 10.0}),
-            ),
+            _RATE_10.replace(optimizer=("SGD", {"learning_rate": 10.0})),
             summary="the document's learning rate 10 with SGD instead of Adam",
             origin="ours",
             expected=expect("nan"),
@@ -189,12 +179,7 @@ EXAMPLES = (
             ),
         ),
         document_fix=Case(
-            Setting(
-                _relu_regressor(1),
-                _small_data,
-                epochs=10,
-                optimizer=("Adam", {"learning_rate": 0.01}),
-            ),
+            _RATE_10.replace(optimizer=("Adam", {"learning_rate": 0.01})),
             summary="Adam(learning_rate=0.01)",
             origin="document",
             expected=expect("ok"),
