@@ -496,21 +496,13 @@ def initial_weights_for(target, spec):
     Returns:
         A list of NumPy arrays in `model.weights` order.
     """
-    import keras
     import numpy as np
 
     if ":" not in target and not is_saved_model_target(target):
         from xstable.scenarios.initial_weights import portable_weights_for_spec
 
         return portable_weights_for_spec(spec)
-    keras.utils.set_random_seed(spec.seed)
-    model = spec.build_model()
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"`build_model` of spec {spec.name!r} must return a `keras.Model`. "
-            f"Received: {type(model).__name__}."
-        )
-    return [np.asarray(w) for w in model.get_weights()]
+    return [np.asarray(w) for w in spec.seeded_model().get_weights()]
 
 
 def target_slug(target):

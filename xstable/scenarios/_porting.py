@@ -1,9 +1,6 @@
 """What every port of a seed-document example changes, and the small helpers the ports share."""
 
-import keras
 import numpy as np
-
-from xstable.training import TrainingSpec
 
 DATA_SEED = 0
 WEIGHT_SEED = 0
@@ -18,6 +15,10 @@ INPUT = (
 SEEDED_DATA = (
     "unseeded `np.random` -> `np.random.default_rng(0)` with the same distributions (identical "
     "data on every backend)"
+)
+STANDARD_SCALER = (
+    "`StandardScaler().fit_transform` -> `standard_scale` (the same formula in NumPy; checked "
+    "against scikit-learn in the tests)"
 )
 FLOAT32 = "data cast to float32 (what Keras feeds the model anyway; identical tensors everywhere)"
 
@@ -49,26 +50,6 @@ def rng():
 def float32(*arrays):
     """Casts every array to float32 (one tuple out, in order)."""
     return tuple(np.asarray(a, dtype="float32") for a in arrays)
-
-
-def sequential(input_dim, *layers):
-    """A `keras.Sequential` that starts with `keras.Input((input_dim,))`."""
-    return keras.Sequential([keras.Input((input_dim,)), *layers])
-
-
-def spec(name, build_model, make_data, make_compile_args, epochs, batch_size=32, description=""):
-    """A `TrainingSpec` with the scenarios' weight seed and Keras's default compile mode."""
-    return TrainingSpec(
-        name=name,
-        build_model=build_model,
-        make_data=make_data,
-        make_compile_args=make_compile_args,
-        epochs=epochs,
-        batch_size=batch_size,
-        shuffle=True,
-        seed=WEIGHT_SEED,
-        description=description,
-    )
 
 
 def stress_sgd(learning_rate):

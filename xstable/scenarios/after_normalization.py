@@ -5,17 +5,15 @@ binary cross-entropy on soft targets near 0 and 1, and the tanh MLP again with A
 `clipnorm=1.0` (the fix).
 """
 
-import functools
-
-import keras
 import numpy as np
 
 from xstable.scenarios import _porting as p
 from xstable.scenarios import xstable_fixes as fixes
-from xstable.scenarios.handwritten_bce import handwritten_binary_crossentropy
-from xstable.scenarios.scenario import Scenario, Variant, expect
+from xstable.scenarios._stress import handwritten_bce_stress, sgd_stress
+from xstable.scenarios.declaration import Case, DenseStack, FixCase, SeedExample, Setting
+from xstable.scenarios.scenario import expect
 
-__all__ = ["DOCUMENT", "TITLE", "scenarios"]
+__all__ = ["DOCUMENT", "TITLE", "EXAMPLES"]
 
 DOCUMENT = "003_c52b4ecd4f715f77.txt"
 TITLE = "Why are NaN values appearing in Keras output and loss, even after normalization?"
@@ -44,131 +42,22 @@ def _large_input_data():
     return p.float32(x, y)
 
 
-def _tanh_mlp(activation="tanh"):
-    return p.sequential(
-        10,
-        keras.layers.Dense(128, activation=activation),
-        keras.layers.Dense(64, activation=activation),
-        keras.layers.Dense(1),
-    )
+def _mlp(activation):
+    return DenseStack(10, ((128, activation), (64, activation), (1, None)))
 
 
-def _tanh_spec(name, activation="tanh", optimizer=lambda: "adam"):
-    return p.spec(
-        f"after_normalization.{name}",
-        functools.partial(_tanh_mlp, activation),
-        _large_input_data,
-        lambda: {"optimizer": optimizer(), "loss": "mse"},
-        epochs=10,
-    )
-
-
-def _sgd(learning_rate):
-    return lambda: keras.optimizers.SGD(learning_rate=learning_rate)
-
-
-def _tanh_stress():
-    """The stress variant of examples 1 and 3 (one spec, trained once for both)."""
-    return Variant(
-        kind="stress",
-        make_spec=lambda: _tanh_spec("tanh_large_inputs.stress", optimizer=_sgd(0.1)),
-        summary="the tanh MLP with SGD(0.1) instead of Adam",
-        origin="ours",
-        changes=_COMMON + (p.TRY_EXCEPT, p.stress_sgd(0.1)),
-        expected=expect("nan"),
-    )
-
-
-def _tanh_xstable_fix():
-    """The xstable fix of examples 1 and 3: their stress variant with diagnose()'s fixes."""
-    return fixes.fix_variant(
-        "after_normalization.tanh_large_inputs",
-        lambda: _tanh_spec("tanh_large_inputs.stress", optimizer=_sgd(0.1)),
-        _TANH_FIX,
-        _COMMON + (p.TRY_EXCEPT, p.stress_sgd(0.1)),
-    )
-
-
-def _tanh_scenario():
-    return Scenario(
-        id="after_normalization.tanh_large_inputs",
-        document=DOCUMENT,
-        title=TITLE,
-        example=1,
-        claim="A tanh MLP on inputs of scale 100 is highly susceptible to exploding "
-        "gradients and a NaN loss; ReLU instead of tanh mitigates it.",
-        claimed_outcome="nan",
-        variants={
-            "failure": Variant(
-                kind="failure",
-                make_spec=lambda: _tanh_spec("tanh_large_inputs.failure"),
-                summary="Dense(128, tanh) + Dense(64, tanh) + Dense(1), Adam, MSE, x in [0, 100)",
-                origin="document",
-                changes=_COMMON + (p.TRY_EXCEPT,),
-                expected=expect("ok"),
-            ),
-            "stress": _tanh_stress(),
-            "document_fix": Variant(
-                kind="document_fix",
-                make_spec=lambda: _tanh_spec("tanh_large_inputs.document_fix", "relu"),
-                summary="ReLU instead of tanh (the commentary's first suggestion)",
-                origin="derived",
-                changes=_COMMON
-                + (
-                    p.TRY_EXCEPT,
-                    "the commentary says 'Replacing tanh with ReLU ... can help'; the fix "
-                    "does that (its other suggestion, clipping, is example 3)",
-                ),
-                expected=expect("stalled"),
-            ),
-            "xstable_fix": _tanh_xstable_fix(),
-        },
-    )
-
-
-def _clipnorm_scenario():
-    return Scenario(
-        id="after_normalization.gradient_clipping",
-        document=DOCUMENT,
-        title=TITLE,
-        example=3,
-        claim="Adam(clipnorm=1.0) prevents the exploding gradients of the tanh MLP on "
-        "inputs of scale 100.",
-        claimed_outcome="ok",
-        xstable_fix_note="Above the document's fix: the targets are drawn at random, "
-        "independent of x, and the document's Adam(clipnorm=1.0) memorises them through tanh "
-        "units saturated by inputs of scale 100 (their signs act as random features). "
-        "diagnose() flags that saturation and the fix scales the inputs, which leaves SGD(0.1) "
-        "10 epochs too few to memorise noise; no fix diagnose() recommends gets to 0.0156.",
-        variants={
-            "failure": Variant(
-                kind="failure",
-                make_spec=lambda: _tanh_spec("tanh_large_inputs.failure"),
-                summary="example 3 without clipnorm, i.e. example 1's code",
-                origin="derived",
-                changes=_COMMON
-                + (
-                    p.TRY_EXCEPT,
-                    "example 3 is a fix; its failure is its code without `clipnorm`, which "
-                    "is example 1",
-                ),
-                expected=expect("ok"),
-            ),
-            "stress": _tanh_stress(),
-            "document_fix": Variant(
-                kind="document_fix",
-                make_spec=lambda: _tanh_spec(
-                    "gradient_clipping.document_fix",
-                    optimizer=lambda: keras.optimizers.Adam(clipnorm=1.0),
-                ),
-                summary="Adam(clipnorm=1.0)",
-                origin="document",
-                changes=_COMMON + (p.TRY_EXCEPT,),
-                expected=expect("ok"),
-            ),
-            "xstable_fix": _tanh_xstable_fix(),
-        },
-    )
+# Example 1's failure is example 3 without its fix, and both examples share one stress
+# setting and its xstable fix: each trained once.
+_TANH_FAILURE = Setting(
+    _mlp("tanh"), _large_input_data, epochs=10, name="after_normalization.tanh_large_inputs.failure"
+)
+_TANH_STRESS = sgd_stress(
+    _TANH_FAILURE,
+    0.1,
+    "the tanh MLP with SGD(0.1) instead of Adam",
+    name="after_normalization.tanh_large_inputs.stress",
+)
+_TANH_XSTABLE_FIX = FixCase(_TANH_FIX, changes=(p.stress_sgd(0.1),))
 
 
 # Example 2: binary cross-entropy on soft targets in [0.01, 0.99].
@@ -179,81 +68,97 @@ def _soft_target_data():
     return p.float32(x, y)
 
 
-def _sigmoid_mlp():
-    return p.sequential(
-        10,
-        keras.layers.Dense(64, activation="sigmoid"),
-        keras.layers.Dense(1, activation="sigmoid"),
-    )
+_SOFT_FAILURE = Setting(
+    DenseStack(10, ((64, "sigmoid"), (1, "sigmoid"))),
+    _soft_target_data,
+    epochs=10,
+    loss="binary_crossentropy",
+)
 
+_TANH_EXAMPLE = SeedExample(
+    id="after_normalization.tanh_large_inputs",
+    number=1,
+    claim="A tanh MLP on inputs of scale 100 is highly susceptible to exploding "
+    "gradients and a NaN loss; ReLU instead of tanh mitigates it.",
+    claimed_outcome="nan",
+    changes=_COMMON + (p.TRY_EXCEPT,),
+    failure=Case(
+        _TANH_FAILURE,
+        summary="Dense(128, tanh) + Dense(64, tanh) + Dense(1), Adam, MSE, x in [0, 100)",
+        origin="document",
+        expected=expect("ok"),
+    ),
+    stress=_TANH_STRESS,
+    document_fix=Case(
+        _TANH_FAILURE.replace(model=_mlp("relu")),
+        summary="ReLU instead of tanh (the commentary's first suggestion)",
+        origin="derived",
+        expected=expect("stalled"),
+        changes=(
+            "the commentary says 'Replacing tanh with ReLU ... can help'; the fix "
+            "does that (its other suggestion, clipping, is example 3)",
+        ),
+    ),
+    xstable_fix=_TANH_XSTABLE_FIX,
+)
 
-def _soft_spec(name, loss, optimizer=lambda: "adam"):
-    return p.spec(
-        f"after_normalization.bce_soft_targets.{name}",
-        _sigmoid_mlp,
-        _soft_target_data,
-        lambda: {"optimizer": optimizer(), "loss": loss},
-        epochs=10,
-    )
+_SOFT_EXAMPLE = SeedExample(
+    id="after_normalization.bce_soft_targets",
+    number=2,
+    claim="Binary cross-entropy on targets close to 0 or 1 (clipped to [0.01, 0.99]) "
+    "can still cause numerical issues; another loss may be required.",
+    claimed_outcome="unstable",
+    changes=_COMMON,
+    failure=Case(
+        _SOFT_FAILURE,
+        summary="Dense(64, sigmoid) + Dense(1, sigmoid), Adam, BCE, y clipped to [0.01, 0.99]",
+        origin="document",
+        expected=expect("stalled"),
+    ),
+    stress=handwritten_bce_stress(_SOFT_FAILURE, "a hand-written BCE and Adam(1.0)"),
+    document_fix=Case(
+        _SOFT_FAILURE.replace(loss="mse"),
+        summary="MSE instead of BCE (the commentary's 'a different loss function')",
+        origin="derived",
+        expected=expect("stalled"),
+        changes=(
+            "the document gives no fix in code; its commentary says 'using a "
+            "different loss function ... may be required', so the fix uses MSE",
+        ),
+    ),
+    xstable_fix=FixCase(_SOFT_FIX, changes=(p.stress_adam(1.0),)),
+)
 
+_CLIPNORM_EXAMPLE = SeedExample(
+    id="after_normalization.gradient_clipping",
+    number=3,
+    claim="Adam(clipnorm=1.0) prevents the exploding gradients of the tanh MLP on "
+    "inputs of scale 100.",
+    claimed_outcome="ok",
+    changes=_COMMON + (p.TRY_EXCEPT,),
+    failure=Case(
+        _TANH_FAILURE,
+        summary="example 3 without clipnorm, i.e. example 1's code",
+        origin="derived",
+        expected=expect("ok"),
+        changes=(
+            "example 3 is a fix; its failure is its code without `clipnorm`, which is example 1",
+        ),
+    ),
+    stress=_TANH_STRESS,
+    document_fix=Case(
+        _TANH_FAILURE.replace(optimizer=("Adam", {"clipnorm": 1.0})),
+        summary="Adam(clipnorm=1.0)",
+        origin="document",
+        expected=expect("ok"),
+    ),
+    xstable_fix=_TANH_XSTABLE_FIX,
+    xstable_fix_note="Above the document's fix: the targets are drawn at random, "
+    "independent of x, and the document's Adam(clipnorm=1.0) memorises them through tanh "
+    "units saturated by inputs of scale 100 (their signs act as random features). "
+    "diagnose() flags that saturation and the fix scales the inputs, which leaves SGD(0.1) "
+    "10 epochs too few to memorise noise; no fix diagnose() recommends gets to 0.0156.",
+)
 
-def _soft_scenario():
-    return Scenario(
-        id="after_normalization.bce_soft_targets",
-        document=DOCUMENT,
-        title=TITLE,
-        example=2,
-        claim="Binary cross-entropy on targets close to 0 or 1 (clipped to [0.01, 0.99]) "
-        "can still cause numerical issues; another loss may be required.",
-        claimed_outcome="unstable",
-        variants={
-            "failure": Variant(
-                kind="failure",
-                make_spec=lambda: _soft_spec("failure", "binary_crossentropy"),
-                summary="Dense(64, sigmoid) + Dense(1, sigmoid), Adam, BCE, y clipped to "
-                "[0.01, 0.99]",
-                origin="document",
-                changes=_COMMON,
-                expected=expect("stalled"),
-            ),
-            "stress": Variant(
-                kind="stress",
-                make_spec=lambda: _soft_spec(
-                    "stress",
-                    handwritten_binary_crossentropy,
-                    lambda: keras.optimizers.Adam(learning_rate=1.0),
-                ),
-                summary="a hand-written BCE and Adam(1.0)",
-                origin="ours",
-                changes=_COMMON + (p.STRESS_HANDWRITTEN_BCE, p.stress_adam(1.0)),
-                expected=expect("nan"),
-            ),
-            "document_fix": Variant(
-                kind="document_fix",
-                make_spec=lambda: _soft_spec("document_fix", "mse"),
-                summary="MSE instead of BCE (the commentary's 'a different loss function')",
-                origin="derived",
-                changes=_COMMON
-                + (
-                    "the document gives no fix in code; its commentary says 'using a "
-                    "different loss function ... may be required', so the fix uses MSE",
-                ),
-                expected=expect("stalled"),
-            ),
-            "xstable_fix": fixes.fix_variant(
-                "after_normalization.bce_soft_targets",
-                lambda: _soft_spec(
-                    "stress",
-                    handwritten_binary_crossentropy,
-                    lambda: keras.optimizers.Adam(learning_rate=1.0),
-                ),
-                _SOFT_FIX,
-                _COMMON + (p.stress_adam(1.0),),
-            ),
-        },
-    )
-
-
-def scenarios():
-    """Returns this document's scenarios, in the document's order (examples 1, 2, 3)."""
-    return [_tanh_scenario(), _soft_scenario(), _clipnorm_scenario()]
+# In the document's order: examples 1, 2, 3.
+EXAMPLES = (_TANH_EXAMPLE, _SOFT_EXAMPLE, _CLIPNORM_EXAMPLE)

@@ -4,6 +4,7 @@ import argparse
 
 from xstable.runtime import active_backend
 from xstable.scenarios.claims_table import render_run_table
+from xstable.scenarios.registry import document_scenarios
 from xstable.scenarios.run import run_all
 
 __all__ = ["run_document_example"]
@@ -13,8 +14,8 @@ def run_document_example(document_module, description, argv=None):
     """Runs one seed document's scenarios on the current backend and prints what happened.
 
     Args:
-        document_module: One of the `xstable.scenarios` document modules (it has
-            `DOCUMENT` and `scenarios()`).
+        document_module: One of the `xstable.scenarios` document modules (it declares
+            `DOCUMENT`, `TITLE` and `EXAMPLES`).
         description: One line for `--help`.
         argv: Command-line arguments (`--variant KIND`, repeatable); `None` reads `sys.argv`.
 
@@ -24,7 +25,7 @@ def run_document_example(document_module, description, argv=None):
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--variant", action="append", help="variant kind (repeatable)")
     args = parser.parse_args(argv)
-    results = run_all(document_module.scenarios(), variants=args.variant)
+    results = run_all(document_scenarios(document_module), variants=args.variant)
     print(f"Seed document {document_module.DOCUMENT} on {active_backend()}:\n")
     print(render_run_table(results))
     for result in results:

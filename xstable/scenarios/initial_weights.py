@@ -83,5 +83,4 @@ def portable_weights_for_spec(spec):
     Returns:
         A list of NumPy arrays (see `portable_initial_weights`), seeded with `spec.seed`.
     """
-    keras.utils.set_random_seed(spec.seed)
-    return portable_initial_weights(spec.build_model(), seed=spec.seed)
+    return portable_initial_weights(spec.seeded_model(), seed=spec.seed)

@@ -1,8 +1,15 @@
 """The registry: every scenario of the four seed documents, in document order."""
 
 from xstable.scenarios import after_normalization, in_range_data, linear_fit, regression_nan
+from xstable.scenarios.declaration import build_scenarios
 
-__all__ = ["DOCUMENT_MODULES", "all_scenarios", "get_scenario", "scenario_ids"]
+__all__ = [
+    "DOCUMENT_MODULES",
+    "all_scenarios",
+    "document_scenarios",
+    "get_scenario",
+    "scenario_ids",
+]
 
 # One module per seed document, in the order of their file names.
 DOCUMENT_MODULES = (regression_nan, linear_fit, in_range_data, after_normalization)
@@ -10,10 +17,19 @@ DOCUMENT_MODULES = (regression_nan, linear_fit, in_range_data, after_normalizati
 _SCENARIOS = {}
 
 
+def document_scenarios(module):
+    """Returns the scenarios declared by one of `DOCUMENT_MODULES`, in the document's order.
+
+    Args:
+        module: a document module: it declares `DOCUMENT`, `TITLE` and `EXAMPLES`.
+    """
+    return build_scenarios(module.DOCUMENT, module.TITLE, module.EXAMPLES)
+
+
 def _load():
     if not _SCENARIOS:
         for module in DOCUMENT_MODULES:
-            for scenario in module.scenarios():
+            for scenario in document_scenarios(module):
                 if scenario.id in _SCENARIOS:
                     raise ValueError(f"Two scenarios share the id {scenario.id!r}.")
                 _SCENARIOS[scenario.id] = scenario

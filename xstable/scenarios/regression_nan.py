@@ -4,17 +4,16 @@ Three examples: an input outlier of 1e10 (fix: drop rows beyond 3 standard devia
 features on different scales (fix: StandardScaler) and Adam with learning rate 10 (fix: 0.01).
 """
 
-import functools
-
-import keras
 import numpy as np
 
 from xstable.scenarios import _porting as p
 from xstable.scenarios import xstable_fixes as fixes
+from xstable.scenarios._stress import sgd_stress
+from xstable.scenarios.declaration import Case, DenseStack, FixCase, SeedExample, Setting
 from xstable.scenarios.preprocessing import drop_outliers_3sigma, standard_scale
-from xstable.scenarios.scenario import Scenario, Variant, expect
+from xstable.scenarios.scenario import expect
 
-__all__ = ["DOCUMENT", "TITLE", "scenarios"]
+__all__ = ["DOCUMENT", "TITLE", "EXAMPLES"]
 
 DOCUMENT = "000_d253c13cab404a73.txt"
 TITLE = "Why is the loss NaN when training a TensorFlow Keras regression model?"
@@ -44,15 +43,7 @@ _COMMON = (p.KERAS3, p.INPUT, p.SEEDED_DATA, p.FLOAT32, p.pinned_fit(10))
 
 
 def _relu_regressor(input_dim):
-    return p.sequential(input_dim, keras.layers.Dense(10, activation="relu"), keras.layers.Dense(1))
-
-
-def _compile(optimizer):
-    return lambda: {"optimizer": optimizer(), "loss": "mse"}
-
-
-def _sgd(learning_rate):
-    return lambda: keras.optimizers.SGD(learning_rate=learning_rate)
+    return DenseStack(input_dim, ((10, "relu"), (1, None)))
 
 
 # Example 1: a single outlier of 1e10 in the inputs.
@@ -69,65 +60,9 @@ def _outlier_removed_data():
     return drop_outliers_3sigma(x, y)
 
 
-def _outlier_spec(name, make_data, optimizer=None, description=""):
-    optimizer = optimizer or (lambda: keras.optimizers.Adam(learning_rate=0.001))
-    return p.spec(
-        f"regression_nan.outlier.{name}",
-        functools.partial(_relu_regressor, 1),
-        make_data,
-        _compile(optimizer),
-        epochs=10,
-        description=description,
-    )
-
-
-def _outlier_scenario():
-    return Scenario(
-        id="regression_nan.outlier",
-        document=DOCUMENT,
-        title=TITLE,
-        example=1,
-        claim="One input outlier of 1e10 can make an MSE regression's loss NaN; dropping "
-        "rows beyond 3 standard deviations fixes it.",
-        claimed_outcome="nan",
-        variants={
-            "failure": Variant(
-                kind="failure",
-                make_spec=lambda: _outlier_spec("failure", _outlier_data),
-                summary="ReLU MLP, Adam(1e-3), MSE, x[0] = 1e10",
-                origin="document",
-                changes=_COMMON,
-                expected=expect("exploded"),
-            ),
-            "stress": Variant(
-                kind="stress",
-                make_spec=lambda: _outlier_spec("stress", _outlier_data, _sgd(10.0)),
-                summary="the failure with SGD(10.0) instead of Adam",
-                origin="ours",
-                changes=_COMMON + (p.stress_sgd(10.0),),
-                expected=expect("nan"),
-            ),
-            "document_fix": Variant(
-                kind="document_fix",
-                make_spec=lambda: _outlier_spec("document_fix", _outlier_removed_data),
-                summary="rows beyond 3 sample std of any column (x or y) dropped first",
-                origin="document",
-                changes=_COMMON
-                + (
-                    "the pandas filter -> `drop_outliers_3sigma` (the same rule in NumPy, "
-                    "sample std as pandas; checked against pandas in the tests)",
-                    p.FRESH_MODEL_FOR_FIX,
-                ),
-                expected=expect("stalled"),
-            ),
-            "xstable_fix": fixes.fix_variant(
-                "regression_nan.outlier",
-                lambda: _outlier_spec("stress", _outlier_data, _sgd(10.0)),
-                _OUTLIER_FIX,
-                _COMMON + (p.stress_sgd(10.0),),
-            ),
-        },
-    )
+_OUTLIER = Setting(
+    _relu_regressor(1), _outlier_data, epochs=10, optimizer=("Adam", {"learning_rate": 0.001})
+)
 
 
 # Example 2: one feature in [0, 1), another in [0, 1000).
@@ -143,67 +78,7 @@ def _standardized_data():
     return p.float32(standard_scale(x), y)
 
 
-def _scales_spec(name, make_data, optimizer=lambda: "adam"):
-    return p.spec(
-        f"regression_nan.feature_scales.{name}",
-        functools.partial(_relu_regressor, 2),
-        make_data,
-        _compile(optimizer),
-        epochs=10,
-    )
-
-
-def _scales_scenario():
-    return Scenario(
-        id="regression_nan.feature_scales",
-        document=DOCUMENT,
-        title=TITLE,
-        example=2,
-        claim="Features on scales 1 and 1000 cause gradient issues that can make the loss "
-        "NaN; StandardScaler on the inputs avoids them.",
-        claimed_outcome="unstable",
-        variants={
-            "failure": Variant(
-                kind="failure",
-                make_spec=lambda: _scales_spec("failure", _two_scale_data),
-                summary="the example without its StandardScaler: raw features in [0,1) and "
-                "[0,1000), Adam, MSE",
-                origin="derived",
-                changes=_COMMON
-                + (
-                    "the document shows only the fixed code; the failure is that code with "
-                    "the StandardScaler removed (the setting its prose warns about)",
-                ),
-                expected=expect("stalled"),
-            ),
-            "stress": Variant(
-                kind="stress",
-                make_spec=lambda: _scales_spec("stress", _two_scale_data, _sgd(10.0)),
-                summary="the unscaled failure with SGD(10.0) instead of Adam",
-                origin="ours",
-                changes=_COMMON + (p.stress_sgd(10.0),),
-                expected=expect("nan"),
-            ),
-            "document_fix": Variant(
-                kind="document_fix",
-                make_spec=lambda: _scales_spec("document_fix", _standardized_data),
-                summary="StandardScaler on x (y left unscaled, as in the document)",
-                origin="document",
-                changes=_COMMON
-                + (
-                    "`StandardScaler().fit_transform` -> `standard_scale` (the same formula "
-                    "in NumPy; checked against scikit-learn in the tests)",
-                ),
-                expected=expect("stalled"),
-            ),
-            "xstable_fix": fixes.fix_variant(
-                "regression_nan.feature_scales",
-                lambda: _scales_spec("stress", _two_scale_data, _sgd(10.0)),
-                _SCALES_FIX,
-                _COMMON + (p.stress_sgd(10.0),),
-            ),
-        },
-    )
+_TWO_SCALES = Setting(_relu_regressor(2), _two_scale_data, epochs=10)
 
 
 # Example 3: Adam with learning rate 10.
@@ -214,70 +89,102 @@ def _small_data():
     return p.float32(x, y)
 
 
-def _rate_spec(name, learning_rate, optimizer="Adam"):
-    optimizer_class = getattr(keras.optimizers, optimizer)
-    return p.spec(
-        f"regression_nan.learning_rate.{name}",
-        functools.partial(_relu_regressor, 1),
-        _small_data,
-        _compile(lambda: optimizer_class(learning_rate=learning_rate)),
-        epochs=10,
-    )
+_RATE_10 = Setting(
+    _relu_regressor(1), _small_data, epochs=10, optimizer=("Adam", {"learning_rate": 10.0})
+)
 
 
-def _rate_scenario():
-    return Scenario(
+EXAMPLES = (
+    SeedExample(
+        id="regression_nan.outlier",
+        number=1,
+        claim="One input outlier of 1e10 can make an MSE regression's loss NaN; dropping "
+        "rows beyond 3 standard deviations fixes it.",
+        claimed_outcome="nan",
+        changes=_COMMON,
+        failure=Case(
+            _OUTLIER,
+            summary="ReLU MLP, Adam(1e-3), MSE, x[0] = 1e10",
+            origin="document",
+            expected=expect("exploded"),
+        ),
+        stress=sgd_stress(_OUTLIER, 10.0, "the failure with SGD(10.0) instead of Adam"),
+        document_fix=Case(
+            _OUTLIER.replace(data=_outlier_removed_data),
+            summary="rows beyond 3 sample std of any column (x or y) dropped first",
+            origin="document",
+            expected=expect("stalled"),
+            changes=(
+                "the pandas filter -> `drop_outliers_3sigma` (the same rule in NumPy, "
+                "sample std as pandas; checked against pandas in the tests)",
+                p.FRESH_MODEL_FOR_FIX,
+            ),
+        ),
+        xstable_fix=FixCase(_OUTLIER_FIX, changes=(p.stress_sgd(10.0),)),
+    ),
+    SeedExample(
+        id="regression_nan.feature_scales",
+        number=2,
+        claim="Features on scales 1 and 1000 cause gradient issues that can make the loss "
+        "NaN; StandardScaler on the inputs avoids them.",
+        claimed_outcome="unstable",
+        changes=_COMMON,
+        failure=Case(
+            _TWO_SCALES,
+            summary="the example without its StandardScaler: raw features in [0,1) and "
+            "[0,1000), Adam, MSE",
+            origin="derived",
+            expected=expect("stalled"),
+            changes=(
+                "the document shows only the fixed code; the failure is that code with "
+                "the StandardScaler removed (the setting its prose warns about)",
+            ),
+        ),
+        stress=sgd_stress(_TWO_SCALES, 10.0, "the unscaled failure with SGD(10.0) instead of Adam"),
+        document_fix=Case(
+            _TWO_SCALES.replace(data=_standardized_data),
+            summary="StandardScaler on x (y left unscaled, as in the document)",
+            origin="document",
+            expected=expect("stalled"),
+            changes=(p.STANDARD_SCALER,),
+        ),
+        xstable_fix=FixCase(_SCALES_FIX, changes=(p.stress_sgd(10.0),)),
+    ),
+    SeedExample(
         id="regression_nan.learning_rate",
-        document=DOCUMENT,
-        title=TITLE,
-        example=3,
+        number=3,
         claim="Adam with learning rate 10 is likely to make the loss NaN; 0.01 fixes it.",
         claimed_outcome="nan",
-        variants={
-            "failure": Variant(
-                kind="failure",
-                make_spec=lambda: _rate_spec("failure", 10.0),
-                summary="ReLU MLP, Adam(learning_rate=10.0), MSE",
-                origin="document",
-                changes=_COMMON
-                + (
-                    "`learning_rate=10` -> `10.0` (Keras 3 rejects an int learning rate with "
-                    "a ValueError; checked in the tests)",
-                ),
-                expected=expect("stalled"),
+        changes=_COMMON,
+        failure=Case(
+            _RATE_10,
+            summary="ReLU MLP, Adam(learning_rate=10.0), MSE",
+            origin="document",
+            expected=expect("stalled"),
+            changes=(
+                "`learning_rate=10` -> `10.0` (Keras 3 rejects an int learning rate with "
+                "a ValueError; checked in the tests)",
             ),
-            "stress": Variant(
-                kind="stress",
-                make_spec=lambda: _rate_spec("stress", 10.0, optimizer="SGD"),
-                summary="the document's learning rate 10 with SGD instead of Adam",
-                origin="ours",
-                changes=_COMMON
-                + (
-                    "`learning_rate=10` -> `10.0` (Keras 3 rejects an int learning rate)",
-                    "ours, not the document's: `Adam` -> `SGD` at the same learning rate "
-                    "(Adam's step is bounded by its learning rate, so the document's code "
-                    "stays finite on Keras 3)",
-                ),
-                expected=expect("nan"),
+        ),
+        stress=Case(
+            _RATE_10.replace(optimizer=("SGD", {"learning_rate": 10.0})),
+            summary="the document's learning rate 10 with SGD instead of Adam",
+            origin="ours",
+            expected=expect("nan"),
+            changes=(
+                "`learning_rate=10` -> `10.0` (Keras 3 rejects an int learning rate)",
+                "ours, not the document's: `Adam` -> `SGD` at the same learning rate "
+                "(Adam's step is bounded by its learning rate, so the document's code "
+                "stays finite on Keras 3)",
             ),
-            "document_fix": Variant(
-                kind="document_fix",
-                make_spec=lambda: _rate_spec("document_fix", 0.01),
-                summary="Adam(learning_rate=0.01)",
-                origin="document",
-                changes=_COMMON + (p.FRESH_MODEL_FOR_FIX,),
-                expected=expect("ok"),
-            ),
-            "xstable_fix": fixes.fix_variant(
-                "regression_nan.learning_rate",
-                lambda: _rate_spec("stress", 10.0, optimizer="SGD"),
-                _RATE_FIX,
-                _COMMON + ("ours: SGD(10.0) as in the stress variant",),
-            ),
-        },
-    )
-
-
-def scenarios():
-    """Returns this document's scenarios, in the document's order."""
-    return [_outlier_scenario(), _scales_scenario(), _rate_scenario()]
+        ),
+        document_fix=Case(
+            _RATE_10.replace(optimizer=("Adam", {"learning_rate": 0.01})),
+            summary="Adam(learning_rate=0.01)",
+            origin="document",
+            expected=expect("ok"),
+            changes=(p.FRESH_MODEL_FOR_FIX,),
+        ),
+        xstable_fix=FixCase(_RATE_FIX, changes=("ours: SGD(10.0) as in the stress variant",)),
+    ),
+)

@@ -4,7 +4,6 @@ import math
 import time
 import warnings
 
-import keras
 import numpy as np
 
 from xstable import runtime
@@ -101,13 +100,7 @@ def run_spec(
             f"`spec` must be an `xstable.training.TrainingSpec`. "
             f"Received: spec of type {type(spec).__name__}."
         )
-    keras.utils.set_random_seed(spec.seed)
-    model = spec.build_model()
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"`build_model` of spec {spec.name!r} must return a `keras.Model`. "
-            f"Received: {type(model).__name__}."
-        )
+    model = spec.seeded_model()
     if initial_weights is not None:
         expected = [tuple(w.shape) for w in model.weights]
         received = [tuple(np.shape(w)) for w in initial_weights]

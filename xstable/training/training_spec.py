@@ -58,3 +58,21 @@ class TrainingSpec:
                 )
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"`name` must be a non-empty string. Received: name={self.name!r}.")
+
+    def seeded_model(self):
+        """Returns a fresh model from `build_model`, built after seeding Keras with `seed`.
+
+        Raises:
+            TypeError: If `build_model` returns no `keras.Model`.
+        """
+        # Imported here: the spec itself stays backend-free (compare's parent process uses it).
+        import keras
+
+        keras.utils.set_random_seed(self.seed)
+        model = self.build_model()
+        if not isinstance(model, keras.Model):
+            raise TypeError(
+                f"`build_model` of spec {self.name!r} must return a `keras.Model`. "
+                f"Received: {type(model).__name__}."
+            )
+        return model
