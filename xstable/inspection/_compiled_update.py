@@ -20,8 +20,8 @@ import numpy as np
 from keras import ops
 
 from xstable._backend_compile import CompiledFunction, variable_values
-from xstable.diagnosis._instrumented_step import max_abs_vector
-from xstable.diagnosis._optimizer_step import apply_update_without_side_effects
+from xstable.inspection._instrumented_step import max_abs_vector
+from xstable.inspection._optimizer_step import apply_update_without_side_effects
 
 __all__ = []
 
