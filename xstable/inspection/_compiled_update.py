@@ -1,4 +1,4 @@
-"""The optimizer update of `locate_nonfinite`'s step, traced once per optimizer and weights.
+"""The optimizer update of `record_step`, traced once per optimizer and weights.
 
 Computes the weights one optimizer step would produce from given gradients, leaving the
 optimizer and the weights untouched, and max|new weight| of each in one vector:

@@ -24,8 +24,8 @@ from keras import ops
 
 from xstable._backend_compile import CompiledFunction
 from xstable._backend_gradients import value_and_probe_gradients
-from xstable.inspection._call_recorder import CallRecorder
 from xstable._layer_tree import is_floating, walk_layers
+from xstable.inspection._call_recorder import CallRecorder
 from xstable.layers.finite_check import suspend_checks
 
 __all__ = []

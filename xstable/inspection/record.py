@@ -59,7 +59,7 @@ def resolve_loss(model, loss, y):
     if getattr(model, "compiled", False) and getattr(model, "loss", None) is not None:
         return ("compiled", None)
     raise ValueError(
-        "locate_nonfinite needs a loss to check the loss, backward and update stages. "
+        "A loss is needed to check the loss, backward and update stages. "
         f"Received: loss=None and model {model.name!r} has no compiled loss. "
         "Compile the model or pass `loss=`; pass y=None to check only the forward pass."
     )
