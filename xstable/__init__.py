@@ -10,6 +10,7 @@ Modules:
     layers: FiniteCheck, insert_finite_checks, AutoScale.
     callbacks: NaNSentinel.
     diagnosis: diagnose, locate_nonfinite.
+    inspection: record_step, first_nonfinite (one training step recorded as data).
     training: TrainingSpec, run_spec (pinned batch order, per-step losses).
     scenarios: the seed documents' failure cases and fixes.
     compare: cross-backend comparison (`xstable compare`).
@@ -32,6 +33,7 @@ _SUBMODULES = (
     "callbacks",
     "compare",
     "diagnosis",
+    "inspection",
     "layers",
     "losses",
     "numerics",

@@ -66,3 +66,15 @@ def test_compare_imports_no_pickle():
                      f.read_text(), re.MULTILINE)
     ]
     assert offenders == []
+
+
+def test_an_array_referred_to_twice_is_stored_once(tmp_path):
+    shared = np.arange(4.0)
+    tree = {"calls": [{"outputs": [shared]}], "layers": [{"outputs": [shared]}],
+            "other": np.arange(4.0)}
+    save_tree(str(tmp_path / "t.npz"), tree)
+    with np.load(tmp_path / "t.npz", allow_pickle=False) as archive:
+        assert len(archive.files) == 3  # the structure, `shared` once, `other`
+    back = load_tree(str(tmp_path / "t.npz"))
+    assert back["calls"][0]["outputs"][0] is back["layers"][0]["outputs"][0]
+    np.testing.assert_array_equal(back["other"], tree["other"])

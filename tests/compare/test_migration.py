@@ -153,12 +153,18 @@ def test_prediction_parity_names_the_first_layer_that_differs(tmp_path):
     assert 0.005 < output["max_relative_deviation"] < 0.02
 
 
-def test_prediction_record_of_a_subclassed_model_compares_outputs_only():
+def test_prediction_record_of_a_subclassed_model_has_its_layer_calls():
+    # The recording follows layer calls, so a subclassed model's layers are compared too, in
+    # the order its call() runs them.
     model = migration_specs.subclassed_model()
     x, _ = migration_specs._regression_data(rows=20)
     record = _records(model, x)
-    assert record["layers"] == [] and record["notes"]
-    assert record["outputs"][0].shape == (20, 1)
+    assert [(r["class"], r["outputs"][0].shape) for r in record["layers"]] == [
+        ("Dense", (16, 16)), ("Dense", (16, 1))
+    ]
+    np.testing.assert_allclose(record["layers"][-1]["outputs"][0], record["outputs"][0][:16],
+                               rtol=1e-5, atol=1e-6)
+    assert record["outputs"][0].shape == (20, 1) and record["notes"] == []
 
 
 def test_stochastic_layers_are_found():

@@ -13,7 +13,8 @@ import pytest
 from keras import ops
 
 from tests.helpers import to_numpy
-from xstable.diagnosis import _compiled_update, _instrumented_step, locate_nonfinite
+from xstable.diagnosis import locate_nonfinite
+from xstable.inspection import _compiled_update, _instrumented_step
 
 FEATURES = 3
 TRACED = pytest.mark.only_backend(

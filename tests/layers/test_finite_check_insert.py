@@ -41,7 +41,7 @@ def _data():
 
 
 def _checks(model):
-    from xstable.diagnosis._layer_tree import walk_layers
+    from xstable._layer_tree import walk_layers
 
     return sorted(
         layer.name for _, layer, _ in walk_layers(model) if isinstance(layer, FiniteCheck)

@@ -5,7 +5,7 @@ import math
 import keras
 import pytest
 
-from xstable.diagnosis._location import STAGES
+from xstable.inspection.location import STAGES
 from xstable.scenarios import all_scenarios, get_scenario, run
 from xstable.scenarios.registry import scenario_ids
 from xstable.scenarios.summary_table import compare_to_document

@@ -22,20 +22,25 @@ _WIDENED = {"bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3b11fnuz", "f
             "float8_e5m2fnuz"}
 
 
-def _encode(value, arrays):
+def _encode(value, arrays, stored=None):
+    # `stored`: id of each array object already written -> its member name, so an array
+    # that the structure refers to twice is stored once (and read back as one object).
+    stored = {} if stored is None else stored
     if isinstance(value, dict):
         if not all(isinstance(k, str) for k in value):
             raise TypeError(f"Only string keys can be stored. Received keys: {list(value)}.")
         if _ARRAY in value or _TUPLE in value:
             raise ValueError(f"The keys {_ARRAY!r} and {_TUPLE!r} are reserved.")
-        return {k: _encode(v, arrays) for k, v in value.items()}
+        return {k: _encode(v, arrays, stored) for k, v in value.items()}
     if isinstance(value, tuple):
-        return {_TUPLE: [_encode(v, arrays) for v in value]}
+        return {_TUPLE: [_encode(v, arrays, stored) for v in value]}
     if isinstance(value, list):
-        return [_encode(v, arrays) for v in value]
+        return [_encode(v, arrays, stored) for v in value]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (np.ndarray, np.generic)) or hasattr(value, "__array__"):
+        if isinstance(value, np.ndarray) and id(value) in stored:
+            return {_ARRAY: stored[id(value)], "scalar": False}
         array = np.asarray(value)
         if array.dtype.hasobject:
             raise TypeError("Arrays of Python objects cannot be stored without pickle.")
@@ -45,6 +50,8 @@ def _encode(value, arrays):
             array = array.astype(np.float32)
         key = f"a{len(arrays)}"
         arrays[key] = array
+        if isinstance(value, np.ndarray):
+            stored[id(value)] = key
         return {_ARRAY: key, "scalar": isinstance(value, np.generic)}
     raise TypeError(f"Cannot store a value of type {type(value).__name__} as data.")
 

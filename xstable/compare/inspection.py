@@ -1,21 +1,22 @@
-"""One training step taken apart on the active backend: layer outputs, loss, gradients, update.
+"""One training step taken apart on the active backend, for the compare worker.
 
-Used by the compare worker in two ways:
 - `capture_state` replays a spec up to a step and returns the exact state the step starts from
   (weights, optimizer variables, batch), so that every backend can be inspected on identical
   inputs;
-- `inspect_state` loads such a state and records every layer's forward output, the loss, the
-  gradient of every trainable variable and the weights after one `train_on_batch`.
-`locate_nonfinite` reads one inspection and says where a NaN first appears.
+- `inspect_state` / `inspect_model` load such a state and record the step with
+  `xstable.inspection.record_step` (every layer call, the loss, every gradient), then run the
+  backend's own compiled `train_on_batch` for the update. The result is the recording's data
+  form (`StepRecording.to_tree`) with compare's per-layer view added, so it crosses the
+  process boundary as data;
+- `locate_nonfinite` reads one inspection with `xstable.inspection.first_nonfinite`.
 """
 
 import math
-import weakref
 
 import keras
 import numpy as np
 
-from xstable.backend import jit_if_jax, value_and_gradients
+from xstable.inspection import StepRecording, first_nonfinite, record_step
 from xstable.training import run_spec
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "capture_state",
     "inspect_model",
     "inspect_state",
+    "inspection_of",
     "locate_nonfinite",
     "layer_of_variable",
     "prediction_record",
@@ -172,40 +174,6 @@ def _restore(model, state, notes):
         variable.assign(value)
 
 
-def _layer_probe(model, notes):
-    layers = [
-        layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)
-    ]
-    try:
-        outputs = [layer.output for layer in layers]
-        return layers, keras.Model(model.input, outputs)
-    except Exception as error:  # Subclassed models and shared layers have no single output.
-        if isinstance(model, keras.Sequential) and layers:
-            # A Sequential built without `keras.Input` has no symbolic graph, but its layers
-            # still run one after the other.
-            return layers, _SequentialProbe(layers)
-        notes.append(
-            f"per-layer forward outputs unavailable for this model ({type(error).__name__}: "
-            f"{error}); comparing the loss and gradients only"
-        )
-        return [], None
-
-
-class _SequentialProbe:
-    """Every layer output of a Sequential model, by calling its layers in order."""
-
-    def __init__(self, layers):
-        self.layers = layers
-        self.outputs = layers  # one output per layer, as `keras.Model(...).outputs` has
-
-    def __call__(self, x, training=False):
-        outputs = []
-        for layer in self.layers:
-            x = layer(x, training=training)
-            outputs.append(x)
-        return outputs
-
-
 def _flat_arrays(value):
     if isinstance(value, dict):
         return [a for k in sorted(value) for a in _flat_arrays(value[k])]
@@ -220,63 +188,6 @@ def layer_of_variable(path):
     return parts[-2] if len(parts) >= 2 else path
 
 
-class _Inspector:
-    """A model's layer probe and its forward/loss/gradient function, built once per model.
-
-    Locating a NaN takes up to three steps of one trained model apart; building the probe
-    and (on JAX) compiling the function once saves a compilation per further step.
-    """
-
-    def __init__(self, model):
-        self.notes = []
-        self.layers, self.probe = _layer_probe(model, self.notes)
-        self.trainable = list(model.trainable_variables)
-        self.variables = list(model.variables)
-        self.function = jit_if_jax(self._compute_function(model))
-
-    def _compute_function(self, model):
-        probe, trainable, variables = self.probe, self.trainable, self.variables
-
-        def compute(values, x, y, scale):
-            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
-                outputs = probe(x, training=True) if probe is not None else []
-
-                def loss_fn():
-                    # The model itself, not the probe, feeds the loss: on TensorFlow the loss
-                    # recovers logits from the model's own sigmoid/softmax.
-                    y_pred = model(x, training=True)
-                    loss = model.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
-                    # `scale`: a LossScaleOptimizer's scale, to see the gradients its
-                    # update sees (1 otherwise); the loss reported is the unscaled one.
-                    return loss * keras.ops.cast(scale, loss.dtype), loss
-
-                _, loss, gradients = value_and_gradients(loss_fn, trainable)
-            if probe is not None and len(probe.outputs) == 1:
-                outputs = [outputs]
-            return outputs, loss, gradients
-
-        return compute
-
-    def forward_loss_gradients(self, x, y, loss_scale=1.0):
-        """Layer outputs, loss and gradients of one batch, without changing any variable.
-
-        Runs inside a `keras.StatelessScope`, so batch-statistics updates of the forward pass
-        are discarded, and as one compiled function on JAX (`jit_if_jax`).
-        """
-        return self.function([v.value for v in self.variables], x, y,
-                             np.asarray(loss_scale, dtype="float32"))
-
-
-_INSPECTORS = weakref.WeakKeyDictionary()
-
-
-def _inspector(model):
-    inspector = _INSPECTORS.get(model)
-    if inspector is None:
-        inspector = _INSPECTORS[model] = _Inspector(model)
-    return inspector
-
-
 def inspect_state(spec, state, include_update=True, loss_scale=1.0):
     """Takes the step that starts from `state` apart on the active backend.
 
@@ -289,13 +200,16 @@ def inspect_state(spec, state, include_update=True, loss_scale=1.0):
         include_update: bool, also run one `train_on_batch` from the state (`train_loss`,
             `updated_weights`); `False` leaves them `None` and `[]`, which saves compiling
             the train step.
+        loss_scale: float, a `LossScaleOptimizer`'s scale: the gradients are those of the
+            scaled loss, as its update sees them (the loss reported is unscaled).
 
     Returns:
-        A dict with `layers` (list of `{"name", "class", "outputs": [arrays]}` in model order),
-        `loss` (float, eager forward pass), `gradients` (list of `{"path", "layer", "value"}`
-        for trainable variables), `weights_finite` (list of `{"path", "finite"}` of the state),
-        `train_loss` (the loss `train_on_batch` reports from this state), `updated_weights`
-        (list of `{"path", "value"}` after that step) and `notes` (list of str).
+        `inspection_of` the recorded step: the `StepRecording`'s data with `layers` (list of
+        `{"name", "class", "outputs": [arrays]}` in the order the layers ran), `loss` (float),
+        `gradients` (list of `{"path", "layer", "value"}` for trainable variables),
+        `weights_finite` (list of `{"path", "finite"}` of the state), `train_loss` (the loss
+        `train_on_batch` reports from this state), `updated_weights` (list of
+        `{"path", "value"}` after that step) and `notes` (list of str).
     """
     return inspect_model(_build_compiled(spec), state, include_update, loss_scale)
 
@@ -308,40 +222,70 @@ def inspect_model(model, state, include_update=True, loss_scale=1.0):
     notes = []
     _restore(model, state, notes)
     x, y = state["x"], state["y"]
-    inspector = _inspector(model)
-    notes.extend(inspector.notes)
-    layers, trainable = inspector.layers, inspector.trainable
-    layer_records = []
-    outputs, loss, gradients = inspector.forward_loss_gradients(x, y, loss_scale)
-    for layer, output in zip(layers, outputs):
-        layer_records.append(
-            {"name": layer.name, "class": type(layer).__name__, "outputs": _flat_arrays(output)}
-        )
-    gradient_records = [
-        {"path": v.path, "layer": layer_of_variable(v.path), "value": _to_numpy(g)}
-        for v, g in zip(trainable, gradients)
-    ]
-    weights_finite = [
-        {"path": w.path, "finite": bool(np.isfinite(value).all())}
-        for w, value in zip(model.weights, state["weights"])
-    ]
-    train_loss, updated = None, []
+    # No probes: the loss must see the model's own output tensors (on TensorFlow it recovers
+    # the logits of a sigmoid/softmax output from them, as the compiled train step does).
+    recording = record_step(model, x, y, probes=False, loss_scale=loss_scale, update="never")
+    recording.notes = notes
+    for variable in recording.variables:
+        variable.updated = variable.updated_max = None
     if include_update:
-        train_loss = float(model.train_on_batch(x, y, return_dict=True)["loss"])
-        updated = [{"path": w.path, "value": np.array(_to_numpy(w))} for w in model.weights]
+        # The data is read before train_on_batch changes the weights.
+        tree = recording.to_tree()
+        recording = StepRecording.from_tree(tree)
+        recording.train_loss = float(model.train_on_batch(x, y, return_dict=True)["loss"])
+        recording.optimizer = type(model.optimizer).__name__
+        variables = list(model.trainable_variables) + list(model.non_trainable_variables)
+        for record, variable in zip(recording.variables, variables, strict=True):
+            record.updated = np.array(_to_numpy(variable))
+            record.updated_max = _max_abs(record.updated)
+    return inspection_of(recording)
+
+
+def _max_abs(array):
+    array = np.asarray(array)
+    if array.size == 0 or not np.issubdtype(array.dtype, np.floating):
+        return 0.0
+    return float(np.max(np.abs(array)))
+
+
+def inspection_of(recording):
+    """The data form of a `StepRecording` with compare's per-layer view added.
+
+    Args:
+        recording: A `StepRecording`.
+
+    Returns:
+        `recording.to_tree()` plus `layers` (the outermost model's layer calls in the order
+        they ran: `{"name", "class", "outputs"}`), `gradients` (`{"path", "layer", "value"}`
+        per trainable variable), `weights_finite` (`{"path", "finite"}` per variable, when the
+        step began) and `updated_weights` (`{"path", "value"}` after the update; empty
+        without one). The view holds the same arrays as the recording's data.
+    """
+    tree = recording.to_tree()
+    calls = [c for c in tree["calls"] if c["parent"] == 0]
+    variables = tree["variables"]
     return {
-        "layers": layer_records,
-        "loss": float(_to_numpy(loss)),
-        "gradients": gradient_records,
-        "weights_finite": weights_finite,
-        "train_loss": train_loss,
-        "updated_weights": updated,
-        "notes": notes,
+        **tree,
+        "layers": [
+            {"name": c["name"], "class": c["class"], "outputs": c["outputs"]} for c in calls
+        ],
+        "gradients": [
+            {"path": v["path"], "layer": layer_of_variable(v["path"]), "value": v["gradient"]}
+            for v in variables
+            if v["trainable"] and v["gradient"] is not None
+        ],
+        "weights_finite": [
+            {"path": v["path"], "finite": bool(math.isfinite(v["value_max"]))}
+            for v in variables
+        ],
+        "updated_weights": [
+            {"path": v["path"], "value": v["updated"]}
+            for v in variables
+            if v["updated"] is not None
+        ]
+        if tree["optimizer"] is not None
+        else [],
     }
-
-
-def _all_finite(arrays):
-    return all(np.isfinite(a).all() for a in arrays)
 
 
 def locate_nonfinite(inspection, step):
@@ -349,7 +293,8 @@ def locate_nonfinite(inspection, step):
 
     The stages are checked in the order they run: the weights the step starts from (made
     non-finite by the previous step's update), each layer's forward output, the loss, the
-    gradients (from the output layer back), and the update of this step.
+    gradients (from the output layer back), and the update of this step
+    (`xstable.inspection.first_nonfinite`), then the compiled train step's loss.
 
     Args:
         inspection: dict from `inspect_state`.
@@ -360,46 +305,55 @@ def locate_nonfinite(inspection, step):
         `"forward"`, `"loss"`, `"backward"`, `"none"` (every value finite: the non-finite
         loss of the run did not reproduce).
     """
-    for record in inspection["weights_finite"]:
-        if not record["finite"]:
-            return {
-                "step": step - 1,
-                "stage": "update",
-                "layer": layer_of_variable(record["path"]),
-                "detail": f"the update of step {step - 1} made {record['path']} non-finite",
-            }
-    for record in inspection["layers"]:
-        if not _all_finite(record["outputs"]):
-            return {
-                "step": step,
-                "stage": "forward",
-                "layer": record["name"],
-                "detail": f"output of layer {record['name']} ({record['class']}) is non-finite",
-            }
-    if not math.isfinite(inspection["loss"]):
+    recording = StepRecording.from_tree(inspection)
+    location = first_nonfinite(recording)
+    stage = None if location is None else location.stage
+    if stage == "forward" and location.tensor == "weight":
+        variable = next(v for v in recording.variables if not math.isfinite(v.value_max))
+        return {
+            "step": step - 1,
+            "stage": "update",
+            "layer": layer_of_variable(variable.path),
+            "detail": f"the update of step {step - 1} made {variable.path} non-finite",
+        }
+    if stage == "forward":
+        call = next(c for c in recording.calls if c.path == location.layer_path)
+        return {
+            "step": step,
+            "stage": "forward",
+            "layer": call.name,
+            "detail": f"output of layer {call.name} ({call.class_name}) is non-finite",
+        }
+    if stage == "loss":
         return {
             "step": step,
             "stage": "loss",
             "layer": None,
             "detail": "every layer output is finite; the loss is not",
         }
-    for record in reversed(inspection["gradients"]):
-        if not np.isfinite(record["value"]).all():
-            return {
-                "step": step,
-                "stage": "backward",
-                "layer": record["layer"],
-                "detail": f"gradient of {record['path']} is non-finite",
-            }
-    for record in inspection["updated_weights"]:
-        if not np.isfinite(record["value"]).all():
+    if stage == "backward":
+        bad = [v for v in recording.trainable if not math.isfinite(v.gradient_max)]
+        variable = next(
+            (v for v in reversed(bad) if v.owner == location.layer_path), bad[-1] if bad else None
+        )
+        return {
+            "step": step,
+            "stage": "backward",
+            "layer": None if variable is None else layer_of_variable(variable.path),
+            "detail": "the gradient with respect to the model output is non-finite"
+            if variable is None
+            else f"gradient of {variable.path} is non-finite",
+        }
+    # The optimizer's update, and what the forward pass wrote into non-trainable variables.
+    for variable in recording.variables:
+        if variable.updated_max is not None and not math.isfinite(variable.updated_max):
             return {
                 "step": step,
                 "stage": "update",
-                "layer": layer_of_variable(record["path"]),
-                "detail": f"the update of step {step} made {record['path']} non-finite",
+                "layer": layer_of_variable(variable.path),
+                "detail": f"the update of step {step} made {variable.path} non-finite",
             }
-    if inspection["train_loss"] is not None and not math.isfinite(inspection["train_loss"]):
+    if recording.train_loss is not None and not math.isfinite(recording.train_loss):
         return {
             "step": step,
             "stage": "loss",
@@ -447,17 +401,14 @@ def prediction_record(spec, initial_weights, x, full=True):
         predicted = model.predict(x, batch_size=spec.batch_size, verbose=0)
     else:
         predicted = model(first, training=False)
-    notes = []
-    layers, probe = _layer_probe(model, notes)
-    records = []
-    if probe is not None:
-        outputs = probe(first, training=False)
-        if len(probe.outputs) == 1:
-            outputs = [outputs]
-        records = [
-            {"name": layer.name, "class": type(layer).__name__, "outputs": _flat_arrays(out)}
-            for layer, out in zip(layers, outputs)
-        ]
+    notes, records = [], []
+    try:
+        records = inspection_of(record_step(model, first, training=False))["layers"]
+    except Exception as error:  # noqa: BLE001 - the outputs are still compared
+        notes.append(
+            f"per-layer outputs unavailable for this model ({type(error).__name__}: {error}); "
+            "comparing the outputs only"
+        )
     first_array = _flat_arrays(first)[0] if not isinstance(first, np.ndarray) else first
     all_rows = len(_flat_arrays(x)[0]) if not isinstance(x, np.ndarray) else len(x)
     return {

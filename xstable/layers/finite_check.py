@@ -538,7 +538,7 @@ class FiniteCheck(keras.layers.Layer):
 
 
 def _finite_checks(model):
-    from xstable.diagnosis._layer_tree import walk_layers
+    from xstable._layer_tree import walk_layers
 
     return [layer for _, layer, _ in walk_layers(model) if isinstance(layer, FiniteCheck)]
 

@@ -1,8 +1,9 @@
-"""The instrumented training step of `locate_nonfinite`, traced once per model and signature.
+"""The instrumented training step behind `record_step`, traced once per model and signature.
 
-One call computes everything the analysis needs: the forward pass with every layer call
-recorded, the loss, the per-row loss, and the gradients with respect to the weights and to
-zero probes on every layer input and output. On TensorFlow and JAX the step is traced into a
+One call computes everything a recording holds: the forward pass with every layer call
+recorded, the loss, the per-row loss, the gradients with respect to the weights and (with
+probes) to zero probes on every layer input and output, and the non-trainable variables'
+values after the forward pass (batch-normalization statistics). On TensorFlow and JAX the step is traced into a
 `tf.function` / `jax.jit` (the backend's default `fit` mode) and cached per model, so a
 repeated call costs one compiled run plus one small device-to-host copy: a vector with
 max|value| of every recorded tensor, gradient and weight. The full tensors stay on the
@@ -21,9 +22,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from xstable._layer_tree import is_floating, walk_layers
 from xstable.backend import CompiledFunction, value_and_probe_gradients
-from xstable.diagnosis._call_recorder import CallRecorder
-from xstable.diagnosis._layer_tree import is_floating, walk_layers
+from xstable.inspection._call_recorder import CallRecorder
 from xstable.layers.finite_check import suspend_checks
 
 __all__ = []
@@ -36,8 +37,14 @@ _MAX_PROGRAMS_PER_MODEL = 8
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def instrumented_step(model, x, y, sample_weight, loss_fn):
-    """Returns the (cached) `_StepProgram` for this model, batch signature and loss."""
+def instrumented_step(model, x, y, sample_weight, loss_fn, training=True, probes=True):
+    """Returns the (cached) `_StepProgram` for this model, batch signature and loss.
+
+    `probes=False` records no layer gradients, only the weights' ones, and leaves every
+    layer's output tensor as the layer returned it: a loss that reads the logits a
+    sigmoid/softmax output carries (TensorFlow's cross-entropies) then sees them as `fit`
+    does.
+    """
     trainable = list(model.trainable_variables)
     non_trainable = list(model.non_trainable_variables)
     # The traced step bakes in the layer tree and the variable list: a change in either
@@ -54,6 +61,8 @@ def instrumented_step(model, x, y, sample_weight, loss_fn):
         _signature(sample_weight),
         None if loss_fn is None else loss_fn[0],
         tuple(id(o) for o in loss_owner),
+        bool(training),
+        bool(probes),
     )
     programs = _PROGRAMS.get(model)
     if (
@@ -73,7 +82,9 @@ def instrumented_step(model, x, y, sample_weight, loss_fn):
     if program is None:
         if len(steps) >= _MAX_PROGRAMS_PER_MODEL:
             steps.pop(next(iter(steps)))
-        program = _StepProgram(model, trainable, non_trainable, loss_fn, loss_owner)
+        program = _StepProgram(
+            model, trainable, non_trainable, loss_fn, loss_owner, training, probes
+        )
         steps[signature] = program
     return program
 
@@ -121,8 +132,10 @@ def max_abs_vector(tensors):
 class _StepProgram:
     """The traced instrumented step of one model for one batch signature and loss."""
 
-    def __init__(self, model, trainable, non_trainable, loss_fn, loss_owner):
+    def __init__(self, model, trainable, non_trainable, loss_fn, loss_owner, training, probes):
         self._model = weakref.ref(model)
+        self.training = bool(training)
+        self.probes = bool(probes)
         self.trainable = trainable
         self.non_trainable = non_trainable
         self.loss_fn = loss_fn
@@ -130,6 +143,7 @@ class _StepProgram:
         variables = trainable + non_trainable
         self.checked_weights = [v for v in variables if is_floating(v)]
         self._checked_positions = [i for i, v in enumerate(variables) if is_floating(v)]
+        self.checked_non_trainable = [i for i, v in enumerate(non_trainable) if is_floating(v)]
         # Filled in while tracing: the call records (paths, nesting, order) and where each
         # maximum sits in the summary vector.
         self.records = None
@@ -138,8 +152,9 @@ class _StepProgram:
             self._step, variable_groups=[self.trainable, self.non_trainable]
         )
 
-    def run(self, x, y, sample_weight):
-        outputs = self.compiled(x, y, sample_weight)
+    def run(self, x, y, sample_weight, loss_scale=1.0):
+        scale = ops.convert_to_tensor(np.asarray(loss_scale, dtype="float32"))
+        outputs = self.compiled(x, y, sample_weight, scale)
         summary = np.asarray(ops.convert_to_numpy(outputs["summary"]), dtype=np.float64)
         return StepResult(self, outputs, summary)
 
@@ -181,8 +196,12 @@ class _StepProgram:
             return None
         return None
 
-    def _step(self, group_values, x, y, sample_weight):
-        """The step itself: runs eagerly, or while tracing (see `CompiledFunction`)."""
+    def _step(self, group_values, x, y, sample_weight, loss_scale):
+        """The step itself: runs eagerly, or while tracing (see `CompiledFunction`).
+
+        The gradients are those of `loss * loss_scale` (a `LossScaleOptimizer`'s scale, to
+        see the gradients its update sees); the loss returned is the unscaled one.
+        """
         trainable_values, non_trainable_values = group_values
         model = self._model()
         holder = {}
@@ -195,29 +214,40 @@ class _StepProgram:
             # FiniteCheck layers in the model would raise/count on the diagnostic step.
             with suspend_checks(), keras.StatelessScope(
                 state_mapping=mapping, collect_losses=True
-            ):
+            ) as scope:
                 with recorder:
-                    y_pred = model(x, training=True)
+                    y_pred = model(x, training=self.training)
                 loss = (
                     self._loss(model, x, y, sample_weight, y_pred)
                     if self.loss_fn is not None
                     else None
                 )
+                # What the forward pass wrote (moving statistics), else the value passed in.
+                after = [scope.get_current_value(v) for v in self.non_trainable]
             holder["records"] = recorder.records
             tensors = {
                 "inputs": [r.inputs for r in recorder.records],
                 "outputs": [r.outputs for r in recorder.records],
                 "y_pred": y_pred,
+                "loss": loss,
+                "non_trainable_after": [
+                    before if value is None else value
+                    for before, value in zip(non_trainable_values, after, strict=True)
+                ],
             }
-            return loss, tensors
+            if loss is None:
+                return None, tensors
+            return loss * ops.cast(loss_scale, loss.dtype), tensors
 
         if self.loss_fn is None:
-            loss, tensors = forward(list(trainable_values), None)
+            _, tensors = forward(list(trainable_values), None)
             weight_grads, probe_grads = [], []
         else:
-            loss, tensors, weight_grads, probe_grads = value_and_probe_gradients(
-                forward, trainable_values
+            _, tensors, weight_grads, probe_grads = value_and_probe_gradients(
+                lambda weights, make_probe: forward(weights, make_probe if self.probes else None),
+                trainable_values,
             )
+        loss = tensors["loss"]
         records = holder["records"]
         all_values = list(trainable_values) + list(non_trainable_values)
         groups = {
@@ -232,6 +262,9 @@ class _StepProgram:
             ],
             "weight_grads": weight_grads,
             "probe_grads": probe_grads,
+            "non_trainable_after": [
+                tensors["non_trainable_after"][i] for i in self.checked_non_trainable
+            ],
         }
         layout, position = {}, 0
         for name, group in groups.items():
@@ -256,6 +289,7 @@ class _StepProgram:
             "per_row": per_row,
             "weight_grads": weight_grads,
             "probe_grads": probe_grads,
+            "non_trainable_after": tensors["non_trainable_after"],
         }
 
 
@@ -265,6 +299,7 @@ class StepResult:
     def __init__(self, program, outputs, summary):
         records = program.records
         layout = program.layout
+        self.summary = summary
         self.records = records
         self.y_pred = outputs["tensors"]["y_pred"]
         self.inputs = outputs["tensors"]["inputs"]
@@ -293,3 +328,10 @@ class StepResult:
         self.out_grads = [[probe_grads[i] for i in r.output_probes] for r in records]
         self.in_grad_max = [probe_max[r.input_probes] for r in records]
         self.out_grad_max = [probe_max[r.output_probes] for r in records]
+
+        self.loss = outputs["loss"]
+        self.non_trainable = program.non_trainable
+        self.non_trainable_after = outputs["non_trainable_after"]
+        after_max = summary[slice(*layout["non_trainable_after"])]
+        self.non_trainable_after_max = np.zeros(len(program.non_trainable))
+        self.non_trainable_after_max[program.checked_non_trainable] = after_max

@@ -9,9 +9,12 @@ _SINGULAR_BACKWARD = (
 )
 
 
-def suggest_fix(stage, tensor, layer=None, magnitudes=()):
-    """Returns one line saying what most often fixes a non-finite value found here."""
-    kind = type(layer).__name__ if layer is not None else ""
+def suggest_fix(stage, tensor, layer_class=None, magnitudes=()):
+    """Returns one line saying what most often fixes a non-finite value found here.
+
+    `layer_class` is the class name of the layer found responsible, if any.
+    """
+    kind = layer_class or ""
     largest = max((value for _, value in magnitudes), default=0.0)
     if stage == "input":
         return (
@@ -45,7 +48,7 @@ def suggest_fix(stage, tensor, layer=None, magnitudes=()):
             "the loss accepts)."
         )
     if stage == "backward":
-        if layer is None:
+        if layer_class is None:
             return (
                 "The loss has an infinite derivative at these predictions (e.g. log(p) at p=0, "
                 "sqrt at 0): use a loss computed from logits or clip its argument."

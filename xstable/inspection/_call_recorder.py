@@ -17,7 +17,7 @@ import weakref
 
 import keras
 
-from xstable.diagnosis._layer_tree import is_floating, walk_layers
+from xstable._layer_tree import is_floating, walk_layers
 
 __all__ = []
 
@@ -28,6 +28,8 @@ class CallRecord:
     def __init__(self, index, path, layer, parent):
         self.index = index
         self.path = path
+        self.name = layer.name
+        self.class_name = type(layer).__name__
         self._layer = weakref.ref(layer)
         self.parent = parent
         self.end_order = None

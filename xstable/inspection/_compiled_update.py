@@ -1,4 +1,4 @@
-"""The optimizer update of `locate_nonfinite`'s step, traced once per optimizer and weights.
+"""The optimizer update of `record_step`, traced once per optimizer and weights.
 
 Computes the weights one optimizer step would produce from given gradients, leaving the
 optimizer and the weights untouched, and max|new weight| of each in one vector:
@@ -21,8 +21,8 @@ from keras import ops
 
 from xstable import backend
 from xstable.backend import CompiledFunction, variable_values
-from xstable.diagnosis._instrumented_step import max_abs_vector
-from xstable.diagnosis._optimizer_step import apply_update_without_side_effects
+from xstable.inspection._instrumented_step import max_abs_vector
+from xstable.inspection._optimizer_step import apply_update_without_side_effects
 
 __all__ = []
 

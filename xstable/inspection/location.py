@@ -1,4 +1,4 @@
-"""The answer of `locate_nonfinite`: where in one training step the first NaN/Inf arose."""
+"""The answer of `first_nonfinite` and `locate_nonfinite`: where the first NaN/Inf arose."""
 
 import dataclasses
 
