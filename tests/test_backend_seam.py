@@ -70,3 +70,50 @@ def test_the_check_ignores_names_that_only_look_alike(tmp_path):
 
 def test_the_seam_itself_is_where_the_frameworks_are_imported():
     assert _offending_lines(_SEAM, skip=None), "xstable/backend/ should hold the imports"
+
+
+# ---- the interface, on the backend of this process ----------------------------------------
+
+
+def test_the_seam_serves_the_backend_keras_runs_on():
+    import keras
+
+    from xstable import backend
+
+    assert backend.NAME == keras.config.backend()
+    missing = [name for name in backend.__all__ if not hasattr(backend, name)]
+    assert missing == []
+    flags = [name for name in backend.__all__ if name.isupper() and name != "NAME"]
+    assert all(isinstance(getattr(backend, name), bool) for name in flags)
+
+
+def test_the_backend_norm_and_scale_equal_the_keras_ops_forms():
+    import keras
+    import numpy as np
+
+    from tests.helpers import assert_matches_reference, to_numpy
+    from xstable import backend
+    from xstable.backend import _portable
+
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(size=shape).astype("float32") for shape in ((64, 32), (32,), (7, 3))]
+    grads = [keras.ops.convert_to_tensor(a) for a in arrays] + [None]
+    reference = np.sqrt(sum(float((a.astype(np.float64) ** 2).sum()) for a in arrays))
+    assert_matches_reference(backend.global_norm(grads), reference, "float32", what="seam")
+    assert_matches_reference(_portable.global_norm(grads), reference, "float32", what="ops")
+    for bad in (np.inf, np.nan):
+        broken = grads[:1] + [keras.ops.convert_to_tensor(np.array([bad], "float32"))]
+        assert np.isnan(to_numpy(backend.global_norm(broken))) == np.isnan(bad)
+        assert not np.isfinite(to_numpy(backend.global_norm(broken)))
+    scale = keras.ops.convert_to_tensor(np.float32(0.5))
+    scaled = backend.scale_all(grads, scale)
+    assert scaled[-1] is None
+    for got, want in zip(scaled[:-1], _portable.scale_all(grads, scale)[:-1], strict=True):
+        np.testing.assert_array_equal(to_numpy(got), to_numpy(want))
+
+
+def test_a_backend_without_a_compiled_form_is_named_in_the_error():
+    from xstable.backend import _portable
+
+    with pytest.raises(ValueError, match=r"Received: backend='"):
+        _portable.CompiledFunction(lambda values: values)
