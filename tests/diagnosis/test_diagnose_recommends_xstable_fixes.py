@@ -90,3 +90,10 @@ def test_output_far_from_targets_recommends_rescaling_or_the_prior_logit():
     )[0]
     p = labels.mean()
     np.testing.assert_allclose(finding.evidence["prior_logit"], np.log(p / (1 - p)), rtol=1e-5)
+    assert finding.fix == "output kernel = 0, output bias = logit of the label prior"
+    # Applied as it says, every row starts at the prior and the finding is gone.
+    output = classifier.layers[-1]
+    output.kernel.assign(keras.ops.zeros(output.kernel.shape))
+    output.bias.assign([finding.evidence["prior_logit"]])
+    report = diagnose(classifier, x, labels, training_step=False)
+    assert "output-far-from-targets" not in report.codes

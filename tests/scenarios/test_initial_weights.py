@@ -29,6 +29,20 @@ def test_kernels_are_numpy_glorot_and_the_rest_is_kept():
     assert_matches_reference(weights[3], [10.0], "exact", what="assigned bias")
 
 
+def test_zero_initialized_kernels_are_kept_and_take_no_draw():
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(4),
+            keras.layers.Dense(1, kernel_initializer="zeros", bias_initializer="ones"),
+        ]
+    )
+    weights = portable_initial_weights(model, seed=5)
+    assert_matches_reference(weights[0], _reference(5, [(3, 4)])[0], "exact", what="kernel")
+    assert_matches_reference(weights[2], np.zeros((4, 1)), "exact", what="zero kernel")
+    assert_matches_reference(weights[3], [1.0], "exact", what="bias as built")
+
+
 def test_other_kernel_initializers_are_refused():
     model = keras.Sequential(
         [keras.Input((2,)), keras.layers.Dense(2, kernel_initializer="he_normal")]

@@ -5,6 +5,7 @@ import pytest
 from xstable.layers import AutoScale
 from xstable.optimizers import GuardedOptimizer
 from xstable.scenarios import xstable_fixes as fixes
+from xstable.scenarios.initial_weights import portable_weights_for_spec
 from xstable.training import TrainingSpec
 
 
@@ -55,6 +56,12 @@ def test_classification_fix_trains_logits_from_the_prior():
     output = model.layers[-1]
     assert output.activation is keras.activations.linear
     np.testing.assert_allclose(keras.ops.convert_to_numpy(output.bias), [np.log(0.75 / 0.25)])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(output.kernel), np.zeros((2, 1)))
+    # The portable weights the scenarios start from keep that start: every row at the prior.
+    model.set_weights(portable_weights_for_spec(spec))
+    x, y = _data()
+    logits = keras.ops.convert_to_numpy(model(x))
+    np.testing.assert_allclose(logits, np.full((4, 1), np.log(0.75 / 0.25)), rtol=1e-6)
     args = spec.make_compile_args()
     assert isinstance(args["loss"], keras.losses.BinaryCrossentropy)
     assert args["loss"].get_config()["from_logits"]
@@ -68,3 +75,19 @@ def test_bad_arguments_are_refused():
         fixes.apply_fix("spec", "name", fixes.XstableFix(("a",)))
     with pytest.raises(TypeError, match="`fix` must be an `XstableFix`"):
         fixes.apply_fix(_spec(), "name", {"auto_scale": {}})
+
+
+def test_starting_at_the_prior_needs_a_dense_output():
+    def build():
+        return keras.Sequential(
+            [keras.Input((2,)), keras.layers.Dense(1), keras.layers.Activation("sigmoid")]
+        )
+
+    spec = TrainingSpec(
+        "base", build, _data, lambda: {"optimizer": "sgd", "loss": "binary_crossentropy"}
+    )
+    fixed = fixes.apply_fix(
+        spec, "prior", fixes.XstableFix(("a",), start_at_trivial=True, logits=True)
+    )
+    with pytest.raises(TypeError, match="needs a `Dense` output layer"):
+        fixed.build_model()

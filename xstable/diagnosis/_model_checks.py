@@ -515,8 +515,12 @@ def check_output_start(facts, model, x_sample, y_sample):
         prior = min(max(mean, 1e-7), 1 - 1e-7)
         logit = float(np.log(prior / (1 - prior)))
         evidence["prior_logit"] = logit
-        fix = "output bias = logit of the label prior"
-        example = f"model.layers[-1].bias.assign([{logit:.4g}])  # log(p / (1 - p)), p = mean(y)"
+        fix = "output kernel = 0, output bias = logit of the label prior"
+        example = (
+            "output = model.layers[-1]; output.kernel.assign(keras.ops.zeros(output.kernel.shape)); "
+            f"output.bias.assign([{logit:.4g}])  # log(p / (1 - p)), p = mean(y): every row "
+            "starts at the prior"
+        )
     else:
         fix = "keras.layers.Rescaling"
         example = (

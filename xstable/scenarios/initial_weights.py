@@ -5,7 +5,8 @@ different Glorot draws on TensorFlow, PyTorch and JAX. A scenario that goes NaN 
 and not on another would then say nothing about the backends' numerics. These functions draw
 every `Dense` kernel from NumPy with the distribution Keras uses by default
 (Glorot uniform: U(-l, l), l = sqrt(6 / (fan_in + fan_out))) and keep every other weight as the
-model built it (zero biases, a bias the scenario assigned, layer state with a fixed start).
+model built it (zero biases, a bias the scenario assigned, a kernel initialized to zeros, layer
+state with a fixed start).
 """
 
 import keras
@@ -26,6 +27,8 @@ def _dense_layers(model):
 def portable_initial_weights(model, seed=0):
     """Returns the model's weights with every Dense kernel redrawn by NumPy (Glorot uniform).
 
+    Kernels initialized to zeros (the same on every backend) are kept as built.
+
     Args:
         model: built `keras.Model`.
         seed: int, seed of the NumPy generator; kernels are drawn in `model.weights` order.
@@ -36,7 +39,7 @@ def portable_initial_weights(model, seed=0):
 
     Raises:
         TypeError: If `model` is not a `keras.Model`.
-        ValueError: If a Dense kernel uses another initializer than Glorot uniform (its
+        ValueError: If a Dense kernel uses another initializer than Glorot uniform or zeros (its
             distribution cannot be reproduced here; give the layer Keras's default or extend
             this function).
 
@@ -54,11 +57,13 @@ def portable_initial_weights(model, seed=0):
     kernels = {}
     for layer in _dense_layers(model):
         initializer = layer.kernel_initializer
+        if type(initializer) is keras.initializers.Zeros:
+            continue  # zeros on every backend: kept as built
         if type(initializer) is not keras.initializers.GlorotUniform:
             raise ValueError(
                 f"Layer {layer.name!r} initializes its kernel with "
                 f"{type(initializer).__name__}; only GlorotUniform (Keras's Dense default) "
-                "is reproduced in NumPy. Received: kernel_initializer="
+                "is reproduced in NumPy, and Zeros kept as built. Received: kernel_initializer="
                 f"{type(initializer).__name__}."
             )
         kernels[id(layer.kernel)] = layer.kernel

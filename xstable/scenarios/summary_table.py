@@ -169,7 +169,9 @@ def render_compact_table(results):
     """README's table: one row per scenario, failure / document fix / xstable fix.
 
     A cell shows the outcome and final loss (as a multiple of the trivial loss) once where
-    every backend agrees, else `TensorFlow / PyTorch / JAX`.
+    every backend agrees, else `TensorFlow / PyTorch / JAX`. An xstable fix that ends above
+    its document fix (`compare_to_document` says `"no"`) on some backend says so in its cell,
+    naming the backends when not all.
 
     Args:
         results: iterable of `RunResult` from `xstable.scenarios.run` (any backends).
@@ -188,9 +190,24 @@ def render_compact_table(results):
             for kind in _COMPACT_KINDS
         ]
         if row[2] != "-":
-            row[2] = f"**{row[2]}**"
+            row[2] = f"**{row[2]}**" + _above_document_mark(cells, scenario, backends)
         lines.append(f"| `{scenario}` | " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def _above_document_mark(cells, scenario, backends):
+    """`" (above the document fix)"`, with the backends when not all, or `""`."""
+    above = []
+    for backend in backends:
+        mine = cells.get((scenario, "xstable_fix", backend))
+        theirs = cells.get((scenario, "document_fix", backend))
+        if mine is not None and theirs is not None and compare_to_document(mine, theirs) == "no":
+            above.append(backend)
+    if not above:
+        return ""
+    if len(above) == len(backends):
+        return " (above the document fix)"
+    return f" (above the document fix on {', '.join(_BACKEND_LABELS[b] for b in above)})"
 
 
 def replace_marked_block(text, name, block):

@@ -10,8 +10,9 @@ scenario's stress variant) and applies, as one declared `XstableFix`, the fixes 
 - `logits`: a linear output with `keras.losses.BinaryCrossentropy(from_logits=True)`
   (`custom-loss` of a sigmoid output, `probability-output-crossentropy`);
 - `start_at_trivial`: the model starts at the trivial predictor, through a
-  `keras.layers.Rescaling(std(y), mean(y))` output for regression or the label prior's logit
-  as output bias for classification (`output-far-from-targets`);
+  `keras.layers.Rescaling(std(y), mean(y))` output for regression, or for classification an
+  output layer whose kernel starts at zero and whose bias is the label prior's logit, so that
+  every row starts at the prior's loss exactly (`output-far-from-targets`);
 - `learning_rate`: the rate `diagnose` suggests (`learning-rate-too-large`,
   `sgd-step-too-large`), same optimizer;
 - `guard`: the optimizer wrapped in `GuardedOptimizer(**guard)` (the same findings).
@@ -48,7 +49,8 @@ class XstableFix:
         logits: bool, drop the output activation and train with Keras's binary
             cross-entropy of logits.
         start_at_trivial: bool, start the model at the trivial predictor (a `Rescaling`
-            output for regression, the prior's logit as output bias with `logits`).
+            output for regression; with `logits`, a zero output kernel and the prior's logit
+            as output bias).
         learning_rate: float or `None`, the optimizer's new learning rate (same optimizer).
         guard: dict or `None`, arguments of `GuardedOptimizer` wrapped around the optimizer.
     """
@@ -86,7 +88,7 @@ class XstableFix:
                 "xstable: the model starts at the trivial predictor (diagnose "
                 "`output-far-from-targets`): "
                 + (
-                    "output bias = logit of the label prior"
+                    "output kernel = 0, output bias = logit of the label prior"
                     if self.logits
                     else "`keras.layers.Rescaling(std(y), mean(y))` after the output"
                 )
@@ -119,16 +121,36 @@ def _sequential_layers(model, spec):
     return list(model.layers)
 
 
+def _prior_output(output, y):
+    """A copy of the `Dense` output layer that predicts the label prior for every row.
+
+    A bias at the prior's logit alone leaves the kernel's random start, whose spread around
+    that logit costs more than the prior's loss; with labels that carry little signal the
+    few steps of a short run do not win it back. A zero kernel starts every row at the
+    prior exactly and still learns: its gradient is `mean((p - y) * h)`.
+    """
+    if not isinstance(output, keras.layers.Dense):
+        raise TypeError(
+            "Starting a classifier at the label prior needs a `Dense` output layer. "
+            f"Received: output layer of type {type(output).__name__}."
+        )
+    prior = float(np.clip(np.mean(y), _PRIOR_MARGIN, 1.0 - _PRIOR_MARGIN))
+    config = output.get_config()
+    config.update(
+        kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant(np.log(prior / (1.0 - prior))),
+    )
+    return keras.layers.Dense.from_config(config)
+
+
 def _build_model(spec, fix):
     model = spec.build_model()
     layers = _sequential_layers(model, spec)
     x, y = spec.make_data()
-    output = layers[-1]
     if fix.logits:
-        output.activation = keras.activations.linear
+        layers[-1].activation = keras.activations.linear
     if fix.start_at_trivial and fix.logits:
-        prior = float(np.clip(np.mean(y), _PRIOR_MARGIN, 1.0 - _PRIOR_MARGIN))
-        output.bias.assign(np.full(output.bias.shape, np.log(prior / (1.0 - prior)), "float32"))
+        layers[-1] = _prior_output(layers[-1], y)
     if fix.auto_scale is not None:
         scale = AutoScale(**fix.auto_scale)
         scale.adapt(x)
