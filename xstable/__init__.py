@@ -8,7 +8,7 @@ Modules:
     losses: SafeBinaryCrossentropy, SafeCategoricalCrossentropy, SafeLoss, to_logits_model, ...
     optimizers: GuardedOptimizer (clipping, adaptive clipping, skipping non-finite steps).
     layers: FiniteCheck, insert_finite_checks, AutoScale.
-    callbacks: NaNSentinel.
+    callbacks: StabilityMonitor (NaN, inf and loss spikes: raise, warn, count or recover).
     diagnosis: diagnose, locate_nonfinite.
     inspection: record_step, first_nonfinite (one training step recorded as data).
     training: TrainingSpec, run_spec (pinned batch order, per-step losses).

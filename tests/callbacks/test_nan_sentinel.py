@@ -319,9 +319,7 @@ def test_a_step_the_guard_skipped_is_not_a_nonfinite_metric(tmp_path):
 
     x = np.ones((16, 3), "float32")
     y = np.zeros((16, 1), "float32")
-    model = keras.Sequential(
-        [keras.Input((3,)), keras.layers.Dense(1, kernel_initializer="zeros")]
-    )
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, kernel_initializer="zeros")])
     optimizer = xstable.optimizers.GuardedOptimizer("sgd")
     model.compile(
         optimizer=optimizer,

@@ -89,9 +89,7 @@ def test_restores_weights_and_optimizer_slots_bit_identical_and_lowers_the_rate(
 
     check = keras.callbacks.LambdaCallback(on_train_batch_end=after_monitor)
     rate_before = float(to_numpy(model.optimizer.learning_rate))
-    model.fit(
-        x, y, batch_size=32, epochs=1, verbose=0, shuffle=False, callbacks=[monitor, check]
-    )
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False, callbacks=[monitor, check])
     assert monitor.recoveries == 1 and monitor.events[0]["batch"] == 3, monitor.events
     kept_model, kept_optimizer = seen["kept"]
     weights, slots, paths = seen["restored"]
@@ -231,7 +229,12 @@ def test_a_raising_finite_check_leaves_the_last_good_state(run_eagerly):
     model.compile(keras.optimizers.SGD(0.01), "mse", run_eagerly=run_eagerly)
     with pytest.raises(NonFiniteError, match="FiniteCheck `check`"):
         model.fit(
-            x, y, batch_size=32, epochs=1, verbose=0, shuffle=False,
+            x,
+            y,
+            batch_size=32,
+            epochs=1,
+            verbose=0,
+            shuffle=False,
             callbacks=[StabilityMonitor(verbose=0)],
         )
     assert _finite(model)

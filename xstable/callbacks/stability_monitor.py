@@ -482,9 +482,10 @@ class StabilityMonitor(keras.callbacks.Callback):
                 "before under a loss that left a non-finite sample out of its value)"
             )
         loss_object = getattr(self.model, "loss", None)
-        if getattr(loss_object, "invalid_targets", None) == "mask" or type(
-            loss_object
-        ).__name__ == "SafeLoss":
+        if (
+            getattr(loss_object, "invalid_targets", None) == "mask"
+            or type(loss_object).__name__ == "SafeLoss"
+        ):
             what += (
                 f" ({type(loss_object).__name__} is NaN for a batch whose samples were all "
                 "left out: every target invalid, or every sample's loss non-finite; a "
@@ -659,9 +660,7 @@ class StabilityMonitor(keras.callbacks.Callback):
         self.report = _report.jsonable(report)
         self.report_text = _report.format_report_text(self.report)
         if self.report_dir is not None:
-            self.report_paths = _report.write_report(
-                self.report_dir, self.report, self.report_text
-            )
+            self.report_paths = _report.write_report(self.report_dir, self.report, self.report_text)
 
     def _describe_restore(self, failing_step):
         state = self._state

@@ -29,7 +29,7 @@ def suggest_fix(stage, tensor, layer_class=None, magnitudes=()):
         if tensor == "weight":
             return (
                 "The weights are already non-finite: restore the last good weights (e.g. "
-                "xstable.callbacks.NaNSentinel) and lower the learning rate or clip gradients."
+                "xstable.callbacks.StabilityMonitor) and lower the learning rate or clip gradients."
             )
         if largest > 1e30 or kind in ("Dense", "Conv1D", "Conv2D", "Conv3D", "EinsumDense"):
             return (

@@ -3,7 +3,13 @@
 from xstable import _validation
 from xstable._validation import check_bool, check_int
 
-__all__ = ["check_bool", "check_int", "check_invalid_targets", "check_label_smoothing", "check_name"]
+__all__ = [
+    "check_bool",
+    "check_int",
+    "check_invalid_targets",
+    "check_label_smoothing",
+    "check_name",
+]
 
 INVALID_TARGET_POLICIES = ("mask", "nan")
 

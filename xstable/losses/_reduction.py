@@ -52,7 +52,12 @@ def count_complement(mask, count_of_mask):
 
 
 def reduce_masked(
-    values, valid, sample_weight, reduction, count_of_valid=None, undefined_if_empty=None,
+    values,
+    valid,
+    sample_weight,
+    reduction,
+    count_of_valid=None,
+    undefined_if_empty=None,
     probe=None,
 ):
     """Reduces per-sample `values` as Keras does, leaving out entries where `valid` is False.
@@ -84,8 +89,9 @@ def reduce_masked(
     total = ops.sum(weighted)
     if reduction == "sum":
         return total
-    result, empty = _mean(total, weights, values, valid, reduction, sample_weight, dtype,
-                          count_of_valid)
+    result, empty = _mean(
+        total, weights, values, valid, reduction, sample_weight, dtype, count_of_valid
+    )
     if undefined_if_empty is None or valid is None:
         return result
     if empty is None:
@@ -123,9 +129,7 @@ def _mean(total, weights, values, valid, reduction, sample_weight, dtype, count_
         divisor = float(size) if size is not None else ops.cast(ops.size(values), dtype)
     else:
         divisor = count(valid) if count_of_valid is None else count_of_valid
-        if keras.backend.standardize_dtype(divisor.dtype) != keras.backend.standardize_dtype(
-            dtype
-        ):
+        if keras.backend.standardize_dtype(divisor.dtype) != keras.backend.standardize_dtype(dtype):
             divisor = ops.cast(divisor, dtype)
         counts_entries = True
     # Under data parallelism the shards hold different numbers of valid samples: divide by

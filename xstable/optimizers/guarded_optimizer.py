@@ -61,9 +61,7 @@ non-finite steps without a limit, or on_max_skips="replace" or "count"."""
 
 
 def _check_positive_number(name, value, allow_none=True):
-    return _validation.check_number(
-        name, value, 0.0, low_inclusive=False, allow_none=allow_none
-    )
+    return _validation.check_number(name, value, 0.0, low_inclusive=False, allow_none=allow_none)
 
 
 def _check_on_max_skips(on_max_skips):

@@ -181,11 +181,11 @@ EXAMPLES = (
         xstable_fix=FixCase(
             _BIAS_FIX,
             changes=("ours: output bias forced to 20 as in the stress variant",),
-            expected=expect("stalled"),
         ),
-        xstable_fix_note="Not `ok`: one epoch is 4 steps on labels drawn at random, independent "
-        "of x; starting from the prior's logit and training on logits, the fix ends closest to "
-        "the prior's loss, but no variant (the document's fix included) gets below it.",
+        xstable_fix_note="`ok` by a narrow margin (0.9999x the prior's loss): the labels are "
+        "drawn at random, independent of x, and one epoch is 4 steps, so the best any model can "
+        "do is the label prior; the fix starts every row there (zero output kernel, bias at the "
+        "prior's logit) and stays there, while the document's fix ends 1.28x above it.",
     ),
     SeedExample(
         id="in_range_data.log_loss_rmsprop",
