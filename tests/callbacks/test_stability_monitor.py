@@ -341,3 +341,33 @@ def test_a_warning_guard_warns_through_the_monitor_and_training_goes_on():
     assert len(given_up) == 1, [str(w.message) for w in caught]
     assert len(history.history["loss"]) == 2 and monitor.events == []
     assert _finite(model)
+
+
+def test_a_snapshot_refresh_keeps_one_host_copy_and_never_a_non_finite_one():
+    import tracemalloc
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((64,))] + [keras.layers.Dense(64) for _ in range(4)] + [keras.layers.Dense(1)]
+    )
+    model.compile(keras.optimizers.Adam(1e-3), "mse")
+    x = np.random.default_rng(0).normal(size=(64, 64)).astype("float32")
+    monitor = StabilityMonitor(verbose=0)
+    model.fit(x, x[:, :1], batch_size=64, epochs=1, verbose=0, callbacks=[monitor])
+    kept_weights, kept_slots = monitor.last_good_state
+    size = sum(v.nbytes for v in kept_weights + kept_slots)
+    del kept_weights, kept_slots
+
+    tracemalloc.start()
+    before, _ = tracemalloc.get_traced_memory()
+    assert monitor._take_snapshot(model)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    # Refreshed in place: at most a variable's temporary, not a second copy of the state.
+    assert peak - before < 0.5 * size, (peak - before, size)
+
+    good = [v.copy() for v in monitor.last_good_state[0]]
+    model.layers[0].kernel.assign(np.full((64, 64), np.nan, "float32"))
+    assert not monitor._take_snapshot(model)
+    for kept, before_nan in zip(monitor.last_good_state[0], good, strict=True):
+        assert kept.tobytes() == before_nan.tobytes()

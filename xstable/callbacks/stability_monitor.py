@@ -34,23 +34,11 @@ To find the first layer that goes non-finite on a batch, run \
 class _State:
     """A host copy of the model's and the optimizer's variables, taken after a good step."""
 
-    def __init__(self, model_values, optimizer_values, epoch, step, unchecked=()):
+    def __init__(self, model_values, optimizer_values, epoch, step):
         self.model_values = model_values
         self.optimizer_values = optimizer_values
         self.epoch = epoch
         self.step = step
-        self._unchecked = unchecked  # indices of optimizer values that may be NaN
-
-    def all_finite(self):
-        """Whether every floating value is finite: on the host copy, no device read."""
-        optimizer_values = [
-            v for i, v in enumerate(self.optimizer_values) if i not in self._unchecked
-        ]
-        return all(
-            np.isfinite(value).all()
-            for value in self.model_values + optimizer_values
-            if np.issubdtype(value.dtype, np.floating)
-        )
 
 
 class _Failure:
@@ -68,6 +56,19 @@ def _host_copy(variable):
     # np.array copies: torch's and JAX's CPU tensors would otherwise share the buffer that
     # the next step overwrites (torch) or donates (JAX).
     return np.array(ops.convert_to_numpy(variable.value), copy=True)
+
+
+def _host_value_is_finite(variable):
+    value = ops.convert_to_numpy(variable.value)
+    return not np.issubdtype(value.dtype, np.floating) or bool(np.isfinite(value).all())
+
+
+def _same_layout(kept_values, variables):
+    return len(kept_values) == len(variables) and all(
+        kept.shape == tuple(variable.shape)
+        and kept.dtype == np.dtype(keras.backend.standardize_dtype(variable.dtype))
+        for kept, variable in zip(kept_values, variables, strict=True)
+    )
 
 
 def _all_finite(values):
@@ -268,10 +269,14 @@ class StabilityMonitor(keras.callbacks.Callback):
 
     @property
     def last_good_state(self):
-        """The host copy restored at a failure: `(model_values, optimizer_values)` or None."""
+        """A copy of the state restored at a failure: `(model_values, optimizer_values)`
+        (lists of NumPy arrays), or None. The monitor refreshes its own copy in place."""
         if self._state is None:
             return None
-        return self._state.model_values, self._state.optimizer_values
+        return (
+            [value.copy() for value in self._state.model_values],
+            [value.copy() for value in self._state.optimizer_values],
+        )
 
     def set_model(self, model):
         super().set_model(model)
@@ -695,21 +700,43 @@ class StabilityMonitor(keras.callbacks.Callback):
         return list(model.optimizer.variables) if self._include_optimizer else []
 
     def _take_snapshot(self, model):
-        """Keeps a host copy of the state if it is finite; returns whether it was."""
+        """Keeps a host copy of the state if it is finite; returns whether it was.
+
+        The state is checked first, one variable at a time, so that a non-finite state never
+        replaces the kept one; a kept copy of the same layout is then refreshed in place, so
+        that the host holds one copy of the state, not two.
+        """
+        model_variables = self._model_variables(model)
         optimizer_variables = self._optimizer_variables(model)
         # A guard's last gradient norm is NaN after a skipped step: a diagnostic, not state.
         diagnostics = set() if self._guard is None else {id(self._guard.grad_norm)}
-        state = _State(
-            [_host_copy(v) for v in self._model_variables(model)],
+        unchecked = {i for i, v in enumerate(optimizer_variables) if id(v) in diagnostics}
+        self._good_since_snapshot = 0
+        checked = model_variables + [
+            v for i, v in enumerate(optimizer_variables) if i not in unchecked
+        ]
+        if not all(_host_value_is_finite(v) for v in checked):
+            return False
+        state = self._state
+        if (
+            state is not None
+            and _same_layout(state.model_values, model_variables)
+            and (_same_layout(state.optimizer_values, optimizer_variables))
+        ):
+            for kept, variable in zip(
+                state.model_values + state.optimizer_values,
+                model_variables + optimizer_variables,
+                strict=True,
+            ):
+                np.copyto(kept, ops.convert_to_numpy(variable.value))
+            state.epoch, state.step = self._epoch, self._step
+            return True
+        self._state = _State(
+            [_host_copy(v) for v in model_variables],
             [_host_copy(v) for v in optimizer_variables],
             self._epoch,
             self._step,
-            {i for i, v in enumerate(optimizer_variables) if id(v) in diagnostics},
         )
-        self._good_since_snapshot = 0
-        if not state.all_finite():
-            return False
-        self._state = state
         return True
 
     def _restore(self, model):
