@@ -4,7 +4,7 @@ Everything else in xstable is written with `keras.ops` and public `keras.*`, and
 module for what those cannot express: compiling a function, gradients outside `fit`, whether
 a value can be read on the host now, `tf.distribute` replicas, devices. Keras picks its backend
 once, at import (`KERAS_BACKEND`); so does this module, which exposes the functions of
-`xstable/backend/{tensorflow,torch,jax}.py` under one interface. On another Keras backend
+`xstable/backend/{_tensorflow,_torch,_jax}.py` under one interface. On another Keras backend
 (numpy, openvino) the `keras.ops` forms of `_portable.py` apply, and the diagnostics that need
 autodiff or compilation raise a `ValueError` naming the backend.
 
@@ -26,11 +26,11 @@ import keras
 
 NAME = keras.config.backend()
 if NAME == "tensorflow":
-    from xstable.backend import tensorflow as _active
+    from xstable.backend import _tensorflow as _active
 elif NAME == "torch":
-    from xstable.backend import torch as _active
+    from xstable.backend import _torch as _active
 elif NAME == "jax":
-    from xstable.backend import jax as _active
+    from xstable.backend import _jax as _active
 else:
     from xstable.backend import _portable as _active
 
